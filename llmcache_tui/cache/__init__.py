@@ -1,0 +1,1 @@
+"""The cache contract: keys, per-request policy, stored entries and the backends."""

@@ -1,0 +1,181 @@
+"""The backend interface shared by the proxy and the terminal app.
+
+Public methods do the shared work once (default TTL, error translation, operation
+counters); each backend implements the underscore primitives. Optional abilities are
+class flags that the terminal app reads to decide what to offer.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar
+
+
+class CacheBackendError(Exception):
+    """A cache operation failed; the message is safe to show (no secrets)."""
+
+
+class UnsupportedCacheType(CacheBackendError):
+    """The config asks for a cache type this version cannot run."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """One key as listed by ``scan``: remaining TTL in seconds (None: no expiry) and size."""
+
+    key: str
+    ttl: float | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPage:
+    """A page of keys; ``cursor`` is where the next page starts, ``None`` when done.
+
+    ``scanned`` counts the entries examined for this page (matches or not), so a filtered
+    scan can say honestly how far it got; ``total`` is the backend's count, if cheap.
+    """
+
+    keys: list[KeyInfo]
+    cursor: str | None
+    scanned: int
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStats:
+    """What a backend can say about itself cheaply."""
+
+    entries: int | None = None
+    bytes_used: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class CacheBackend(ABC):
+    """A key-value store of encoded cache entries, with browsing."""
+
+    cache_type: ClassVar[str]
+    #: entries live in this process only (the TUI must say so)
+    process_local: ClassVar[bool] = False
+    can_edit_ttl: ClassVar[bool] = True
+    can_report_size: ClassVar[bool] = True
+    can_search_similar: ClassVar[bool] = False
+
+    def __init__(self, *, default_ttl: float | None = None) -> None:
+        self.default_ttl = default_ttl
+        self.errors = 0
+
+    # -- required core -------------------------------------------------------------
+    async def get(self, key: str) -> bytes | None:
+        try:
+            return await self._get(key)
+        except Exception as exc:
+            raise self._failure("get", exc) from exc
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        ttl = self.default_ttl if ttl is None else ttl
+        try:
+            await self._set(key, value, ttl)
+        except Exception as exc:
+            raise self._failure("set", exc) from exc
+
+    async def delete(self, keys: Iterable[str]) -> int:
+        """Delete keys; return how many existed."""
+        keys = list(keys)
+        if not keys:
+            return 0
+        try:
+            return await self._delete(keys)
+        except Exception as exc:
+            raise self._failure("delete", exc) from exc
+
+    async def ping(self) -> bool:
+        try:
+            return await self._ping()
+        except Exception as exc:
+            raise self._failure("ping", exc) from exc
+
+    async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
+        """Release connections and files; safe to call twice."""
+
+    # -- browsing --------------------------------------------------------------------
+    async def scan(self, match: str = "*", cursor: str | None = None, count: int = 500) -> ScanPage:
+        """Examine about ``count`` entries from ``cursor`` and return those matching ``match``."""
+        try:
+            return await self._scan(match or "*", cursor, max(1, count))
+        except Exception as exc:
+            raise self._failure("scan", exc) from exc
+
+    async def ttl(self, key: str) -> float | None:
+        """Remaining seconds to live; ``None`` for no expiry. Raises KeyError if absent."""
+        try:
+            return await self._ttl(key)
+        except KeyError:
+            raise
+        except Exception as exc:
+            raise self._failure("ttl", exc) from exc
+
+    async def expire(self, key: str, ttl: float | None) -> bool:
+        """Set a new TTL (``None``: never expire); False if the key does not exist."""
+        if ttl is not None and ttl <= 0:
+            raise ValueError("ttl must be positive, or None for no expiry")
+        try:
+            return await self._expire(key, ttl)
+        except Exception as exc:
+            raise self._failure("expire", exc) from exc
+
+    async def stats(self) -> BackendStats:
+        try:
+            return await self._stats()
+        except Exception as exc:
+            raise self._failure("stats", exc) from exc
+
+    def describe(self) -> dict[str, Any]:
+        """Connection parameters for display; implementations must mask secrets."""
+        return {}
+
+    # -- primitives ------------------------------------------------------------------
+    @abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None: ...
+
+    @abstractmethod
+    async def _delete(self, keys: list[str]) -> int: ...
+
+    @abstractmethod
+    async def _ping(self) -> bool: ...
+
+    @abstractmethod
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage: ...
+
+    @abstractmethod
+    async def _ttl(self, key: str) -> float | None: ...
+
+    @abstractmethod
+    async def _expire(self, key: str, ttl: float | None) -> bool: ...
+
+    @abstractmethod
+    async def _stats(self) -> BackendStats: ...
+
+    def _failure(self, operation: str, exc: Exception) -> CacheBackendError:
+        self.errors += 1
+        if isinstance(exc, CacheBackendError):
+            return exc
+        return CacheBackendError(f"{self.cache_type} {operation} failed: {self._explain(exc)}")
+
+    def _explain(self, exc: Exception) -> str:
+        """A short, secret-free reason; backends refine this for their client's errors."""
+        return f"{type(exc).__name__}: {exc}"
+
+
+@lru_cache(maxsize=256)
+def glob_matcher(pattern: str) -> re.Pattern[str]:
+    """Compile a Redis-style glob (``*``, ``?``, ``[...]``), case-sensitive."""
+    return re.compile(fnmatch.translate(pattern), re.DOTALL)

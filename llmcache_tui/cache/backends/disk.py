@@ -1,0 +1,115 @@
+"""The disk backend: a diskcache directory (SQLite index plus files), called off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import diskcache
+
+from llmcache_tui.cache.backends.base import (
+    BackendStats,
+    CacheBackend,
+    KeyInfo,
+    ScanPage,
+    glob_matcher,
+)
+
+T = TypeVar("T")
+
+# diskcache has no paged, filtered key listing, so scans read its (stable, documented
+# in its source) SQLite table directly through a separate read-only connection.
+_SCAN_SQL = (
+    "SELECT rowid, key, expire_time, CASE WHEN size > 0 THEN size ELSE length(value) END"
+    " FROM Cache WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?"
+)
+
+
+class DiskBackend(CacheBackend):
+    """Entries persist in a directory shared by every process that opens it."""
+
+    cache_type = "disk"
+
+    def __init__(self, directory: Path, *, default_ttl: float | None = None) -> None:
+        super().__init__(default_ttl=default_ttl)
+        self.directory = directory
+        try:
+            self._cache = diskcache.Cache(str(directory))
+        except (OSError, sqlite3.Error) as exc:
+            raise self._failure("open", exc) from exc
+        # diskcache is synchronous; a small pool keeps SQLite work off the event loop.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmcache-disk")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def _get(self, key: str) -> bytes | None:
+        value = await self._run(self._cache.get, key)
+        return value if isinstance(value, bytes) else None
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self._run(self._cache.set, key, value, ttl)
+
+    async def _delete(self, keys: list[str]) -> int:
+        def delete_all() -> int:
+            return sum(1 for key in keys if self._cache.delete(key))
+
+        return await self._run(delete_all)
+
+    async def _ping(self) -> bool:
+        def probe() -> bool:
+            self._cache.get("__llmcache_ping__")
+            return True
+
+        return await self._run(probe)
+
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        return await self._run(self._scan_sync, match, int(cursor or 0), count)
+
+    def _scan_sync(self, match: str, after: int, count: int) -> ScanPage:
+        matcher = glob_matcher(match)
+        uri = f"file:{self.directory / 'cache.db'}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=5) as connection:
+            rows = connection.execute(_SCAN_SQL, (after, count)).fetchall()
+        now = time.time()
+        keys = [
+            KeyInfo(key, None if expire is None else expire - now, size)
+            for _rowid, key, expire, size in rows
+            if isinstance(key, str) and matcher.match(key) and (expire is None or expire > now)
+        ]
+        next_cursor = str(rows[-1][0]) if len(rows) == count else None
+        return ScanPage(keys, next_cursor, scanned=len(rows), total=len(self._cache))
+
+    async def _ttl(self, key: str) -> float | None:
+        def read() -> float | None:
+            value, expire = self._cache.get(key, default=None, expire_time=True)
+            if value is None:
+                raise KeyError(key)
+            return None if expire is None else max(0.0, expire - time.time())
+
+        return await self._run(read)
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        return bool(await self._run(self._cache.touch, key, ttl))
+
+    async def _stats(self) -> BackendStats:
+        def read() -> BackendStats:
+            return BackendStats(
+                entries=len(self._cache),
+                bytes_used=self._cache.volume(),
+                details={"directory": str(self.directory), "size_limit": self._cache.size_limit},
+            )
+
+        return await self._run(read)
+
+    def describe(self) -> dict[str, object]:
+        return {"disk_cache_dir": str(self.directory), "default_ttl": self.default_ttl}
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._cache.close()

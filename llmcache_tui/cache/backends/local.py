@@ -1,0 +1,145 @@
+"""The in-memory backend: LRU bounded by entry count and bytes, TTL on an injectable clock."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from llmcache_tui.cache.backends.base import (
+    BackendStats,
+    CacheBackend,
+    KeyInfo,
+    ScanPage,
+    glob_matcher,
+)
+
+
+@dataclass(slots=True)
+class _Item:
+    value: bytes
+    expires_at: float | None
+
+
+class LocalBackend(CacheBackend):
+    """Entries live in this process's memory and vanish with it.
+
+    ``clock`` returns seconds and defaults to ``time.monotonic``; tests pass their own to
+    move time forward without sleeping.
+    """
+
+    cache_type = "local"
+    process_local = True
+
+    def __init__(
+        self,
+        *,
+        max_entries: int = 10_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        default_ttl: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._clock = clock
+        self._items: OrderedDict[str, _Item] = OrderedDict()
+        self._bytes = 0
+        self.evictions = 0
+
+    async def _get(self, key: str) -> bytes | None:
+        item = self._live(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item.value
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if len(value) > self.max_bytes:
+            return  # could never fit; storing it would only flush everything else
+        self._remove(key)
+        expires_at = None if ttl is None else self._clock() + ttl
+        self._items[key] = _Item(value, expires_at)
+        self._bytes += len(value)
+        while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
+            oldest = next(iter(self._items))
+            self._remove(oldest)
+            self.evictions += 1
+
+    async def _delete(self, keys: list[str]) -> int:
+        return sum(1 for key in keys if self._remove(key))
+
+    async def _ping(self) -> bool:
+        return True
+
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        start = int(cursor or 0)
+        matcher = glob_matcher(match)
+        now = self._clock()
+        page = list(itertools.islice(self._items.items(), start, start + count))
+        keys = [
+            KeyInfo(key, _remaining(item, now), len(item.value))
+            for key, item in page
+            if matcher.match(key) and not _expired(item, now)
+        ]
+        end = start + len(page)
+        next_cursor = str(end) if end < len(self._items) else None
+        return ScanPage(keys, next_cursor, scanned=len(page), total=len(self._items))
+
+    async def _ttl(self, key: str) -> float | None:
+        item = self._live(key)
+        if item is None:
+            raise KeyError(key)
+        return _remaining(item, self._clock())
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        item = self._live(key)
+        if item is None:
+            return False
+        item.expires_at = None if ttl is None else self._clock() + ttl
+        return True
+
+    async def _stats(self) -> BackendStats:
+        now = self._clock()
+        for key in [k for k, item in self._items.items() if _expired(item, now)]:
+            self._remove(key)
+        return BackendStats(
+            entries=len(self._items),
+            bytes_used=self._bytes,
+            details={
+                "max_entries": self.max_entries,
+                "max_bytes": self.max_bytes,
+                "evictions": self.evictions,
+            },
+        )
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "max_size_in_memory": self.max_entries,
+            "max_bytes_in_memory": self.max_bytes,
+            "default_ttl": self.default_ttl,
+        }
+
+    def _live(self, key: str) -> _Item | None:
+        item = self._items.get(key)
+        if item is not None and _expired(item, self._clock()):
+            self._remove(key)
+            return None
+        return item
+
+    def _remove(self, key: str) -> bool:
+        item = self._items.pop(key, None)
+        if item is None:
+            return False
+        self._bytes -= len(item.value)
+        return True
+
+
+def _expired(item: _Item, now: float) -> bool:
+    return item.expires_at is not None and item.expires_at <= now
+
+
+def _remaining(item: _Item, now: float) -> float | None:
+    return None if item.expires_at is None else max(0.0, item.expires_at - now)

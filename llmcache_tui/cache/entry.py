@@ -1,0 +1,141 @@
+"""The stored cache record and its (de)serialisation.
+
+Our entries are self-describing JSON so that the terminal app can show what a key means.
+Entries written by LiteLLM itself (``{"timestamp": ..., "response": "<json string>"}``)
+decode too, marked as foreign, so an existing LiteLLM cache can be browsed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+FORMAT_VERSION = 1
+PREVIEW_CHARS = 200
+
+
+class EntryFormatError(ValueError):
+    """Bytes in the cache that are not an entry we (or LiteLLM) wrote."""
+
+
+@dataclass(slots=True)
+class CacheEntry:
+    """One cached upstream response plus what the terminal app needs to explain it."""
+
+    response: Any
+    route: str
+    model: str
+    prompt_preview: str
+    created_at: float
+    ttl: float | None = None
+    usage: dict[str, Any] | None = None
+    media_type: str | None = None  # None: ``response`` is JSON; else it is text of this type
+    foreign: bool = False  # written by LiteLLM, not by us: shown, never served
+
+    def response_bytes(self) -> bytes:
+        """The response body exactly as a client receives it."""
+        if self.media_type is None:
+            return orjson.dumps(self.response)
+        return str(self.response).encode()
+
+    def encode(self) -> bytes:
+        document: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "response": self.response,
+            "call_type": self.route,
+            "model": self.model,
+            "prompt_preview": self.prompt_preview,
+            "created_at": self.created_at,
+            "ttl": self.ttl,
+            "usage": self.usage,
+        }
+        if self.media_type is not None:
+            document["media_type"] = self.media_type
+        return orjson.dumps(document)
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> CacheEntry:
+        """Parse stored bytes; raise :class:`EntryFormatError` for anything unrecognised."""
+        try:
+            document = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise EntryFormatError(f"not JSON: {exc}") from exc
+        if not isinstance(document, dict):
+            raise EntryFormatError("not a JSON object")
+        if document.get("v") == FORMAT_VERSION and "response" in document:
+            return cls(
+                response=document["response"],
+                route=str(document.get("call_type") or "unknown"),
+                model=str(document.get("model") or ""),
+                prompt_preview=str(document.get("prompt_preview") or ""),
+                created_at=float(document.get("created_at") or 0.0),
+                ttl=document.get("ttl"),
+                usage=document.get("usage"),
+                media_type=document.get("media_type"),
+            )
+        if "timestamp" in document and "response" in document:
+            return cls._from_litellm(document)
+        raise EntryFormatError("unknown entry format")
+
+    @classmethod
+    def _from_litellm(cls, document: dict[str, Any]) -> CacheEntry:
+        response = document["response"]
+        if isinstance(response, str):
+            # LiteLLM also stores plain strings; those are shown as they are.
+            with contextlib.suppress(orjson.JSONDecodeError):
+                response = orjson.loads(response)
+        usage = response.get("usage") if isinstance(response, dict) else None
+        model = response.get("model", "") if isinstance(response, dict) else ""
+        return cls(
+            response=response,
+            route=_route_of_response(response),
+            model=str(model or ""),
+            prompt_preview="",
+            created_at=float(document.get("timestamp") or 0.0),
+            usage=usage if isinstance(usage, dict) else None,
+            foreign=True,
+        )
+
+
+def prompt_preview(body: dict[str, Any]) -> str:
+    """A short human-readable summary of what was asked, for browsing."""
+    text = ""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                text = _text_of(message.get("content"))
+                break
+    elif "prompt" in body:
+        text = _text_of(body["prompt"])
+    elif "input" in body:
+        text = _text_of(body["input"])
+    elif "file_name" in body:
+        text = f"audio file {body['file_name']}"
+    return text[:PREVIEW_CHARS]
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return " ".join(parts)
+    return "" if content is None else str(content)
+
+
+def _route_of_response(response: Any) -> str:
+    kind = response.get("object") if isinstance(response, dict) else None
+    return {
+        "chat.completion": "chat",
+        "text_completion": "text_completion",
+        "list": "embedding",
+    }.get(str(kind), "unknown")

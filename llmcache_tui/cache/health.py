@@ -1,0 +1,51 @@
+"""The health probe shared by ``/cache/ping`` and ``--check``: ping, write, read, delete."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, replace
+
+from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError
+
+PROBE_NAMESPACE = "__llmcache_check__"
+PROBE_TTL = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """What the probe managed; ``error`` says why it stopped, if it did."""
+
+    ping: bool = False
+    ping_ms: float | None = None
+    write: bool = False
+    read_back: bool = False
+    deleted: bool = False
+    error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self.ping and self.write and self.read_back and self.deleted
+
+
+async def probe_backend(backend: CacheBackend) -> ProbeResult:
+    """Exercise the backend with a short-lived probe entry in a reserved namespace."""
+    key = f"{PROBE_NAMESPACE}:{uuid.uuid4().hex}"
+    value = f"probe {time.time()}".encode()
+    started = time.perf_counter()
+    result = ProbeResult()
+    try:
+        pinged = await backend.ping()
+        result = ProbeResult(ping=pinged, ping_ms=(time.perf_counter() - started) * 1000)
+        if not pinged:
+            return replace(result, error="ping returned a failure")
+        await backend.set(key, value, PROBE_TTL)
+        result = replace(result, write=True)
+        read = await backend.get(key)
+        if read != value:
+            return replace(result, error="wrote a probe entry but could not read it back")
+        result = replace(result, read_back=True)
+        await backend.delete([key])
+        return replace(result, deleted=True)
+    except CacheBackendError as exc:
+        return replace(result, error=str(exc))

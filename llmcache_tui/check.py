@@ -1,0 +1,95 @@
+"""``llmcache-tui --check``: a health probe for scripts and container health checks.
+
+Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from llmcache_tui.cache.backends import CacheBackendError, build_backend
+from llmcache_tui.cache.health import ProbeResult, probe_backend
+from llmcache_tui.config import ConfigError, Settings, load_settings, mask_secrets
+
+EXIT_HEALTHY = 0
+EXIT_UNHEALTHY = 1
+EXIT_CONFIG_ERROR = 2
+
+
+def run_check(config_path: str | None, *, as_json: bool) -> int:
+    """Load the config, probe the backend, print the outcome, return the exit code."""
+    started = time.perf_counter()
+    try:
+        settings = load_settings(config_path)
+    except ConfigError as exc:
+        return _report({"status": "config_error", "error": str(exc)}, as_json, EXIT_CONFIG_ERROR)
+    report = asyncio.run(_probe(settings))
+    report["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    code = EXIT_HEALTHY if report["status"] in ("healthy", "disabled") else EXIT_UNHEALTHY
+    return _report(report, as_json, code)
+
+
+async def _probe(settings: Settings) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "config": settings.source,
+        "warnings": list(settings.warnings),
+        "models": len(settings.model_list),
+    }
+    if settings.cache is None:
+        report.update(status="disabled", cache_type=None)
+        return report
+    report["cache_type"] = settings.cache.type
+    try:
+        backend = build_backend(settings.cache)
+    except CacheBackendError as exc:
+        report.update(status="unhealthy", error=str(exc))
+        return report
+    try:
+        report["params"] = mask_secrets(backend.describe())
+        result = await probe_backend(backend)
+    finally:
+        await backend.close()
+    report.update(_probe_fields(result))
+    if backend.process_local:
+        report["note"] = "in-memory cache: this checks a fresh instance, not a running proxy's"
+    return report
+
+
+def _probe_fields(result: ProbeResult) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "status": "healthy" if result.healthy else "unhealthy",
+        "ping": result.ping,
+        "ping_ms": None if result.ping_ms is None else round(result.ping_ms, 3),
+        "write": result.write,
+        "read_back": result.read_back,
+        "delete": result.deleted,
+    }
+    if result.error:
+        fields["error"] = result.error
+    return fields
+
+
+def _report(report: dict[str, Any], as_json: bool, code: int) -> int:
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return code
+    status = report["status"]
+    if status == "config_error":
+        print(f"config error: {report['error']}")
+        return code
+    cache = report.get("cache_type") or "none"
+    print(f"{status}: cache {cache} (config: {report.get('config')})")
+    for name in ("ping", "write", "read_back", "delete"):
+        if name in report:
+            print(f"  {name:<10} {'ok' if report[name] else 'FAILED'}")
+    if report.get("ping_ms") is not None:
+        print(f"  ping time  {report['ping_ms']} ms")
+    for key in ("error", "note"):
+        if report.get(key):
+            print(f"  {key}: {report[key]}")
+    for warning in report.get("warnings", []):
+        print(f"  warning: {warning}")
+    return code

@@ -1,0 +1,388 @@
+"""Load a LiteLLM ``config.yaml`` (plus environment) into validated, typed settings.
+
+The file format is LiteLLM's own, so a user can point us at the config they already run.
+Every error names the key path that is wrong and what was expected; secrets are masked
+whenever settings are shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+CacheType = Literal["local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3"]
+CACHE_TYPES: tuple[str, ...] = ("local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3")
+
+# LiteLLM names a call type twice (sync and async); both mean the same route here.
+CALL_TYPE_ROUTES: dict[str, str] = {
+    "completion": "chat",
+    "acompletion": "chat",
+    "text_completion": "text_completion",
+    "atext_completion": "text_completion",
+    "embedding": "embedding",
+    "aembedding": "embedding",
+    "transcription": "transcription",
+    "atranscription": "transcription",
+}
+ROUTE_KINDS: tuple[str, ...] = ("chat", "text_completion", "embedding", "transcription")
+
+ENV_PREFIX = "os.environ/"
+CONFIG_ENV_VAR = "LLMCACHE_CONFIG"
+BUILTIN_SOURCE = "built-in default"
+
+DEFAULT_MAX_REQUEST_MB = 32.0
+DEFAULT_REQUEST_TIMEOUT = 600.0
+
+# Keys that other LiteLLM cache types (or later versions of ours) read. They are accepted
+# silently so a real LiteLLM config loads; anything else in cache_params draws a warning.
+KNOWN_CACHE_PARAM_KEYS = frozenset(
+    {
+        "host",
+        "port",
+        "password",
+        "username",
+        "db",
+        "url",
+        "redis_url",
+        "ssl",
+        "ssl_cert_reqs",
+        "ssl_check_hostname",
+        "ssl_ca_certs",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "redis_startup_nodes",
+        "startup_nodes",
+        "service_name",
+        "sentinel_nodes",
+        "sentinel_password",
+        "max_connections",
+        "gcp_service_account",
+        "gcp_ssl_ca_certs",
+        "similarity_threshold",
+        "redis_semantic_cache_embedding_model",
+        "redis_semantic_cache_index_name",
+        "qdrant_semantic_cache_embedding_model",
+        "qdrant_collection_name",
+        "qdrant_quantization_config",
+        "qdrant_api_base",
+        "qdrant_api_key",
+        "s3_bucket_name",
+        "s3_region_name",
+        "s3_api_version",
+        "s3_use_ssl",
+        "s3_verify",
+        "s3_endpoint_url",
+        "s3_aws_access_key_id",
+        "s3_aws_secret_access_key",
+        "s3_aws_session_token",
+        "s3_path",
+        "s3_config",
+        "redis_flush_size",
+        "socket_timeout",
+    }
+)
+
+_SECRET_KEY = re.compile(
+    r"(password|passwd|secret|api_key|apikey|token|master_key|credential|access_key|auth)",
+    re.IGNORECASE,
+)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
+MASK = "********"
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message names the key path at fault."""
+
+
+class _Model(BaseModel):
+    # LiteLLM configs carry many keys we do not read; they must not be rejected.
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class LitellmParams(_Model):
+    """The ``litellm_params`` of one ``model_list`` entry: where and how to call upstream."""
+
+    model: str = Field(min_length=1)
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    mock_response: Any = None
+    timeout: PositiveFloat | None = None
+
+
+class ModelEntry(_Model):
+    """One ``model_list`` entry: a public model name and the deployment behind it."""
+
+    model_name: str = Field(min_length=1)
+    litellm_params: LitellmParams
+
+
+class CacheParams(_Model):
+    """``litellm_settings.cache_params``: which cache, and how it behaves."""
+
+    type: CacheType = "redis"  # LiteLLM's proxy picks Redis when no type is given
+    namespace: str | None = None
+    ttl: PositiveFloat | None = None
+    default_in_memory_ttl: PositiveFloat | None = None
+    default_in_redis_ttl: PositiveFloat | None = None
+    mode: Literal["default_on", "default_off"] = "default_on"
+    supported_call_types: list[str] | None = None
+    disk_cache_dir: str = "./.litellm_cache"
+    max_size_in_memory: PositiveInt = 10_000
+    max_bytes_in_memory: PositiveInt = 256 * 1024 * 1024
+
+
+class LitellmSettings(_Model):
+    """``litellm_settings``: only the caching part matters here."""
+
+    cache: bool = False
+    cache_params: CacheParams | None = None
+    request_timeout: PositiveFloat | None = None
+
+
+class GeneralSettings(_Model):
+    """``general_settings``: proxy-wide auth and limits."""
+
+    master_key: str | None = None
+    max_request_size_mb: PositiveFloat = DEFAULT_MAX_REQUEST_MB
+
+
+class ConfigFile(_Model):
+    """The whole ``config.yaml``."""
+
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
+    general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """The resolved cache configuration the proxy and the TUI act on."""
+
+    params: CacheParams
+    routes: frozenset[str]  # route kinds that may be cached ("chat", "embedding", ...)
+
+    @property
+    def type(self) -> str:
+        return self.params.type
+
+    @property
+    def namespace(self) -> str | None:
+        return self.params.namespace or None
+
+    @property
+    def default_off(self) -> bool:
+        return self.params.mode == "default_off"
+
+    def extra(self, key: str, default: Any = None) -> Any:
+        """A cache_params key this module does not model (backend-specific)."""
+        extras = self.params.model_extra or {}
+        return extras.get(key, default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; ``masked()`` is the only form that may be shown to a person."""
+
+    source: str
+    model_list: list[ModelEntry]
+    cache: CacheSettings | None
+    master_key: str | None = field(repr=False)
+    max_request_bytes: int
+    request_timeout: float
+    warnings: tuple[str, ...] = ()
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def masked(self) -> dict[str, Any]:
+        """The resolved config as a plain dict with every secret masked."""
+        masked: dict[str, Any] = mask_secrets(dict(self.raw))
+        return masked
+
+
+def mask_secrets(value: Any, key: str = "") -> Any:
+    """Return ``value`` with secret-looking keys and URL passwords replaced by a mask."""
+    if isinstance(value, Mapping):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_secrets(v, key) for v in value]
+    if value is not None and key and _SECRET_KEY.search(key):
+        return MASK
+    if isinstance(value, str):
+        return mask_url(value)
+    return value
+
+
+def mask_url(text: str) -> str:
+    """Hide the password part of ``scheme://user:password@host`` URLs in ``text``."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+
+
+def resolve_config_path(explicit: str | None) -> Path | None:
+    """Pick the config file: ``--config``, then ``$LLMCACHE_CONFIG``, then ``./config.yaml``.
+
+    ``None`` means the built-in default.
+    """
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    local = Path("config.yaml")
+    return local if local.is_file() else None
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read, resolve and validate a config file (``None``: the built-in default)."""
+    if path is None:
+        text = resources.files("llmcache_tui").joinpath("default_config.yaml").read_text()
+        source = BUILTIN_SOURCE
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+    return parse_settings(text, source)
+
+
+def parse_settings(text: str, source: str = "<string>") -> Settings:
+    """Validate config text; raise :class:`ConfigError` naming the bad key path."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}: invalid YAML{where}: {problem}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {_kind(data)}")
+
+    env_vars = data.get("environment_variables") or {}
+    if isinstance(env_vars, dict):
+        # LiteLLM exports these before reading the rest of the file; do the same.
+        for name, value in env_vars.items():
+            if value is not None and not str(value).startswith(ENV_PREFIX):
+                os.environ.setdefault(str(name), str(value))
+
+    warnings: list[str] = []
+    resolved = _resolve_env(data, "", warnings)
+    try:
+        parsed = ConfigFile.model_validate(resolved)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation_error(source, exc)) from exc
+
+    cache = _cache_settings(parsed, warnings)
+    general = parsed.general_settings
+    timeout = parsed.litellm_settings.request_timeout or DEFAULT_REQUEST_TIMEOUT
+    return Settings(
+        source=source,
+        model_list=parsed.model_list,
+        cache=cache,
+        master_key=general.master_key or None,
+        max_request_bytes=int(general.max_request_size_mb * 1024 * 1024),
+        request_timeout=timeout,
+        warnings=tuple(warnings),
+        raw=resolved,
+    )
+
+
+def _cache_settings(parsed: ConfigFile, warnings: list[str]) -> CacheSettings | None:
+    settings = parsed.litellm_settings
+    if not settings.cache:
+        if settings.cache_params is not None:
+            warnings.append(
+                "litellm_settings.cache_params is set but litellm_settings.cache is not true:"
+                " caching is off"
+            )
+        return None
+    params = settings.cache_params or CacheParams()
+    routes = _routes(params.supported_call_types)
+    for key in sorted(params.model_extra or {}):
+        if key not in KNOWN_CACHE_PARAM_KEYS:
+            warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
+    return CacheSettings(params=params, routes=routes)
+
+
+def _routes(call_types: list[str] | None) -> frozenset[str]:
+    if call_types is None:
+        return frozenset(ROUTE_KINDS)
+    routes = set()
+    for index, name in enumerate(call_types):
+        route = CALL_TYPE_ROUTES.get(name)
+        if route is None:
+            allowed = ", ".join(CALL_TYPE_ROUTES)
+            raise ConfigError(
+                f"litellm_settings.cache_params.supported_call_types[{index}]: {name!r} is not"
+                f" one of {allowed}"
+            )
+        routes.add(route)
+    return frozenset(routes)
+
+
+def _resolve_env(value: Any, path: str, warnings: list[str]) -> Any:
+    """Replace every ``os.environ/NAME`` string with the variable's value."""
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, _join(path, str(k)), warnings) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{path}[{i}]", warnings) for i, v in enumerate(value)]
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        resolved = os.environ.get(name)
+        if resolved is None:
+            warnings.append(f"{path}: environment variable {name} is not set")
+        return resolved
+    return value
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _describe_validation_error(source: str, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        path = ""
+        for part in error["loc"]:
+            path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
+        secret = bool(error["loc"]) and bool(_SECRET_KEY.search(str(error["loc"][-1])))
+        lines.append(f"{path or '(top level)'}: {_error_text(error, secret)}")
+    head = f"{source}: invalid config"
+    return head + (": " + lines[0] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))
+
+
+def _error_text(error: Any, secret: bool) -> str:
+    kind = error["type"]
+    given = MASK if secret else error.get("input")
+    if kind == "literal_error":
+        expected = str(error.get("ctx", {}).get("expected", "")).replace("'", "")
+        expected = expected.replace(" or ", ", ")
+        return f"{given!r} is not one of {expected}"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    message = message[0].lower() + message[1:]
+    if kind == "greater_than":
+        message = "must be a positive number"
+    return f"{message} (got {_short(given)})"
+
+
+def _short(value: Any) -> str:
+    text = repr(mask_secrets(value)) if isinstance(value, dict | list) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _kind(value: Any) -> str:
+    return {list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    )

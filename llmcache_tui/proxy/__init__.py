@@ -1,0 +1,1 @@
+"""The caching proxy: one ASGI app, run alone (``--headless serve``) or inside the TUI."""

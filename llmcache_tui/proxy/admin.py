@@ -1,0 +1,170 @@
+"""Operational routes: ``/cache/ping``, ``/cache/delete``, health, models and metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from llmcache_tui import __version__
+from llmcache_tui.cache.backends import CacheBackendError
+from llmcache_tui.cache.health import probe_backend
+from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
+from llmcache_tui.config import CALL_TYPE_ROUTES, mask_secrets
+from llmcache_tui.proxy.asgi import (
+    BodyTooLarge,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_json,
+    send_response,
+)
+from llmcache_tui.proxy.errors import error_body
+
+if TYPE_CHECKING:
+    from llmcache_tui.proxy.app import Handler, ProxyApp
+
+DELETE_BODY_LIMIT = 4 * 1024 * 1024
+
+
+async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Ping, write and read back through the live backend, in LiteLLM's response shape."""
+    cache = app.settings.cache
+    if cache is None:
+        reason = "caching is not enabled (set litellm_settings.cache: true)"
+        await send_json(send, 503, {"status": "unhealthy", "cache_type": None, "error": reason})
+        return
+    document: dict[str, Any] = {"status": "unhealthy", "cache_type": cache.type}
+    if app.backend is None:
+        document["error"] = app.backend_problem or "cache backend is not available"
+        await send_json(send, 503, document)
+        return
+    result = await probe_backend(app.backend)
+    call_types = cache.params.supported_call_types
+    if call_types is None:
+        call_types = list(CALL_TYPE_ROUTES)
+    document.update(
+        {
+            "status": "healthy" if result.healthy else "unhealthy",
+            "ping_response": result.ping,
+            "set_cache_response": "success" if result.write else "failed",
+            "litellm_cache_params": {
+                "supported_call_types": call_types,
+                "type": cache.type,
+                "namespace": cache.namespace,
+                "mode": cache.params.mode,
+                "ttl": cache.params.ttl,
+            },
+            f"{cache.type.replace('-', '_')}_cache_params": mask_secrets(app.backend.describe()),
+        }
+    )
+    if result.ping_ms is not None:
+        document["ping_ms"] = round(result.ping_ms, 3)
+    if not result.healthy:
+        document["error"] = result.error
+    await send_json(send, 200 if result.healthy else 503, document)
+
+
+async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Delete the given keys (as stored, or without the configured namespace)."""
+    try:
+        raw = await read_body(scope, receive, DELETE_BODY_LIMIT)
+    except BodyTooLarge:
+        await send_json(send, 413, error_body(413, "request body too large"))
+        return
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        await send_json(send, 400, error_body(400, f"request body is not valid JSON: {exc}"))
+        return
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list) or not all(isinstance(k, str) and k for k in keys):
+        message = 'expected a JSON body {"keys": ["<cache key>", ...]}'
+        await send_json(send, 400, error_body(400, message, param="keys"))
+        return
+    if app.backend is None:
+        reason = app.backend_problem or "caching is not enabled"
+        await send_json(send, 503, {"status": "failed", "error": reason})
+        return
+    namespace = app.settings.cache.namespace if app.settings.cache else None
+    candidates = list(keys)
+    if namespace:
+        prefix = namespace + NAMESPACE_SEPARATOR
+        candidates += [prefix + key for key in keys if not key.startswith(prefix)]
+    try:
+        deleted = await app.backend.delete(candidates)
+    except CacheBackendError as exc:
+        await send_json(send, 503, {"status": "failed", "error": str(exc)})
+        return
+    await send_json(send, 200, {"status": "success", "deleted": deleted})
+
+
+async def health(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, _health_document(app))
+
+
+async def liveliness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    await send_json(send, 200, "I'm alive!")
+
+
+async def readiness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    # The proxy serves from upstream when the cache is down, so it stays ready; the cache's
+    # state is reported for operators, not used to take the instance out of rotation.
+    await send_json(send, 200, _health_document(app))
+
+
+def _health_document(app: ProxyApp) -> dict[str, Any]:
+    cache = app.settings.cache
+    if cache is None:
+        cache_state = "disabled"
+    elif app.backend is None:
+        cache_state = f"unavailable: {app.backend_problem}"
+    else:
+        cache_state = "configured"
+    return {
+        "status": "healthy",
+        "version": __version__,
+        "cache": None if cache is None else cache.type,
+        "cache_status": cache_state,
+        "models": len(app.settings.model_list),
+    }
+
+
+async def models(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "llmcache-tui"}
+        for name in app.router.names
+    ]
+    await send_json(send, 200, {"object": "list", "data": data})
+
+
+async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Counters in the Prometheus text format."""
+    snapshot = app.stats.snapshot()
+    lines = []
+    for name in ("requests", "hits", "misses", "bypassed", "stored", "tokens_saved"):
+        lines.append(f"# TYPE llmcache_{name}_total counter")
+        lines.append(f"llmcache_{name}_total {snapshot[name]}")
+    lines.append("# TYPE llmcache_errors_total counter")
+    lines.append(f'llmcache_errors_total{{kind="client"}} {snapshot["client_errors"]}')
+    lines.append(f'llmcache_errors_total{{kind="upstream"}} {snapshot["upstream_errors"]}')
+    cache_errors = app.cache.errors if app.cache is not None else 0
+    lines.append(f'llmcache_errors_total{{kind="cache"}} {cache_errors}')
+    lines.append("# TYPE llmcache_hit_ratio gauge")
+    lines.append(f"llmcache_hit_ratio {snapshot['hit_rate']}")
+    text = "\n".join(lines) + "\n"
+    content_type = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
+    await send_response(send, 200, text.encode(), [content_type])
+
+
+ROUTES: dict[str, tuple[str, Handler]] = {
+    "/cache/ping": ("GET", cache_ping),
+    "/cache/delete": ("POST", cache_delete),
+    "/health": ("GET", health),
+    "/health/liveliness": ("GET", liveliness),
+    "/health/liveness": ("GET", liveliness),
+    "/health/readiness": ("GET", readiness),
+    "/models": ("GET", models),
+    "/metrics": ("GET", metrics),
+}

@@ -1,0 +1,486 @@
+"""The proxy's ASGI app: routing, auth, and the cached request path.
+
+Hot path: read body -> parse -> take the ``cache`` controls out -> decide -> key ->
+lookup -> hit: answer from the entry; miss: forward upstream, store a complete successful
+answer, respond. Cache failures are absorbed by :class:`ResponseCache`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
+from llmcache_tui.cache.entry import CacheEntry, prompt_preview
+from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.cache.policy import BYPASS, CacheControls, InvalidControls, decide, parse_controls
+from llmcache_tui.cache.service import ResponseCache
+from llmcache_tui.config import Settings
+from llmcache_tui.proxy import admin
+from llmcache_tui.proxy.asgi import (
+    JSON_CONTENT,
+    BodyTooLarge,
+    ClientDisconnected,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header,
+    read_body,
+    send_json,
+    send_response,
+)
+from llmcache_tui.proxy.errors import ProxyError, error_body
+from llmcache_tui.proxy.mock import mock_reply, mock_stream
+from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
+from llmcache_tui.proxy.routing import Deployment, Router
+from llmcache_tui.proxy.stats import ProxyStats
+from llmcache_tui.proxy.upstream import UpstreamClient, UpstreamReply, passed_headers
+
+log = logging.getLogger("llmcache_tui.proxy")
+
+Handler = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
+
+# path (without /v1) -> (route kind, upstream path)
+LLM_ROUTES = {
+    "/chat/completions": ("chat", "chat/completions"),
+    "/completions": ("text_completion", "completions"),
+    "/embeddings": ("embedding", "embeddings"),
+    "/audio/transcriptions": ("transcription", "audio/transcriptions"),
+}
+# Reachable without the master key, so orchestrators can probe liveness.
+PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
+SSE_CONTENT = (b"content-type", b"text/event-stream")
+HIT_STATUS = (b"cache-status", b"llmcache; hit")
+
+
+@dataclass(slots=True)
+class LLMRequest:
+    """One parsed LLM call: what to forward, what identifies it, and its cache controls."""
+
+    route: str
+    upstream_path: str
+    model: str
+    body: dict[str, Any]
+    controls: CacheControls
+    stream: bool = False
+    form: list[tuple[str, str]] = field(default_factory=list)
+    file: tuple[str, bytes, str] | None = None
+
+    def key_material(self) -> dict[str, Any]:
+        if self.file is None:
+            return self.body
+        return {**self.body, "file_sha256": hashlib.sha256(self.file[1]).hexdigest()}
+
+
+class ProxyApp:
+    """The caching proxy as one ASGI application.
+
+    ``backend`` may be shared with the terminal app; it is closed at shutdown only when
+    this app built it (``owns_backend``).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: CacheBackend | None = None,
+        *,
+        backend_problem: str | None = None,
+        owns_backend: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.router = Router(settings.model_list)
+        self.backend = backend
+        self.cache = ResponseCache(backend, clock) if backend is not None else None
+        self.backend_problem = backend_problem
+        self.owns_backend = owns_backend
+        self.clock = clock
+        self.stats = ProxyStats()
+        self._upstream: UpstreamClient | None = None
+        self._expected_auth = (
+            None if not settings.master_key else f"Bearer {settings.master_key}".encode()
+        )
+        self._routes: dict[str, tuple[str, Handler]] = {
+            path: ("POST", _llm_handler(route, upstream_path))
+            for path, (route, upstream_path) in LLM_ROUTES.items()
+        }
+        self._routes.update(admin.ROUTES)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProxyApp:
+        """Build the app and its own backend; a backend that cannot start leaves caching off."""
+        backend = None
+        problem = None
+        if settings.cache is not None:
+            try:
+                backend = build_backend(settings.cache)
+            except CacheBackendError as exc:
+                problem = str(exc)
+                log.warning("caching is off: %s", problem)
+        return cls(settings, backend, backend_problem=problem, owns_backend=True)
+
+    @property
+    def upstream(self) -> UpstreamClient:
+        if self._upstream is None:
+            self._upstream = UpstreamClient(self.settings.request_timeout)
+        return self._upstream
+
+    async def startup(self) -> None:
+        _ = self.upstream
+
+    async def shutdown(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
+            self._upstream = None
+        if self.owns_backend and self.backend is not None:
+            await self.backend.close()
+
+    # -- ASGI --------------------------------------------------------------------------
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"]
+        if path.startswith("/v1/"):
+            path = path[3:]
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        found = self._routes.get(path)
+        if found is None:
+            await send_json(send, 404, error_body(404, f"no route {scope['path']!r}"))
+            return
+        method, handler = found
+        if scope["method"] != method:
+            message = f"{scope['path']} accepts {method}, not {scope['method']}"
+            await send_json(send, 405, error_body(405, message), [(b"allow", method.encode())])
+            return
+        if path not in PUBLIC_PATHS and not self._authorized(scope):
+            message = "missing or invalid API key: send 'Authorization: Bearer <master_key>'"
+            await send_json(send, 401, error_body(401, message, code="invalid_api_key"))
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await handler(self, scope, receive, tracking_send)
+        except ClientDisconnected:
+            return
+        except Exception:
+            # A bug must still answer in OpenAI's shape, without a traceback to the client.
+            log.exception("unexpected error on %s", scope["path"])
+            if not started:
+                await send_json(send, 500, error_body(500, "internal error in llmcache-tui"))
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self._expected_auth is None:
+            return True
+        given = header(scope, b"authorization")
+        if given is None:
+            api_key = header(scope, b"api-key")
+            given = None if api_key is None else b"Bearer " + api_key
+        return given is not None and hmac.compare_digest(given, self._expected_auth)
+
+    # -- LLM calls -----------------------------------------------------------------------
+    async def handle_llm(
+        self, route: str, upstream_path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        started = time.perf_counter()
+        outcome = "client_error"
+        try:
+            if route == "transcription":
+                request = await self._parse_form(route, upstream_path, scope, receive)
+            else:
+                request = await self._parse_json(route, upstream_path, scope, receive)
+            outcome = await self._answer(request, send)
+        except ProxyError as exc:
+            outcome = "upstream_error" if exc.status >= 500 else "client_error"
+            await send_json(send, exc.status, exc.body())
+        finally:
+            self.stats.record(outcome, time.perf_counter() - started)
+
+    async def _read(self, scope: Scope, receive: Receive) -> bytes:
+        try:
+            return await read_body(scope, receive, self.settings.max_request_bytes)
+        except BodyTooLarge:
+            limit_mb = self.settings.max_request_bytes / (1024 * 1024)
+            raise ProxyError(
+                413,
+                f"request body is larger than the {limit_mb:g} MB limit"
+                " (general_settings.max_request_size_mb)",
+            ) from None
+
+    async def _parse_json(
+        self, route: str, upstream_path: str, scope: Scope, receive: Receive
+    ) -> LLMRequest:
+        raw = await self._read(scope, receive)
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise ProxyError(400, "request body must be a JSON object")
+        controls = _controls(body.pop("cache", None))
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ProxyError(400, "missing required parameter 'model' (a string)", param="model")
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise ProxyError(400, "'stream' must be true or false", param="stream")
+        return LLMRequest(route, upstream_path, model, body, controls, stream=bool(stream))
+
+    async def _parse_form(
+        self, route: str, upstream_path: str, scope: Scope, receive: Receive
+    ) -> LLMRequest:
+        raw = await self._read(scope, receive)
+        try:
+            parts = parse_multipart(header(scope, b"content-type") or b"", raw)
+        except MultipartError as exc:
+            raise ProxyError(400, str(exc)) from None
+        files = [part for part in parts if part.filename is not None and part.name == "file"]
+        if not files:
+            raise ProxyError(400, "missing required file field 'file'", param="file")
+        fields = [
+            (part.name, part.data.decode("utf-8", "replace"))
+            for part in parts
+            if part.filename is None
+        ]
+        controls_text = next((value for name, value in fields if name == "cache"), None)
+        controls = _controls(_json_field(controls_text) if controls_text else None)
+        fields = [(name, value) for name, value in fields if name != "cache"]
+        model = next((value for name, value in fields if name == "model"), "")
+        if not model:
+            raise ProxyError(400, "missing required field 'model'", param="model")
+        upload = files[0]
+        file = (upload.filename or "audio", bytes(upload.data), upload.content_type or "")
+        body = {"model": model, "fields": sorted(fields), "file_name": file[0]}
+        return LLMRequest(route, upstream_path, model, body, controls, form=fields, file=file)
+
+    def _deployment(self, model: str) -> Deployment:
+        deployment = self.router.resolve(model)
+        if deployment is None:
+            known = ", ".join(self.router.names) or "none configured"
+            raise ProxyError(
+                400,
+                f"model {model!r} is not in model_list (models: {known})",
+                param="model",
+                code="model_not_found",
+            )
+        if not deployment.supported:
+            raise ProxyError(
+                400,
+                f"model {model!r} routes to provider {deployment.provider!r}, which"
+                " llmcache-tui does not call; use an OpenAI-compatible deployment"
+                " (openai/..., azure/..., or an api_base) or mock_response",
+                param="model",
+            )
+        if not deployment.api_base and deployment.provider != "mock":
+            raise ProxyError(502, f"model {model!r} has no api_base configured")
+        return deployment
+
+    async def _answer(self, request: LLMRequest, send: Send) -> str:
+        deployment = self._deployment(request.model)
+        cache = self.cache
+        decision = BYPASS
+        if cache is not None:
+            decision = decide(self.settings.cache, request.route, request.controls, request.stream)
+        headers: Headers = []
+        key = ""
+        fwd = decision.skip_reason or "miss"
+        detail = "cache-unavailable" if self.backend_problem else None
+        if decision.uses_cache:
+            digest = request_digest(request.route, request.key_material())
+            key = storage_key(digest, decision.namespace)
+            headers.append((b"x-litellm-cache-key", key.encode()))
+        if cache is not None and decision.read:
+            found = await cache.lookup(key, request.route, request.model, decision.max_age)
+            if found.entry is not None:
+                await self._send_hit(send, found.entry, found.age, headers)
+                return "hit"
+            fwd = found.fwd
+            detail = "cache-error" if found.failed else None
+        if request.stream:
+            headers.append(_cache_status(fwd, False, detail))
+            return await self._relay_stream(deployment, request, send, headers)
+        reply = await self._call(deployment, request)
+        stored = False
+        if cache is not None and decision.write and reply.status == 200:
+            entry = self._entry_for(request, reply)
+            if entry is not None:
+                stored = await cache.store(key, entry, decision.ttl)
+                self.stats.stored += stored
+        headers.append(_cache_status(fwd, stored, detail))
+        await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
+        if reply.status >= 400:
+            return "upstream_error"
+        return "miss" if decision.read else "bypass"
+
+    async def _send_hit(self, send: Send, entry: CacheEntry, age: float, headers: Headers) -> None:
+        content_type = (
+            JSON_CONTENT
+            if entry.media_type is None
+            else (b"content-type", entry.media_type.encode("latin-1"))
+        )
+        headers += [content_type, HIT_STATUS, (b"age", str(int(age)).encode())]
+        await send_response(send, 200, entry.response_bytes(), headers)
+        if entry.usage:
+            tokens = entry.usage.get("total_tokens")
+            if isinstance(tokens, int):
+                self.stats.tokens_saved += tokens
+
+    async def _call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
+        if deployment.provider == "mock":
+            document = mock_reply(
+                request.route, request.model, request.body, deployment.mock_response
+            )
+            return UpstreamReply(200, orjson.dumps(document), [JSON_CONTENT])
+        if request.file is not None:
+            fields = [
+                (name, deployment.model if name == "model" else value)
+                for name, value in request.form
+            ]
+            return await self.upstream.post_form(
+                deployment, request.upstream_path, fields, request.file
+            )
+        body = {**request.body, "model": deployment.model}
+        return await self.upstream.post_json(deployment, request.upstream_path, body)
+
+    def _entry_for(self, request: LLMRequest, reply: UpstreamReply) -> CacheEntry | None:
+        """The entry to store for a successful reply, or None if it is not complete."""
+        media_type = None
+        response: Any
+        if reply.content_type.startswith("application/json"):
+            try:
+                response = orjson.loads(reply.body)
+            except orjson.JSONDecodeError:
+                return None
+            if not _complete(request.route, response):
+                return None
+        elif request.route == "transcription":
+            media_type = reply.content_type or "text/plain"
+            response = reply.body.decode("utf-8", "replace")
+        else:
+            return None
+        usage = response.get("usage") if isinstance(response, dict) else None
+        return CacheEntry(
+            response=response,
+            route=request.route,
+            model=request.model,
+            prompt_preview=prompt_preview(request.body),
+            created_at=self.clock(),
+            ttl=request.controls.ttl,
+            usage=usage if isinstance(usage, dict) else None,
+            media_type=media_type,
+        )
+
+    async def _relay_stream(
+        self, deployment: Deployment, request: LLMRequest, send: Send, headers: Headers
+    ) -> str:
+        if deployment.provider == "mock":
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": [SSE_CONTENT, *headers]}
+            )
+            chunks = mock_stream(
+                request.route, request.model, request.body, deployment.mock_response
+            )
+            for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return "bypass"
+        body = {**request.body, "model": deployment.model}
+        response = await self.upstream.open_stream(deployment, request.upstream_path, body)
+        try:
+            if response.status_code != 200:
+                content = await response.aread()
+                all_headers = [*passed_headers(response), *headers]
+                await send_response(send, response.status_code, content, all_headers)
+                return "upstream_error"
+            start_headers = [*passed_headers(response), *headers]
+            await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+            try:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.HTTPError as exc:
+                log.warning("upstream stream for %s broke off: %s", request.model, exc)
+                failure = error_body(502, f"upstream stream broke off: {exc}")
+                event = b"data: " + orjson.dumps(failure) + b"\n\n"
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return "bypass"
+        finally:
+            await response.aclose()
+
+
+def _llm_handler(route: str, upstream_path: str) -> Handler:
+    async def handle(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
+        await app.handle_llm(route, upstream_path, scope, receive, send)
+
+    return handle
+
+
+def _controls(raw: Any) -> CacheControls:
+    try:
+        return parse_controls(raw)
+    except InvalidControls as exc:
+        raise ProxyError(400, str(exc), param=exc.param) from None
+
+
+def _json_field(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProxyError(400, "form field 'cache' must be a JSON object", param="cache") from None
+
+
+def _cache_status(fwd: str, stored: bool, detail: str | None) -> tuple[bytes, bytes]:
+    """An RFC 9211 ``Cache-Status`` value for a response that was not a hit."""
+    value = f"llmcache; fwd={fwd}"
+    if stored:
+        value += "; stored"
+    if detail:
+        value += f"; detail={detail}"
+    return (b"cache-status", value.encode())
+
+
+def _complete(route: str, response: Any) -> bool:
+    """Whether an upstream JSON answer is whole and successful, so safe to replay."""
+    if not isinstance(response, dict) or "error" in response:
+        return False
+    if route in ("chat", "text_completion"):
+        choices = response.get("choices")
+        return (
+            isinstance(choices, list)
+            and bool(choices)
+            and all(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+        )
+    if route == "embedding":
+        data = response.get("data")
+        return isinstance(data, list) and bool(data)
+    return "text" in response

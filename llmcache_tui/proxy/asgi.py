@@ -1,0 +1,73 @@
+"""Minimal ASGI plumbing for the hot path: read a bounded body, send a complete response.
+
+The proxy speaks raw ASGI rather than through a framework because every proxied request
+crosses this code; it is small enough to keep by hand and measurably cheaper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Headers = list[tuple[bytes, bytes]]
+
+JSON_CONTENT = (b"content-type", b"application/json")
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured limit."""
+
+
+class ClientDisconnected(Exception):
+    """The client went away before its request body arrived."""
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of a (lower-case) request header."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, refusing one larger than ``limit`` bytes."""
+    declared = header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_response(
+    send: Send, status: int, body: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send a complete response with a content-length."""
+    all_headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": all_headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(
+    send: Send, status: int, document: Any, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await send_response(send, status, orjson.dumps(document), [JSON_CONTENT, *headers])

@@ -1,0 +1,122 @@
+"""``model_list`` routing: a requested model name to the deployment that answers it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from llmcache_tui.config import ModelEntry
+
+OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
+AZURE_DEFAULT_VERSION = "2024-02-01"
+# Providers that speak the OpenAI HTTP API as it is (LiteLLM's prefixes for them).
+OPENAI_COMPATIBLE = frozenset(
+    {"openai", "custom_openai", "text-completion-openai", "hosted_vllm", "lm_studio", "openai_like"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Where one request goes: a provider, its upstream model id and credentials."""
+
+    public_name: str
+    provider: str  # "openai", "azure", "mock", or an unsupported provider's name
+    model: str
+    api_base: str | None
+    api_key: str | None = None
+    api_version: str | None = None
+    mock_response: Any = None
+    timeout: float | None = None
+
+    @property
+    def supported(self) -> bool:
+        return self.provider in ("openai", "azure", "mock")
+
+    def url(self, path: str) -> str:
+        base = (self.api_base or "").rstrip("/")
+        if self.provider == "azure":
+            version = self.api_version or AZURE_DEFAULT_VERSION
+            return f"{base}/openai/deployments/{self.model}/{path}?api-version={version}"
+        return f"{base}/{path}"
+
+    def auth_headers(self) -> dict[str, str]:
+        if not self.api_key:
+            return {}
+        if self.provider == "azure":
+            return {"api-key": self.api_key}
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+class Router:
+    """Picks a deployment for a model name; several deployments of one name take turns.
+
+    Exact names win over wildcard entries (``*`` or ``prefix/*``); among wildcards the
+    longest pattern wins, as in LiteLLM.
+    """
+
+    def __init__(self, entries: list[ModelEntry]) -> None:
+        grouped: dict[str, list[ModelEntry]] = {}
+        for entry in entries:
+            grouped.setdefault(entry.model_name, []).append(entry)
+        self._exact: dict[str, Iterator[Deployment]] = {}
+        self._wildcards: list[tuple[re.Pattern[str], Iterator[ModelEntry]]] = []
+        for name, group in grouped.items():
+            if "*" in name:
+                self._wildcards.append((_wildcard_regex(name), itertools.cycle(group)))
+            else:
+                deployments = [deployment_for(entry, name) for entry in group]
+                self._exact[name] = itertools.cycle(deployments)
+        self._wildcards.sort(key=lambda item: -len(item[0].pattern))
+        self.names = list(grouped)
+
+    def resolve(self, requested: str) -> Deployment | None:
+        exact = self._exact.get(requested)
+        if exact is not None:
+            return next(exact)
+        for regex, group in self._wildcards:
+            match = regex.fullmatch(requested)
+            if match:
+                return deployment_for(next(group), requested, match.group(1))
+        return None
+
+
+def deployment_for(entry: ModelEntry, requested: str, wildcard: str | None = None) -> Deployment:
+    """Build the deployment for one ``model_list`` entry (``wildcard``: what ``*`` matched)."""
+    params = entry.litellm_params
+    target = params.model
+    if wildcard is not None and "*" in target:
+        target = requested if target == "*" else target.replace("*", wildcard, 1)
+    provider, _, model = target.partition("/")
+    if not model:
+        provider, model = "openai", target  # a bare name is an OpenAI model, as in LiteLLM
+    if params.mock_response is not None:
+        provider = "mock"
+    elif provider in OPENAI_COMPATIBLE:
+        provider = "openai"
+    api_base = params.api_base
+    api_key = params.api_key
+    if provider == "openai":
+        api_base = api_base or os.environ.get("OPENAI_API_BASE") or OPENAI_DEFAULT_BASE
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
+    elif provider == "azure":
+        api_base = api_base or os.environ.get("AZURE_API_BASE")
+        api_key = api_key or os.environ.get("AZURE_API_KEY")
+    return Deployment(
+        public_name=entry.model_name,
+        provider=provider,
+        model=model,
+        api_base=api_base,
+        api_key=api_key,
+        api_version=params.api_version or os.environ.get("AZURE_API_VERSION"),
+        mock_response=params.mock_response,
+        timeout=params.timeout,
+    )
+
+
+def _wildcard_regex(pattern: str) -> re.Pattern[str]:
+    head, _, tail = pattern.partition("*")
+    return re.compile(re.escape(head) + "(.*)" + re.escape(tail.replace("*", "")), re.DOTALL)

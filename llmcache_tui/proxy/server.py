@@ -1,0 +1,76 @@
+"""Run the proxy with uvicorn: ``llmcache-tui --headless serve``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from llmcache_tui.config import BUILTIN_SOURCE, Settings, load_settings
+from llmcache_tui.proxy.app import ProxyApp
+
+log = logging.getLogger("llmcache_tui.proxy")
+
+# Worker processes re-read the config from here (uvicorn imports the app by name).
+_WORKER_CONFIG_VAR = "LLMCACHE_WORKER_CONFIG"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def app_for_worker() -> ProxyApp:
+    """The app factory uvicorn calls in each worker process."""
+    path = os.environ.get(_WORKER_CONFIG_VAR) or None
+    return ProxyApp.from_settings(load_settings(path))
+
+
+def describe(settings: Settings, host: str, port: int) -> str:
+    """The one-line start-up summary (no secrets)."""
+    cache = settings.cache
+    if cache is None:
+        cache_text = "off"
+    else:
+        cache_text = cache.type + (f" (namespace {cache.namespace})" if cache.namespace else "")
+        if cache.type == "disk":
+            cache_text += f" in {cache.params.disk_cache_dir}"
+    auth = "master key required" if settings.master_key else "no auth (no master_key)"
+    return (
+        f"llmcache-tui proxy on http://{host}:{port} - config: {settings.source};"
+        f" cache: {cache_text}; models: {len(settings.model_list)}; {auth}"
+    )
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    log_level: str = "info",
+    access_log: bool = False,
+) -> int:
+    """Serve until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    for warning in settings.warnings:
+        log.warning("config: %s", warning)
+    if settings.cache is not None and settings.cache.type == "local" and workers > 1:
+        log.warning("cache type local keeps a separate cache in each of the %d workers", workers)
+    log.info("%s", describe(settings, host, port))
+    target: ProxyApp | str
+    if workers > 1:
+        source = "" if settings.source == BUILTIN_SOURCE else os.path.abspath(settings.source)
+        os.environ[_WORKER_CONFIG_VAR] = source
+        target = "llmcache_tui.proxy.server:app_for_worker"
+    else:
+        target = ProxyApp.from_settings(settings)
+    uvicorn.run(
+        target,
+        factory=workers > 1,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

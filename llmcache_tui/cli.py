@@ -88,12 +88,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    print(
-        "The terminal app is not part of this build yet; run the proxy with"
-        " 'llmcache-tui --headless serve' or probe the cache with 'llmcache-tui --check'.",
-        file=sys.stderr,
-    )
-    return 2
+    from llmcache_tui.config import ConfigError, load_settings, resolve_config_path
+
+    try:
+        settings = load_settings(resolve_config_path(args.config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    from llmcache_tui.app import run_tui
+    from llmcache_tui.session import Session
+
+    return run_tui(Session(settings, read_only=args.read_only))
 
 
 if __name__ == "__main__":

@@ -155,20 +155,29 @@ class GeneralSettings(_Model):
     max_request_size_mb: PositiveFloat = DEFAULT_MAX_REQUEST_MB
 
 
+class AppSettings(_Model):
+    """``llmcache``: settings of our own (LiteLLM ignores this section)."""
+
+    read_only: bool = False
+    keymap: dict[str, str] = Field(default_factory=dict)
+
+
 class ConfigFile(_Model):
     """The whole ``config.yaml``."""
 
     model_list: list[ModelEntry] = Field(default_factory=list)
     litellm_settings: LitellmSettings = Field(default_factory=LitellmSettings)
     general_settings: GeneralSettings = Field(default_factory=GeneralSettings)
-    environment_variables: dict[str, str] = Field(default_factory=dict)
+    # Any scalar: LiteLLM exports str(value), so ``REDIS_PORT: 6379`` is fine.
+    environment_variables: dict[str, Any] = Field(default_factory=dict)
+    llmcache: AppSettings = Field(default_factory=AppSettings)
 
 
 @dataclass(frozen=True)
 class CacheSettings:
     """The resolved cache configuration the proxy and the TUI act on."""
 
-    params: CacheParams
+    params: CacheParams = field(repr=False)  # holds passwords and access keys
     routes: frozenset[str]  # route kinds that may be cached ("chat", "embedding", ...)
 
     @property
@@ -194,13 +203,14 @@ class Settings:
     """Validated settings; ``masked()`` is the only form that may be shown to a person."""
 
     source: str
-    model_list: list[ModelEntry]
+    model_list: list[ModelEntry] = field(repr=False)  # holds api keys
     cache: CacheSettings | None
     master_key: str | None = field(repr=False)
     max_request_bytes: int
     request_timeout: float
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    app: AppSettings = field(default_factory=AppSettings)
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as a plain dict with every secret masked."""
@@ -251,6 +261,10 @@ def load_settings(path: str | Path | None) -> Settings:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config file: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"{source}: cannot read config file: not UTF-8 text (byte {exc.start})"
+            ) from exc
     return parse_settings(text, source)
 
 
@@ -277,6 +291,10 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
 
     warnings: list[str] = []
     resolved = _resolve_env(data, "", warnings)
+    # A section whose children are all commented out is YAML null; LiteLLM treats it as absent.
+    resolved = {
+        k: v for k, v in resolved.items() if v is not None or k not in ConfigFile.model_fields
+    }
     try:
         parsed = ConfigFile.model_validate(resolved)
     except ValidationError as exc:
@@ -294,6 +312,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         request_timeout=timeout,
         warnings=tuple(warnings),
         raw=resolved,
+        app=parsed.llmcache,
     )
 
 
@@ -378,7 +397,7 @@ def _error_text(error: Any, secret: bool) -> str:
 
 
 def _short(value: Any) -> str:
-    text = repr(mask_secrets(value)) if isinstance(value, dict | list) else repr(value)
+    text = repr(mask_secrets(value))  # also hides URL passwords in plain strings
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -77,6 +77,15 @@ class CacheBackend(ABC):
         except Exception as exc:
             raise self._failure("get", exc) from exc
 
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        """Read several keys at once (for a page of the browser), in order."""
+        if not keys:
+            return []
+        try:
+            return await self._get_many(keys)
+        except Exception as exc:
+            raise self._failure("get", exc) from exc
+
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
         try:
@@ -142,6 +151,10 @@ class CacheBackend(ABC):
     # -- primitives ------------------------------------------------------------------
     @abstractmethod
     async def _get(self, key: str) -> bytes | None: ...
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        # Backends with a batch read (MGET, a pipeline) override this.
+        return [await self._get(key) for key in keys]
 
     @abstractmethod
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None: ...

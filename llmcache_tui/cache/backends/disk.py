@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import diskcache
 from llmcache_tui.cache.backends.base import (
     BackendStats,
     CacheBackend,
+    CacheBackendError,
     KeyInfo,
     ScanPage,
     glob_matcher,
@@ -37,11 +39,24 @@ class DiskBackend(CacheBackend):
 
     def __init__(self, directory: Path, *, default_ttl: float | None = None) -> None:
         super().__init__(default_ttl=default_ttl)
+        # diskcache expands "~" itself; the scan connection below must open the same file.
+        directory = directory.expanduser()
         self.directory = directory
+        if directory.exists() and not directory.is_dir():
+            self.errors += 1
+            raise CacheBackendError(
+                f"disk cache directory {str(directory)!r} cannot be used:"
+                " it exists and is not a directory"
+            )
         try:
             self._cache = diskcache.Cache(str(directory))
         except (OSError, sqlite3.Error) as exc:
-            raise self._failure("open", exc) from exc
+            self.errors += 1
+            raise CacheBackendError(
+                f"disk cache directory {str(directory)!r} cannot be used: {self._explain(exc)}"
+            ) from exc
+        # A URI, so quoted: a directory name may hold '?', '#' or '%'.
+        self._scan_uri = (directory / "cache.db").absolute().as_uri() + "?mode=ro"
         # diskcache is synchronous; a small pool keeps SQLite work off the event loop.
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="llmcache-disk")
 
@@ -51,6 +66,13 @@ class DiskBackend(CacheBackend):
     async def _get(self, key: str) -> bytes | None:
         value = await self._run(self._cache.get, key)
         return value if isinstance(value, bytes) else None
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        def read_all() -> list[bytes | None]:
+            values = [self._cache.get(key) for key in keys]
+            return [value if isinstance(value, bytes) else None for value in values]
+
+        return await self._run(read_all)
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self._run(self._cache.set, key, value, ttl)
@@ -73,9 +95,8 @@ class DiskBackend(CacheBackend):
 
     def _scan_sync(self, match: str, after: int, count: int) -> ScanPage:
         matcher = glob_matcher(match)
-        uri = f"file:{self.directory / 'cache.db'}?mode=ro"
-        with sqlite3.connect(uri, uri=True, timeout=5) as connection:
-            rows = connection.execute(_SCAN_SQL, (after, count)).fetchall()
+        with contextlib.closing(sqlite3.connect(self._scan_uri, uri=True, timeout=5)) as db:
+            rows = db.execute(_SCAN_SQL, (after, count)).fetchall()
         now = time.time()
         keys = [
             KeyInfo(key, None if expire is None else expire - now, size)

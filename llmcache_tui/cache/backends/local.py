@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,6 +21,7 @@ from llmcache_tui.cache.backends.base import (
 class _Item:
     value: bytes
     expires_at: float | None
+    seq: int  # write order; scan cursors are write sequence numbers
 
 
 class LocalBackend(CacheBackend):
@@ -46,6 +47,11 @@ class LocalBackend(CacheBackend):
         self.max_bytes = max_bytes
         self._clock = clock
         self._items: OrderedDict[str, _Item] = OrderedDict()
+        # (seq, key) in write order. Scans page through it by sequence number, so deleting
+        # keys mid-scan (a purge) never shifts the cursor; stale rows are skipped and
+        # compacted away once they outnumber live ones.
+        self._writes: list[tuple[int, str]] = []
+        self._seq = 0
         self._bytes = 0
         self.evictions = 0
 
@@ -61,7 +67,9 @@ class LocalBackend(CacheBackend):
             return  # could never fit; storing it would only flush everything else
         self._remove(key)
         expires_at = None if ttl is None else self._clock() + ttl
-        self._items[key] = _Item(value, expires_at)
+        self._seq += 1
+        self._items[key] = _Item(value, expires_at, self._seq)
+        self._writes.append((self._seq, key))
         self._bytes += len(value)
         while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._items))
@@ -75,18 +83,26 @@ class LocalBackend(CacheBackend):
         return True
 
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
-        start = int(cursor or 0)
+        if len(self._writes) > 2 * len(self._items) + 1024:
+            self._writes = sorted((item.seq, key) for key, item in self._items.items())
         matcher = glob_matcher(match)
         now = self._clock()
-        page = list(itertools.islice(self._items.items(), start, start + count))
-        keys = [
-            KeyInfo(key, _remaining(item, now), len(item.value))
-            for key, item in page
-            if matcher.match(key) and not _expired(item, now)
-        ]
-        end = start + len(page)
-        next_cursor = str(end) if end < len(self._items) else None
-        return ScanPage(keys, next_cursor, scanned=len(page), total=len(self._items))
+        position = bisect.bisect_right(self._writes, int(cursor or 0), key=lambda row: row[0])
+        keys: list[KeyInfo] = []
+        scanned = 0
+        last_seq = 0
+        while position < len(self._writes) and scanned < count:
+            seq, key = self._writes[position]
+            position += 1
+            item = self._items.get(key)
+            if item is None or item.seq != seq:
+                continue  # deleted or rewritten since; the newer write is further on
+            scanned += 1
+            last_seq = seq
+            if matcher.match(key) and not _expired(item, now):
+                keys.append(KeyInfo(key, _remaining(item, now), len(item.value)))
+        next_cursor = str(last_seq) if position < len(self._writes) else None
+        return ScanPage(keys, next_cursor, scanned=scanned, total=len(self._items))
 
     async def _ttl(self, key: str) -> float | None:
         item = self._live(key)

@@ -1,0 +1,129 @@
+"""The Textual app: wiring only. Screens do the work; the session holds the connections."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Input
+from textual.worker import Worker, WorkerState
+
+from llmcache_tui.log_bridge import LogBridge
+from llmcache_tui.screens.browser import BrowserScreen
+from llmcache_tui.screens.help import HelpScreen
+from llmcache_tui.screens.overview import OverviewScreen
+from llmcache_tui.screens.proxy import ProxyScreen
+from llmcache_tui.session import Session
+
+SCREENS_BY_MODE: dict[str, type[Screen[None]]] = {
+    "overview": OverviewScreen,
+    "browser": BrowserScreen,
+    "proxy": ProxyScreen,
+}
+
+
+class LLMCacheApp(App[None]):
+    """See and steer an LLM response cache; run the caching proxy."""
+
+    TITLE = "llmcache-tui"
+    CSS_PATH = "app.tcss"
+    MODES = {"overview": OverviewScreen, "browser": BrowserScreen, "proxy": ProxyScreen}
+    BINDINGS = [
+        Binding("1", "switch_mode('overview')", "Overview", id="app.overview"),
+        Binding("2", "switch_mode('browser')", "Browser", id="app.browser"),
+        Binding("3", "switch_mode('proxy')", "Proxy", id="app.proxy"),
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="List every key"),
+        Binding("q", "quit", "Quit", id="app.quit", tooltip="Stop the proxy and quit"),
+        Binding("escape", "leave_input", "Leave input", show=False, id="app.leave_input"),
+    ]
+
+    def __init__(self, session: Session, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.session = session
+        self.clock = clock
+        self.generation = 0  # bumped when the session connects elsewhere
+        self.log_bridge = LogBridge()
+
+    def _show_session_in_header(self) -> None:
+        cache = self.session.settings.cache
+        kind = cache.type if cache else "no cache"
+        mode = " (read-only)" if self.session.read_only else ""
+        self.sub_title = f"{kind} | {self.session.settings.source}{mode}"
+
+    def on_mount(self) -> None:
+        self.log_bridge.install()
+        self._show_session_in_header()
+        if self.session.settings.app.keymap:
+            self.set_keymap(self.session.settings.app.keymap)
+        self.switch_mode("overview")
+
+    async def on_unmount(self) -> None:
+        await self.session.close()
+        self.log_bridge.uninstall()
+
+    def session_changed(self) -> None:
+        """Tell the screens the backend or config changed; they reload when shown."""
+        self.generation += 1
+        self._show_session_in_header()
+        self.refresh_bindings()
+        screen = self.screen
+        if isinstance(screen, OverviewScreen | BrowserScreen):
+            screen.on_screen_resume()
+
+    async def action_quit(self) -> None:
+        await self.session.stop_proxy()
+        self.exit()
+
+    def action_leave_input(self) -> None:
+        """Escape from a text field so single-key commands work again."""
+        if not isinstance(self.focused, Input):
+            return
+        home = self.screen.AUTO_FOCUS
+        targets = self.screen.query(home) if home else None
+        if targets:
+            targets.first().focus()
+        else:
+            self.set_focus(None)
+
+    def action_help(self) -> None:
+        groups = {"anywhere": self.BINDINGS}
+        for mode, screen in SCREENS_BY_MODE.items():
+            groups[mode] = screen.BINDINGS
+        self.push_screen(HelpScreen(groups, self.session.settings.app.keymap))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for namespace, bindings in (("app", self.BINDINGS), ("screen", screen.BINDINGS)):
+            for binding in bindings:
+                if not isinstance(binding, Binding) or binding.action == "help":
+                    continue
+                if namespace == "screen" and screen.check_action(binding.action, ()) is False:
+                    continue
+                target = screen if namespace == "screen" else self
+                yield SystemCommand(
+                    binding.description,
+                    binding.tooltip or binding.description,
+                    partial(self.run_action, binding.action, target),
+                )
+        yield SystemCommand("Help", "List every key binding", self.action_help)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        # Workers run with exit_on_error=False: a failure is reported, never a crash.
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title=f"{event.worker.name or 'task'} failed",
+                severity="error",
+                timeout=10,
+            )
+
+
+def run_tui(session: Session) -> int:
+    """Run the app until the user quits."""
+    LLMCacheApp(session).run()
+    return 0

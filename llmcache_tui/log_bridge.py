@@ -1,0 +1,54 @@
+"""Collect log records in memory so the terminal app can show them instead of stderr.
+
+While the terminal app runs, anything written to stderr would corrupt its screen, so the
+proxy's and uvicorn's loggers are routed here; the proxy screen reads the recent lines.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+
+BRIDGED_LOGGERS = ("llmcache_tui", "uvicorn")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
+MAX_LINES = 2000
+
+
+class LogBridge(logging.Handler):
+    """A bounded buffer of formatted log lines with a running count."""
+
+    def __init__(self, max_lines: int = MAX_LINES) -> None:
+        super().__init__(level=logging.INFO)
+        self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        self.lines: deque[str] = deque(maxlen=max_lines)
+        self.total = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.add(self.format(record))
+        except Exception:  # a broken record must not break the app
+            self.handleError(record)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+        self.total += 1
+
+    def since(self, seen: int) -> list[str]:
+        """Lines after the first ``seen`` ever added (older ones may have been dropped)."""
+        fresh = self.total - seen
+        if fresh <= 0:
+            return []
+        return list(self.lines)[-min(fresh, len(self.lines)) :]
+
+    def install(self) -> None:
+        for name in BRIDGED_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.addHandler(self)
+            logger.setLevel(logging.INFO)
+            logger.propagate = False
+
+    def uninstall(self) -> None:
+        for name in BRIDGED_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.removeHandler(self)
+            logger.propagate = True

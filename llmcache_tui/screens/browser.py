@@ -1,0 +1,444 @@
+"""The browser: a lazy namespace tree, a paged key table, a glob filter and the entry pane.
+
+Every backend call runs in a worker. Keys arrive page by page (bounded scans, "load more")
+and the status line says how much of the keyspace has been examined, so a partial scan
+never looks like missing data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Tree
+from textual.widgets.tree import TreeNode
+
+from llmcache_tui import humanize
+from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
+from llmcache_tui.cache.browse import (
+    KeyRow,
+    PurgeProgress,
+    describe_keys,
+    namespace_pattern,
+    namespaces_of,
+)
+from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
+from llmcache_tui.screens.purge import PurgeScreen
+from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
+
+if TYPE_CHECKING:
+    from llmcache_tui.app import LLMCacheApp
+
+ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
+SCAN_COUNT = 500  # entries examined per backend call
+SCAN_BUDGET = 20_000  # entries examined per "load more" before it stops and says so
+EXPLORE_BUDGET = 2_000  # entries examined to discover a branch's sub-namespaces
+ROW_CHUNK = 100  # rows added between yields to the event loop
+KEY_COLUMN_WIDTH = 24
+TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
+MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
+LOCAL_NOTE = (
+    "In-memory cache: only this process's entries, written by the proxy started here (3)."
+)
+
+
+class BrowserScreen(Screen[None]):
+    """Browse, inspect and change the keys of the connected backend."""
+
+    AUTO_FOCUS = "#keys"
+
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="browser.filter", tooltip="Glob filter"),
+        Binding("n", "toggle_tree", "Namespaces", id="browser.tree", tooltip="Show/hide the tree"),
+        Binding("l", "load_more", "Load more", id="browser.load_more"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="browser.refresh"),
+        Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
+        Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
+        Binding("c", "copy_key", "Copy key", id="browser.copy"),
+        Binding("P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching keys"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pattern = "*"
+        self.cursor: str | None = None
+        self.exhausted = False
+        self.scanned = 0
+        self.total: int | None = None
+        self.rows: dict[str, KeyRow] = {}
+        self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
+        self.explored: set[str | None] = set()
+        self.generation = -1
+
+    @property
+    def llm_app(self) -> LLMCacheApp:
+        from llmcache_tui.app import LLMCacheApp
+
+        assert isinstance(self.app, LLMCacheApp)
+        return self.app
+
+    @property
+    def backend(self) -> CacheBackend | None:
+        return self.llm_app.session.backend
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="browser-main"):
+            tree: Tree[str | None] = Tree("all keys", data=None, id="namespaces")
+            tree.root.expand()
+            yield tree
+            with Vertical(id="browser-right"):
+                yield Input(placeholder="glob filter, e.g. team-a:*  (Enter)", id="filter")
+                yield Label("", id="local-note")
+                yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
+                yield Label("", id="scan-status")
+                yield EntryDetail(id="detail", clock=self.llm_app.clock)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#keys", DataTable)
+        table.add_column("key", key="key", width=KEY_COLUMN_WIDTH)
+        table.add_column("model", key="model", width=14)
+        table.add_column("type", key="type", width=5)
+        table.add_column("age", key="age", width=7)
+        table.add_column("TTL", key="ttl", width=7)
+        table.add_column("size", key="size", width=9)
+        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
+            self.query_one("#namespaces", Tree).display = False
+
+    def action_toggle_tree(self) -> None:
+        tree = self.query_one("#namespaces", Tree)
+        tree.display = not tree.display
+
+    def on_screen_resume(self) -> None:
+        if self.generation != self.llm_app.generation:
+            self.generation = self.llm_app.generation
+            self.reset_view()
+
+    def reset_view(self) -> None:
+        """Start over for a new backend or config."""
+        tree = self.query_one("#namespaces", Tree)
+        tree.root.remove_children()
+        self.namespace_nodes.clear()
+        self.explored.clear()
+        backend = self.backend
+        note = LOCAL_NOTE if backend is not None and backend.process_local else ""
+        self.query_one("#local-note", Label).update(note)
+        self.query_one("#local-note", Label).display = bool(note)
+        if backend is None:
+            problem = self.llm_app.session.backend_error or "no cache backend"
+            self._status(f"Not connected: {problem}")
+            return
+        self.load_keys(reset=True)
+        self.explore(None)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # Hidden in read-only mode, and refused if invoked some other way.
+        return not (action in MUTATING_ACTIONS and self.llm_app.session.read_only)
+
+    # -- loading keys ------------------------------------------------------------------
+    @work(exclusive=True, group="browser-scan", exit_on_error=False)
+    async def load_keys(self, reset: bool) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        table = self.query_one("#keys", DataTable)
+        if reset:
+            table.clear()
+            self.rows.clear()
+            self.cursor = None
+            self.exhausted = False
+            self.scanned = 0
+            self.query_one("#detail", EntryDetail).clear()
+        elif self.exhausted:
+            self._show_scan_status()
+            return
+        self._status(f"scanning for {self.pattern} ...")
+        added = examined = 0
+        try:
+            while added < ROWS_PER_LOAD and examined < SCAN_BUDGET:
+                page = await backend.scan(self.pattern, self.cursor, SCAN_COUNT)
+                rows = await describe_keys(backend, page.keys)
+                self.scanned += page.scanned
+                examined += page.scanned
+                self.total = page.total
+                self.cursor = page.cursor
+                added += await self._add_rows(table, rows)
+                if page.cursor is None:
+                    self.exhausted = True
+                    break
+        except CacheBackendError as exc:
+            self._status(f"scan failed: {exc}")
+            self.notify(str(exc), title="Scan failed", severity="error", timeout=8)
+            return
+        self._show_scan_status()
+
+    async def _add_rows(self, table: DataTable[str], rows: list[KeyRow]) -> int:
+        now = self.llm_app.clock()
+        added = 0
+        for start in range(0, len(rows), ROW_CHUNK):
+            for row in rows[start : start + ROW_CHUNK]:
+                if row.key in self.rows:
+                    continue  # scans may return a key twice
+                self.rows[row.key] = row
+                table.add_row(*_cells(row, now), key=row.key)
+                added += 1
+                for namespace in namespaces_of(row.key):
+                    self._add_namespace(namespace)
+            await asyncio.sleep(0)  # let the UI draw and take keys between chunks
+        return added
+
+    def _show_scan_status(self) -> None:
+        shown = len(self.rows)
+        about = f" of about {self.total:,}" if self.total is not None else ""
+        if self.exhausted:
+            more = "all matching keys loaded"
+        else:
+            more = "more may match: press l to load more"
+        self._status(
+            f"{shown:,} keys shown for {self.pattern} | scanned {self.scanned:,}{about} | {more}"
+        )
+
+    def _status(self, text: str) -> None:
+        self.query_one("#scan-status", Label).update(text)
+
+    # -- namespace tree -----------------------------------------------------------------
+    def _add_namespace(self, namespace: str) -> TreeNode[str | None]:
+        node = self.namespace_nodes.get(namespace)
+        if node is not None:
+            return node
+        parent_name, _, label = namespace.rpartition(":")
+        tree = self.query_one("#namespaces", Tree)
+        parent = self._add_namespace(parent_name) if parent_name else tree.root
+        node = parent.add(label, data=namespace, allow_expand=True)
+        self.namespace_nodes[namespace] = node
+        return node
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[str | None]) -> None:
+        namespace = event.node.data
+        if namespace is not None and namespace not in self.explored:
+            event.node.add_leaf("loading...", data=None)
+            self.explore(namespace)
+
+    @work(group="browser-explore", exit_on_error=False)
+    async def explore(self, namespace: str | None) -> None:
+        """Discover the sub-namespaces of a branch from a bounded scan under it."""
+        backend = self.backend
+        if backend is None:
+            return
+        self.explored.add(namespace)
+        match = namespace_pattern(namespace)
+        cursor: str | None = None
+        examined = 0
+        try:
+            while examined < EXPLORE_BUDGET:
+                page = await backend.scan(match, cursor, SCAN_COUNT)
+                examined += page.scanned
+                for info in page.keys:
+                    for found in namespaces_of(info.key):
+                        self._add_namespace(found)
+                await asyncio.sleep(0)
+                cursor = page.cursor
+                if cursor is None:
+                    break
+        except CacheBackendError as exc:
+            self.notify(str(exc), title="Could not list namespaces", severity="error")
+        finally:
+            node = self.namespace_nodes.get(namespace) if namespace else None
+            if node is not None:
+                for child in list(node.children):
+                    if child.data is None:
+                        child.remove()  # the "loading..." placeholder
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str | None]) -> None:
+        self.apply_filter(namespace_pattern(event.node.data))
+
+    # -- filter ---------------------------------------------------------------------------
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self.apply_filter(event.value.strip() or "*")
+            self.query_one("#keys", DataTable).focus()
+
+    def apply_filter(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.query_one("#filter", Input).value = "" if pattern == "*" else pattern
+        self.load_keys(reset=True)
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_load_more(self) -> None:
+        self.load_keys(reset=False)
+
+    def action_refresh(self) -> None:
+        self.reset_view()
+
+    # -- detail ---------------------------------------------------------------------------
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        key = event.row_key.value
+        if key is not None:
+            self.load_detail(key)
+
+    @work(exclusive=True, group="browser-detail", exit_on_error=False)
+    async def load_detail(self, key: str) -> None:
+        backend = self.backend
+        detail = self.query_one("#detail", EntryDetail)
+        if backend is None:
+            return
+        try:
+            raw = await backend.get(key)
+            ttl = await backend.ttl(key) if raw is not None else None
+        except KeyError:
+            raw = None
+        except CacheBackendError as exc:
+            detail.clear(f"Could not read {key}: {exc}")
+            return
+        if raw is None:
+            detail.clear(f"{key} no longer exists (expired or deleted).")
+            return
+        detail.show(LoadedEntry(key, raw, ttl, self.llm_app.clock()))
+
+    def selected_key(self) -> str | None:
+        table = self.query_one("#keys", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return row_key.value
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_copy_key(self) -> None:
+        key = self.selected_key()
+        if key is None:
+            self.notify("No key selected", severity="warning")
+            return
+        self.app.copy_to_clipboard(key)
+        self.notify(f"Copied {key}", title="Key copied")
+
+    def action_delete(self) -> None:
+        key = self.selected_key()
+        if not self._may_change() or key is None:
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.delete_key(key)
+
+        self.app.push_screen(ConfirmScreen(f"Delete this entry?\n\n{key}"), answered)
+
+    @work(group="browser-change", exit_on_error=False)
+    async def delete_key(self, key: str) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        try:
+            deleted = await backend.delete([key])
+        except CacheBackendError as exc:
+            self.notify(str(exc), title="Delete failed", severity="error", timeout=8)
+            return
+        table = self.query_one("#keys", DataTable)
+        if key in self.rows:
+            del self.rows[key]
+            table.remove_row(key)
+        self.query_one("#detail", EntryDetail).clear(f"Deleted {key}.")
+        self.notify(f"Deleted {key}" if deleted else f"{key} was already gone")
+        self._show_scan_status()
+
+    def action_edit_ttl(self) -> None:
+        key = self.selected_key()
+        if not self._may_change() or key is None:
+            return
+        backend = self.backend
+        if backend is None or not backend.can_edit_ttl:
+            self.notify("This backend cannot change TTLs", severity="warning")
+            return
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                self.set_ttl(key, parse_ttl(text))
+
+        prompt = PromptScreen(
+            f"New TTL for {key}",
+            placeholder="seconds, or 10m / 2h / 1d; 'none' for no expiry",
+            validate=ttl_problem,
+        )
+        self.app.push_screen(prompt, answered)
+
+    @work(group="browser-change", exit_on_error=False)
+    async def set_ttl(self, key: str, ttl: float | None) -> None:
+        backend = self.backend
+        if backend is None:
+            return
+        try:
+            changed = await backend.expire(key, ttl)
+        except CacheBackendError as exc:
+            self.notify(str(exc), title="TTL change failed", severity="error", timeout=8)
+            return
+        if not changed:
+            self.notify(f"{key} no longer exists", severity="warning")
+            return
+        self.notify(f"TTL of {key}: {humanize.duration(ttl)}")
+        if key in self.rows:
+            row = self.rows[key]
+            self.rows[key] = KeyRow(
+                row.key, ttl, row.size, row.model, row.route, row.created_at, row.origin
+            )
+            table = self.query_one("#keys", DataTable)
+            table.update_cell(key, "ttl", humanize.duration(ttl, none="-"))
+        if self.selected_key() == key:
+            self.load_detail(key)
+
+    def action_purge(self) -> None:
+        backend = self.backend
+        if not self._may_change() or backend is None:
+            return
+        pattern = self.pattern
+        scope = "EVERY key in the cache" if pattern == "*" else f"every key matching {pattern}"
+        question = f"Delete {scope}?\n\nThis cannot be undone."
+
+        def purged(progress: PurgeProgress | None) -> None:
+            if progress is not None:
+                state = "Purged" if progress.done else "Purge stopped after deleting"
+                self.notify(f"{state} {progress.deleted:,} keys matching {pattern}")
+            self.reset_view()
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.app.push_screen(PurgeScreen(backend, pattern), purged)
+
+        self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
+
+    def _may_change(self) -> bool:
+        if self.llm_app.session.read_only:
+            self.notify("Read-only mode: changes are disabled", severity="warning")
+            return False
+        return True
+
+
+def _cells(row: KeyRow, now: float) -> tuple[str, ...]:
+    age = None if row.created_at is None else max(0.0, now - row.created_at)
+    model = row.model or ("(unreadable)" if row.origin == "unknown" else "-")
+    kind = {"text_completion": "text", "embedding": "embed", "transcription": "audio"}.get(
+        row.route, row.route or "-"
+    )
+    return (
+        _middle_truncate(row.key, KEY_COLUMN_WIDTH),
+        model,
+        kind,
+        humanize.duration(age, none="-"),
+        humanize.duration(row.ttl, none="-"),
+        humanize.size(row.size),
+    )
+
+
+def _middle_truncate(text: str, width: int) -> str:
+    """Keep both ends of a long key visible: the namespace and the end of the hash."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return f"{text[:head]}…{text[-(width - 1 - head) :]}"

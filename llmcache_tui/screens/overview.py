@@ -1,0 +1,175 @@
+"""The overview: which config and backend, its masked parameters, health, size, proxy state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Group
+from rich.panel import Panel
+from rich.pretty import Pretty
+from rich.table import Table
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from llmcache_tui import humanize
+from llmcache_tui.config import ConfigError, mask_secrets
+from llmcache_tui.screens.prompt import PromptScreen
+from llmcache_tui.session import Health, SessionError
+
+if TYPE_CHECKING:
+    from llmcache_tui.app import LLMCacheApp
+
+REFRESH_SECONDS = 5.0
+
+
+class OverviewScreen(Screen[None]):
+    """What the app is connected to, and whether it is healthy."""
+
+    BINDINGS = [
+        Binding("r", "reconnect", "Reconnect", id="overview.reconnect"),
+        Binding("ctrl+o", "open_config", "Open config", id="overview.open_config"),
+        Binding("f5", "refresh", "Refresh", id="overview.refresh"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.health: Health | None = None
+        self.generation = -1
+
+    @property
+    def llm_app(self) -> LLMCacheApp:
+        from llmcache_tui.app import LLMCacheApp
+
+        assert isinstance(self.app, LLMCacheApp)
+        return self.app
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="overview"):
+            yield Static(id="overview-config")
+            yield Static(id="overview-health")
+            yield Static(id="overview-proxy")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_SECONDS, self.action_refresh)
+        self.set_interval(1.0, self._show_proxy)
+
+    def on_screen_resume(self) -> None:
+        if self.generation != self.llm_app.generation:
+            self.generation = self.llm_app.generation
+            self.health = None
+            self._show_config()
+        self.action_refresh()
+        self._show_proxy()
+
+    def action_refresh(self) -> None:
+        self.check_health()
+
+    @work(exclusive=True, group="overview-health", exit_on_error=False)
+    async def check_health(self) -> None:
+        self.health = await self.llm_app.session.health()
+        self._show_health()
+
+    def _show_config(self) -> None:
+        session = self.llm_app.session
+        settings = session.settings
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("config", settings.source)
+        cache = settings.cache
+        table.add_row("cache type", cache.type if cache else "off (litellm_settings.cache)")
+        if cache is not None:
+            table.add_row("namespace", cache.namespace or "-")
+            table.add_row("mode", cache.params.mode)
+            table.add_row("call types", ", ".join(sorted(cache.routes)) or "none")
+        if session.backend is not None:
+            for name, value in mask_secrets(session.backend.describe()).items():
+                table.add_row(name, _text(value))
+        table.add_row("models", ", ".join(m.model_name for m in settings.model_list) or "-")
+        table.add_row("auth", "master key set" if settings.master_key else "none")
+        table.add_row("access", "read-only" if session.read_only else "read-write")
+        parts: list[Any] = [table]
+        for warning in settings.warnings:
+            parts.append(Text(f"warning: {warning}", style="yellow"))
+        panel = Panel(Group(*parts), title="Configuration", title_align="left")
+        self.query_one("#overview-config", Static).update(panel)
+
+    def _show_health(self) -> None:
+        health = self.health
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        if health is None:
+            table.add_row("state", "checking...")
+        elif health.connected:
+            table.add_row("state", Text("connected", style="green"))
+            ping = "-" if health.ping_ms is None else f"{health.ping_ms:.2f} ms"
+            table.add_row("ping", ping)
+            table.add_row("entries", humanize.count(health.entries))
+            table.add_row("size", humanize.size(health.bytes_used))
+        else:
+            table.add_row("state", Text("not connected", style="red"))
+            table.add_row("reason", health.error or "-")
+        if health is not None:
+            table.add_row("checked", humanize.timestamp(health.checked_at))
+        title = "Cache backend (r reconnects)"
+        self.query_one("#overview-health", Static).update(
+            Panel(table, title=title, title_align="left")
+        )
+
+    def _show_proxy(self) -> None:
+        session = self.llm_app.session
+        proxy = session.proxy
+        if session.proxy_running and proxy is not None:
+            stats = proxy.app.stats.snapshot()
+            state = Text(f"running on http://{proxy.host}:{proxy.port}", style="green")
+            detail = (
+                f"{stats['requests']:,} requests, {stats['hits']:,} hits,"
+                f" hit rate {stats['hit_rate']:.0%}"
+            )
+            body: Any = Group(state, Text(detail))
+        else:
+            body = Text("stopped (start it from the Proxy screen: 3)")
+        self.query_one("#overview-proxy", Static).update(
+            Panel(body, title="Proxy", title_align="left")
+        )
+
+    @work(exclusive=True, group="overview-connect", exit_on_error=False)
+    async def action_reconnect(self) -> None:
+        try:
+            await self.llm_app.session.reconnect()
+        except SessionError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        self.llm_app.session_changed()
+        self.notify("Reconnected")
+
+    def action_open_config(self) -> None:
+        def chosen(path: str | None) -> None:
+            if path:
+                self.open_config(path.strip())
+
+        self.app.push_screen(
+            PromptScreen("Open a LiteLLM config.yaml", placeholder="path/to/config.yaml"), chosen
+        )
+
+    @work(exclusive=True, group="overview-connect", exit_on_error=False)
+    async def open_config(self, path: str) -> None:
+        try:
+            await self.llm_app.session.open_config(path)
+        except (ConfigError, SessionError) as exc:
+            self.notify(str(exc), title="Config not opened", severity="error", timeout=10)
+            return
+        self.llm_app.session_changed()
+        self.notify(f"Opened {path}")
+
+
+def _text(value: Any) -> Any:
+    return value if isinstance(value, str) else Pretty(value)

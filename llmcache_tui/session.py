@@ -1,0 +1,132 @@
+"""What the terminal app is connected to: settings, the backend, and the embedded proxy.
+
+The proxy started from the app shares the app's backend object, so with a ``local`` cache
+the browser shows the running proxy's own in-memory entries. Nothing here imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
+from llmcache_tui.config import Settings, load_settings
+from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.embedded import EmbeddedProxy
+
+
+class SessionError(Exception):
+    """An operation the session refuses, with a reason to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """One look at the backend: reachable or not, how fast, how big."""
+
+    connected: bool
+    ping_ms: float | None = None
+    entries: int | None = None
+    bytes_used: int | None = None
+    error: str | None = None
+    checked_at: float = 0.0
+
+
+class Session:
+    """The settings in use, the backend built from them, and the proxy if it runs."""
+
+    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+        self.settings = settings
+        self.read_only = read_only or settings.app.read_only
+        self.backend: CacheBackend | None = None
+        self.backend_error: str | None = None
+        self.proxy: EmbeddedProxy | None = None
+        self.proxy_task: asyncio.Task[None] | None = None
+        self._build_backend()
+
+    def _build_backend(self) -> None:
+        self.backend = None
+        self.backend_error = None
+        if self.settings.cache is None:
+            self.backend_error = "caching is not enabled in this config (litellm_settings.cache)"
+            return
+        try:
+            self.backend = build_backend(self.settings.cache)
+        except CacheBackendError as exc:
+            self.backend_error = str(exc)
+
+    @property
+    def proxy_running(self) -> bool:
+        return self.proxy_task is not None and not self.proxy_task.done()
+
+    async def health(self) -> Health:
+        """Ping the backend and read its size; never raises."""
+        backend = self.backend
+        if backend is None:
+            return Health(False, error=self.backend_error, checked_at=time.time())
+        started = time.perf_counter()
+        try:
+            await backend.ping()
+            ping_ms = (time.perf_counter() - started) * 1000
+            stats = await backend.stats()
+        except CacheBackendError as exc:
+            return Health(False, error=str(exc), checked_at=time.time())
+        return Health(True, ping_ms, stats.entries, stats.bytes_used, checked_at=time.time())
+
+    async def reconnect(self) -> None:
+        """Drop the backend and build it again from the same settings."""
+        self._refuse_while_proxy_runs("reconnect")
+        await self._close_backend()
+        self._build_backend()
+
+    async def open_config(self, path: str) -> None:
+        """Switch to another config file; raises ConfigError if it is not usable."""
+        self._refuse_while_proxy_runs("open another config")
+        settings = load_settings(path)
+        await self._close_backend()
+        self.settings = settings
+        self.read_only = self.read_only or settings.app.read_only
+        self._build_backend()
+
+    def start_proxy(self, host: str, port: int) -> asyncio.Task[None]:
+        """Start the proxy over this session's backend on the running loop.
+
+        The returned task ends when the proxy stops, or raises ``ProxyStartError``.
+        """
+        if self.proxy_running:
+            raise SessionError("the proxy is already running")
+        app = ProxyApp(
+            self.settings,
+            self.backend,
+            backend_problem=self.backend_error if self.settings.cache else None,
+        )
+        self.proxy = EmbeddedProxy(app, host, port)
+        self.proxy_task = asyncio.create_task(self.proxy.serve(), name="llmcache-proxy")
+        return self.proxy_task
+
+    async def stop_proxy(self) -> None:
+        """Stop the proxy and wait for it to finish its open requests."""
+        if self.proxy is not None:
+            self.proxy.stop()
+        task = self.proxy_task
+        if task is not None and not task.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=15)
+            except TimeoutError:
+                task.cancel()
+            except Exception:
+                pass  # a failed start was already reported to whoever started it
+        self.proxy_task = None
+
+    async def close(self) -> None:
+        await self.stop_proxy()
+        await self._close_backend()
+
+    async def _close_backend(self) -> None:
+        if self.backend is not None:
+            await self.backend.close()
+            self.backend = None
+
+    def _refuse_while_proxy_runs(self, what: str) -> None:
+        if self.proxy_running:
+            raise SessionError(f"stop the proxy before you {what}: it uses this backend")

@@ -1,0 +1,115 @@
+"""The detail pane: what a cache entry was asked, what it answered, and how long it lives."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from llmcache_tui import humanize
+from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+
+PREVIEW_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedEntry:
+    """An entry as fetched for display, with its TTL at fetch time."""
+
+    key: str
+    raw: bytes
+    ttl: float | None
+    fetched_at: float
+
+
+class EntryDetail(VerticalScroll):
+    """Shows one entry; the age and remaining TTL tick every second."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.loaded: LoadedEntry | None = None
+        self.entry: CacheEntry | None = None
+
+    def compose(self) -> Any:
+        yield Static("Select a key to see its entry.", id="detail-summary")
+        yield Static("", id="detail-body")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self._tick)
+
+    def show(self, loaded: LoadedEntry | None) -> None:
+        self.loaded = loaded
+        self.entry = None
+        body: RenderableType = ""
+        if loaded is not None:
+            try:
+                self.entry = CacheEntry.decode(loaded.raw)
+                body = _response_view(self.entry)
+            except EntryFormatError as exc:
+                body = Group(
+                    Text(f"Not an entry this app understands ({exc}); raw bytes:"),
+                    Text(_preview(loaded.raw)),
+                )
+        self.query_one("#detail-body", Static).update(body)
+        self._tick()
+        self.scroll_home(animate=False)
+
+    def clear(self, message: str = "Select a key to see its entry.") -> None:
+        self.loaded = None
+        self.entry = None
+        self.query_one("#detail-summary", Static).update(message)
+        self.query_one("#detail-body", Static).update("")
+
+    def _tick(self) -> None:
+        if self.loaded is None:
+            return
+        self.query_one("#detail-summary", Static).update(self._summary(self.loaded, self.entry))
+
+    def _summary(self, loaded: LoadedEntry, entry: CacheEntry | None) -> Table:
+        now = self.clock()
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        table.add_row("key", loaded.key)
+        ttl = None if loaded.ttl is None else max(0.0, loaded.ttl - (now - loaded.fetched_at))
+        if entry is not None:
+            origin = "written by LiteLLM" if entry.foreign else "llmcache-tui"
+            table.add_row("model", entry.model or "-")
+            table.add_row("call type", entry.route)
+            table.add_row("origin", origin)
+            created = entry.created_at or None
+            age = None if created is None else now - created
+            table.add_row("created", humanize.timestamp(created))
+            table.add_row("age", humanize.duration(age, none="-"))
+            if entry.prompt_preview:
+                table.add_row("prompt", entry.prompt_preview)
+            if entry.usage:
+                table.add_row("tokens", str(entry.usage.get("total_tokens", "-")))
+        table.add_row("expires in", "expired" if ttl == 0 else humanize.duration(ttl))
+        table.add_row("size", humanize.size(len(loaded.raw)))
+        return table
+
+
+def _response_view(entry: CacheEntry) -> RenderableType:
+    if entry.media_type is not None or isinstance(entry.response, str):
+        return Text(_preview(str(entry.response).encode()))
+    pretty = orjson.dumps(entry.response, option=orjson.OPT_INDENT_2)
+    if len(pretty) > PREVIEW_BYTES:
+        note = Text(f"(first {PREVIEW_BYTES // 1024} KiB of {humanize.size(len(pretty))})")
+        return Group(note, Text(_preview(pretty)))
+    return Syntax(pretty.decode(), "json", word_wrap=True, background_color="default")
+
+
+def _preview(raw: bytes) -> str:
+    text = raw[:PREVIEW_BYTES].decode("utf-8", "replace")
+    return text + ("\n..." if len(raw) > PREVIEW_BYTES else "")

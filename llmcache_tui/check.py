@@ -12,7 +12,13 @@ from typing import Any
 
 from llmcache_tui.cache.backends import CacheBackendError, build_backend
 from llmcache_tui.cache.health import ProbeResult, probe_backend
-from llmcache_tui.config import ConfigError, Settings, load_settings, mask_secrets
+from llmcache_tui.config import (
+    ConfigError,
+    Settings,
+    load_settings,
+    mask_secrets,
+    resolve_config_path,
+)
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -20,10 +26,14 @@ EXIT_CONFIG_ERROR = 2
 
 
 def run_check(config_path: str | None, *, as_json: bool) -> int:
-    """Load the config, probe the backend, print the outcome, return the exit code."""
+    """Load the config, probe the backend, print the outcome, return the exit code.
+
+    The config is looked up as everywhere else: ``--config``, ``$LLMCACHE_CONFIG``,
+    ``./config.yaml``, then the built-in default.
+    """
     started = time.perf_counter()
     try:
-        settings = load_settings(config_path)
+        settings = load_settings(resolve_config_path(config_path))
     except ConfigError as exc:
         return _report({"status": "config_error", "error": str(exc)}, as_json, EXIT_CONFIG_ERROR)
     report = asyncio.run(_probe(settings))

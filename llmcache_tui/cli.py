@@ -57,6 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--workers must be at least 1")
     if not 0 < args.port < 65536:
         parser.error("--port must be between 1 and 65535")
+    if args.json and not args.check:
+        parser.error("--json only applies to --check: llmcache-tui --check --json")
+    if args.check and args.command:
+        parser.error("--check runs on its own; drop 'serve'")
     if args.check:
         from llmcache_tui.check import run_check
 

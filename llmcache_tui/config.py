@@ -33,6 +33,30 @@ CALL_TYPE_ROUTES: dict[str, str] = {
     "atranscription": "transcription",
 }
 ROUTE_KINDS: tuple[str, ...] = ("chat", "text_completion", "embedding", "transcription")
+# LiteLLM call types for endpoints this proxy does not serve: accepted (a LiteLLM config
+# may list them) with a warning, so only a misspelling is an error.
+UNSERVED_CALL_TYPES = frozenset(
+    {
+        "image_generation",
+        "aimage_generation",
+        "image_edit",
+        "aimage_edit",
+        "moderation",
+        "amoderation",
+        "speech",
+        "aspeech",
+        "rerank",
+        "arerank",
+        "responses",
+        "aresponses",
+        "anthropic_messages",
+        "pass_through_endpoint",
+        "create_batch",
+        "acreate_batch",
+        "retrieve_batch",
+        "aretrieve_batch",
+    }
+)
 
 ENV_PREFIX = "os.environ/"
 CONFIG_ENV_VAR = "LLMCACHE_CONFIG"
@@ -90,8 +114,11 @@ KNOWN_CACHE_PARAM_KEYS = frozenset(
     }
 )
 
+# "token" but not "max_tokens" or "tokenizer": a token count is not a secret. Any name
+# ending in "_key" is (OPENAI_KEY, private_key, ...).
 _SECRET_KEY = re.compile(
-    r"(password|passwd|secret|api_key|apikey|token|master_key|credential|access_key|auth)",
+    r"(password|passwd|secret|api_key|apikey|token(?![a-z])|master_key|credential|access_key"
+    r"|auth|(?:^|_)key$)",
     re.IGNORECASE,
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
@@ -284,10 +311,10 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
 
     env_vars = data.get("environment_variables") or {}
     if isinstance(env_vars, dict):
-        # LiteLLM exports these before reading the rest of the file; do the same.
+        # LiteLLM exports these (over the environment) before reading the rest of the file.
         for name, value in env_vars.items():
             if value is not None and not str(value).startswith(ENV_PREFIX):
-                os.environ.setdefault(str(name), str(value))
+                os.environ[str(name)] = str(value)
 
     warnings: list[str] = []
     resolved = _resolve_env(data, "", warnings)
@@ -326,25 +353,26 @@ def _cache_settings(parsed: ConfigFile, warnings: list[str]) -> CacheSettings | 
             )
         return None
     params = settings.cache_params or CacheParams()
-    routes = _routes(params.supported_call_types)
+    routes = _routes(params.supported_call_types, warnings)
     for key in sorted(params.model_extra or {}):
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
     return CacheSettings(params=params, routes=routes)
 
 
-def _routes(call_types: list[str] | None) -> frozenset[str]:
+def _routes(call_types: list[str] | None, warnings: list[str]) -> frozenset[str]:
     if call_types is None:
         return frozenset(ROUTE_KINDS)
     routes = set()
     for index, name in enumerate(call_types):
         route = CALL_TYPE_ROUTES.get(name)
+        path = f"litellm_settings.cache_params.supported_call_types[{index}]"
+        if route is None and name in UNSERVED_CALL_TYPES:
+            warnings.append(f"{path}: {name!r} is not an endpoint llmcache-tui serves; ignored")
+            continue
         if route is None:
             allowed = ", ".join(CALL_TYPE_ROUTES)
-            raise ConfigError(
-                f"litellm_settings.cache_params.supported_call_types[{index}]: {name!r} is not"
-                f" one of {allowed}"
-            )
+            raise ConfigError(f"{path}: {name!r} is not one of {allowed}")
         routes.add(route)
     return frozenset(routes)
 

@@ -66,8 +66,12 @@ def namespace_pattern(namespace: str | None) -> str:
 
 
 def glob_escape(text: str) -> str:
-    """Escape glob metacharacters so ``text`` matches literally."""
-    return "".join(f"[{ch}]" if ch in "*?[]" else ch for ch in text)
+    """Escape glob metacharacters so ``text`` matches literally.
+
+    Backslash escapes, as Redis ``SCAN MATCH`` reads them (``[]]`` is an empty class there,
+    matching nothing, so bracket-style escaping cannot express ``]``).
+    """
+    return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
 
 
 @dataclass(slots=True)

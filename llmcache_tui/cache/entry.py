@@ -65,19 +65,22 @@ class CacheEntry:
             raise EntryFormatError(f"not JSON: {exc}") from exc
         if not isinstance(document, dict):
             raise EntryFormatError("not a JSON object")
-        if document.get("v") == FORMAT_VERSION and "response" in document:
-            return cls(
-                response=document["response"],
-                route=str(document.get("call_type") or "unknown"),
-                model=str(document.get("model") or ""),
-                prompt_preview=str(document.get("prompt_preview") or ""),
-                created_at=float(document.get("created_at") or 0.0),
-                ttl=document.get("ttl"),
-                usage=document.get("usage"),
-                media_type=document.get("media_type"),
-            )
-        if "timestamp" in document and "response" in document:
-            return cls._from_litellm(document)
+        try:
+            if document.get("v") == FORMAT_VERSION and "response" in document:
+                return cls(
+                    response=document["response"],
+                    route=str(document.get("call_type") or "unknown"),
+                    model=str(document.get("model") or ""),
+                    prompt_preview=str(document.get("prompt_preview") or ""),
+                    created_at=float(document.get("created_at") or 0.0),
+                    ttl=document.get("ttl"),
+                    usage=document.get("usage"),
+                    media_type=document.get("media_type"),
+                )
+            if "timestamp" in document and "response" in document:
+                return cls._from_litellm(document)
+        except (TypeError, ValueError) as exc:  # e.g. a timestamp that is not a number
+            raise EntryFormatError(f"malformed entry: {exc}") from exc
         raise EntryFormatError("unknown entry format")
 
     @classmethod

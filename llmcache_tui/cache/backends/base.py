@@ -7,7 +7,6 @@ class flags that the terminal app reads to decide what to offer.
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -190,5 +189,61 @@ class CacheBackend(ABC):
 
 @lru_cache(maxsize=256)
 def glob_matcher(pattern: str) -> re.Pattern[str]:
-    """Compile a Redis-style glob (``*``, ``?``, ``[...]``), case-sensitive."""
-    return re.compile(fnmatch.translate(pattern), re.DOTALL)
+    """Compile a Redis-style glob, case-sensitive, matching the whole key.
+
+    As Redis ``SCAN MATCH``: ``*``, ``?``, ``[abc]``, ``[a-z]``, ``[^a]`` (negated) and
+    ``\\x`` for a literal ``x``; so every backend filters exactly as Redis would.
+    (``fnmatch`` differs: ``[^a]`` is not a negation there and ``\\`` is not an escape.)
+    """
+    return re.compile(_glob_regex(pattern), re.DOTALL)
+
+
+def _glob_regex(pattern: str) -> str:
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "\\" and i < n:
+            out.append(re.escape(pattern[i]))
+            i += 1
+        elif char == "[":
+            end, cls = _glob_class(pattern, i)
+            if end is None:  # no closing bracket: a literal '['
+                out.append(re.escape(char))
+            else:
+                out.append(cls)
+                i = end
+        else:
+            out.append(re.escape(char))
+    return "".join(out) + r"\Z"
+
+
+def _glob_class(pattern: str, start: int) -> tuple[int | None, str]:
+    """Translate ``[...]`` opening just before ``start``; return (index after ``]``, regex)."""
+    i, n = start, len(pattern)
+    negate = i < n and pattern[i] == "^"
+    if negate:
+        i += 1
+    items: list[str] = []
+    while i < n and pattern[i] != "]":
+        if pattern[i] == "\\" and i + 1 < n:
+            items.append(re.escape(pattern[i + 1]))
+            i += 2
+        elif i + 2 < n and pattern[i + 1] == "-" and pattern[i + 2] != "]":
+            low, high = sorted((pattern[i], pattern[i + 2]))  # Redis accepts [z-a] too
+            items.append(f"{re.escape(low)}-{re.escape(high)}")
+            i += 3
+        else:
+            items.append(re.escape(pattern[i]))
+            i += 1
+    if i >= n:
+        return None, ""
+    body = "".join(items)
+    if not body:
+        return i + 1, r"[\s\S]" if negate else r"[^\s\S]"  # [^] is any char, [] is none
+    return i + 1, f"[{'^' if negate else ''}{body}]"

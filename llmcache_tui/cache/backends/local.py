@@ -75,6 +75,7 @@ class LocalBackend(CacheBackend):
             oldest = next(iter(self._items))
             self._remove(oldest)
             self.evictions += 1
+        self._compact_writes()  # here too: a headless proxy never scans
 
     async def _delete(self, keys: list[str]) -> int:
         return sum(1 for key in keys if self._remove(key))
@@ -82,9 +83,17 @@ class LocalBackend(CacheBackend):
     async def _ping(self) -> bool:
         return True
 
-    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+    def _compact_writes(self) -> None:
+        """Drop rows of deleted or rewritten keys once they outnumber live ones.
+
+        Rows keep their sequence numbers, so scan cursors stay valid; the cost is amortised
+        (the list at least doubles between compactions).
+        """
         if len(self._writes) > 2 * len(self._items) + 1024:
             self._writes = sorted((item.seq, key) for key, item in self._items.items())
+
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        self._compact_writes()
         matcher = glob_matcher(match)
         now = self._clock()
         position = bisect.bisect_right(self._writes, int(cursor or 0), key=lambda row: row[0])

@@ -19,9 +19,14 @@ def request_digest(route: str, body: Mapping[str, Any]) -> str:
 
     The route (chat, embedding, ...) is part of the key: the same body sent to two
     endpoints asks two different questions. Field order never changes the key because
-    the JSON is written with sorted keys at every depth.
+    the JSON is written with sorted keys at every depth, and a top-level ``1.0`` keys as
+    ``1`` because SDKs disagree on how to write sampling parameters such as temperature.
     """
-    canonical = {k: v for k, v in body.items() if k not in IGNORED_PARAMS}
+    canonical = {
+        k: int(v) if type(v) is float and v.is_integer() else v
+        for k, v in body.items()
+        if k not in IGNORED_PARAMS
+    }
     canonical["~route"] = route
     payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(payload).hexdigest()

@@ -38,7 +38,8 @@ def run_check(config_path: str | None, *, as_json: bool) -> int:
         return _report({"status": "config_error", "error": str(exc)}, as_json, EXIT_CONFIG_ERROR)
     report = asyncio.run(_probe(settings))
     report["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
-    code = EXIT_HEALTHY if report["status"] in ("healthy", "disabled") else EXIT_UNHEALTHY
+    codes = {"healthy": EXIT_HEALTHY, "disabled": EXIT_HEALTHY, "config_error": EXIT_CONFIG_ERROR}
+    code = codes.get(report["status"], EXIT_UNHEALTHY)
     return _report(report, as_json, code)
 
 
@@ -54,6 +55,9 @@ async def _probe(settings: Settings) -> dict[str, Any]:
     report["cache_type"] = settings.cache.type
     try:
         backend = build_backend(settings.cache)
+    except ConfigError as exc:
+        report.update(status="config_error", error=str(exc))
+        return report
     except CacheBackendError as exc:
         report.update(status="unhealthy", error=str(exc))
         return report
@@ -76,6 +80,7 @@ def _probe_fields(result: ProbeResult) -> dict[str, Any]:
         "write": result.write,
         "read_back": result.read_back,
         "delete": result.deleted,
+        **result.server,
     }
     if result.error:
         fields["error"] = result.error

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError
 
@@ -22,6 +23,7 @@ class ProbeResult:
     read_back: bool = False
     deleted: bool = False
     error: str | None = None
+    server: dict[str, Any] = field(default_factory=dict)  # e.g. the Redis version
 
     @property
     def healthy(self) -> bool:
@@ -46,6 +48,6 @@ async def probe_backend(backend: CacheBackend) -> ProbeResult:
             return replace(result, error="wrote a probe entry but could not read it back")
         result = replace(result, read_back=True)
         await backend.delete([key])
-        return replace(result, deleted=True)
+        return replace(result, deleted=True, server=await backend.server_info())
     except CacheBackendError as exc:
         return replace(result, error=str(exc))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError
+from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError, CacheSkipped
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
 
 log = logging.getLogger("llmcache_tui.cache")
@@ -70,4 +70,6 @@ class ResponseCache:
 
     def _failed(self, exc: CacheBackendError) -> None:
         self.errors += 1
+        if isinstance(exc, CacheSkipped):
+            return  # the failure that opened the breaker was logged already
         log.warning("cache unavailable, serving from upstream: %s", exc)

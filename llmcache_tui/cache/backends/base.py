@@ -7,12 +7,17 @@ class flags that the terminal app reads to decide what to offer.
 
 from __future__ import annotations
 
+import logging
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
+
+from llmcache_tui.cache.backends.breaker import CircuitBreaker, CircuitOpen
+
+log = logging.getLogger("llmcache_tui.cache")
 
 
 class CacheBackendError(Exception):
@@ -21,6 +26,10 @@ class CacheBackendError(Exception):
 
 class UnsupportedCacheType(CacheBackendError):
     """The config asks for a cache type this version cannot run."""
+
+
+class CacheSkipped(CacheBackendError):
+    """Not attempted: the backend failed moments ago and its circuit breaker is open."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +77,18 @@ class CacheBackend(ABC):
     def __init__(self, *, default_ttl: float | None = None) -> None:
         self.default_ttl = default_ttl
         self.errors = 0
+        #: remote backends set one, so a dead server is skipped instead of waited for
+        self.breaker: CircuitBreaker | None = None
 
     # -- required core -------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
+        self._guard()
         try:
-            return await self._get(key)
+            value = await self._get(key)
         except Exception as exc:
             raise self._failure("get", exc) from exc
+        self._healthy()
+        return value
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         """Read several keys at once (for a page of the browser), in order."""
@@ -87,10 +101,12 @@ class CacheBackend(ABC):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
+        self._guard()
         try:
             await self._set(key, value, ttl)
         except Exception as exc:
             raise self._failure("set", exc) from exc
+        self._healthy()
 
     async def delete(self, keys: Iterable[str]) -> int:
         """Delete keys; return how many existed."""
@@ -103,10 +119,17 @@ class CacheBackend(ABC):
             raise self._failure("delete", exc) from exc
 
     async def ping(self) -> bool:
+        """Always tries, breaker or not: this is how a person checks the server."""
         try:
-            return await self._ping()
+            answer = await self._ping()
         except Exception as exc:
             raise self._failure("ping", exc) from exc
+        self._healthy()
+        return answer
+
+    async def server_info(self) -> dict[str, Any]:
+        """Facts about the server for health output (e.g. its version); may be empty."""
+        return {}
 
     async def close(self) -> None:  # noqa: B027 - most backends hold nothing to release
         """Release connections and files; safe to call twice."""
@@ -176,8 +199,23 @@ class CacheBackend(ABC):
     @abstractmethod
     async def _stats(self) -> BackendStats: ...
 
+    def _guard(self) -> None:
+        breaker = self.breaker
+        if breaker is not None and breaker.failures:
+            try:
+                breaker.before_call()
+            except CircuitOpen as exc:
+                raise CacheSkipped(f"{self.cache_type} unavailable ({exc})") from None
+
+    def _healthy(self) -> None:
+        breaker = self.breaker
+        if breaker is not None and breaker.failures and breaker.succeeded():
+            log.warning("%s cache is reachable again", self.cache_type)
+
     def _failure(self, operation: str, exc: Exception) -> CacheBackendError:
         self.errors += 1
+        if self.breaker is not None:
+            self.breaker.failed()
         if isinstance(exc, CacheBackendError):
             return exc
         return CacheBackendError(f"{self.cache_type} {operation} failed: {self._explain(exc)}")

@@ -79,7 +79,9 @@ class DiskBackend(CacheBackend):
 
     async def _delete(self, keys: list[str]) -> int:
         def delete_all() -> int:
-            return sum(1 for key in keys if self._cache.delete(key))
+            # One transaction per batch: a commit per key made purges about 3x slower.
+            with self._cache.transact():
+                return sum(1 for key in keys if self._cache.delete(key))
 
         return await self._run(delete_all)
 

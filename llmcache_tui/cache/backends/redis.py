@@ -1,0 +1,269 @@
+"""The Redis backend: a single server (URL or host/port, TLS), a Cluster, or Sentinel.
+
+Browsing uses SCAN with a bounded COUNT (never KEYS); on a cluster the cursor walks every
+primary in turn. Sizes come from MEMORY USAGE and TTLs from PTTL, pipelined per page.
+redis-py is imported only when this backend is built.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+
+from llmcache_tui.cache.backends.base import BackendStats, CacheBackend, KeyInfo, ScanPage
+from llmcache_tui.cache.backends.breaker import CircuitBreaker
+from llmcache_tui.cache.backends.redis_options import RedisOptions
+
+Client = aioredis.Redis | RedisCluster
+
+
+class RedisBackend(CacheBackend):
+    """Entries are Redis strings; TTLs are Redis expiries."""
+
+    cache_type = "redis"
+
+    def __init__(
+        self,
+        options: RedisOptions,
+        *,
+        default_ttl: float | None = None,
+        credential_provider: Any = None,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl)
+        self.options = options
+        self.breaker = CircuitBreaker()
+        self._sentinel: Sentinel | None = None
+        self.client: Client = self._connect(credential_provider)
+
+    def _connect(self, credential_provider: Any) -> Client:
+        options = self.options
+        # One quick retry rides out a dropped connection or a failover; more would only
+        # make a dead server slower to give up on.
+        kwargs: dict[str, Any] = {
+            **options.kwargs,
+            "retry": Retry(ExponentialBackoff(cap=0.1, base=0.01), 1),
+        }
+        if credential_provider is not None:
+            kwargs["credential_provider"] = credential_provider
+            kwargs.pop("password", None)
+            kwargs.pop("username", None)
+        if options.mode == "cluster":
+            nodes = [ClusterNode(host, port) for host, port in options.startup_nodes]
+            kwargs.pop("max_connections", None)  # per node in a cluster: use its default
+            return RedisCluster(startup_nodes=nodes, **kwargs)
+        if options.mode == "sentinel":
+            sentinel_kwargs = {
+                "password": options.sentinel_password,
+                "socket_timeout": kwargs.get("socket_timeout"),
+                "socket_connect_timeout": kwargs.get("socket_connect_timeout"),
+            }
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                options.sentinel_nodes, sentinel_kwargs=sentinel_kwargs, **kwargs
+            )
+            master: aioredis.Redis = self._sentinel.master_for(options.service_name or "")
+            return master
+        if options.url:
+            return aioredis.Redis.from_url(options.url, **kwargs)
+        return aioredis.Redis(**kwargs)
+
+    @property
+    def cluster(self) -> bool:
+        return isinstance(self.client, RedisCluster)
+
+    # -- primitives -----------------------------------------------------------------
+    async def _get(self, key: str) -> bytes | None:
+        return _bytes(await self.client.get(key))
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        if isinstance(self.client, RedisCluster):
+            values = await self.client.mget_nonatomic(keys)
+        else:
+            values = await self.client.mget(keys)
+        return [_bytes(v) for v in values]
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        if ttl is None:
+            await self.client.set(key, value)
+        else:
+            await self.client.set(key, value, px=max(1, int(ttl * 1000)))
+
+    async def _delete(self, keys: list[str]) -> int:
+        if isinstance(self.client, RedisCluster):
+            # UNLINK of keys in different slots must go to each key's own node.
+            return sum([int(await self.client.unlink(key)) for key in keys])
+        return int(await self.client.unlink(*keys))
+
+    async def _ping(self) -> bool:
+        return bool(await self.client.ping())
+
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        if isinstance(self.client, RedisCluster):
+            keys, next_cursor = await self._scan_cluster(self.client, match, cursor, count)
+            total = sum(await self._per_primary(self.client, "dbsize"))
+        else:
+            node_cursor = int(cursor or 0)
+            node_cursor, raw_keys = await self.client.scan(
+                cursor=node_cursor, match=match, count=count
+            )
+            keys = [_text(k) for k in raw_keys]
+            next_cursor = str(node_cursor) if node_cursor else None
+            total = int(await self.client.dbsize())
+        infos = await self._describe(keys)
+        # SCAN examines about COUNT entries per call whatever MATCH keeps.
+        scanned = max(len(keys), count) if next_cursor else len(keys)
+        return ScanPage(infos, next_cursor, scanned=scanned, total=total)
+
+    async def _scan_cluster(
+        self, client: RedisCluster, match: str, cursor: str | None, count: int
+    ) -> tuple[list[str], str | None]:
+        """SCAN one primary at a time; the cursor is ``<primary index>:<its cursor>``."""
+        primaries = sorted(client.get_primaries(), key=lambda node: node.name)
+        index, _, position = (cursor or "0:0").partition(":")
+        node_index, node_cursor = int(index), int(position or 0)
+        result = await client.scan(
+            cursor=node_cursor, match=match, count=count, target_nodes=primaries[node_index]
+        )
+        node_cursor, raw_keys = _single_node_result(result)
+        if node_cursor:
+            next_cursor: str | None = f"{node_index}:{node_cursor}"
+        elif node_index + 1 < len(primaries):
+            next_cursor = f"{node_index + 1}:0"
+        else:
+            next_cursor = None
+        return [_text(k) for k in raw_keys], next_cursor
+
+    async def _describe(self, keys: list[str]) -> list[KeyInfo]:
+        if not keys:
+            return []
+        pipe = self.client.pipeline()
+        for key in keys:
+            pipe.pttl(key)
+            pipe.memory_usage(key, samples=0)
+        replies = await pipe.execute()
+        infos = []
+        for i, key in enumerate(keys):
+            pttl, size = replies[2 * i], replies[2 * i + 1]
+            if pttl == -2:
+                continue  # gone since SCAN saw it
+            ttl = None if pttl is None or pttl < 0 else pttl / 1000
+            infos.append(KeyInfo(key, ttl, int(size) if size is not None else None))
+        return infos
+
+    async def _ttl(self, key: str) -> float | None:
+        pttl = int(await self.client.pttl(key))
+        if pttl == -2:
+            raise KeyError(key)
+        return None if pttl < 0 else pttl / 1000
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        if ttl is None:
+            if not await self.client.exists(key):
+                return False
+            await self.client.persist(key)
+            return True
+        return bool(await self.client.pexpire(key, max(1, int(ttl * 1000))))
+
+    async def _stats(self) -> BackendStats:
+        if isinstance(self.client, RedisCluster):
+            infos = await self._per_primary(self.client, "info")
+            entries = sum(await self._per_primary(self.client, "dbsize"))
+        else:
+            infos = [await self.client.info()]
+            entries = int(await self.client.dbsize())
+
+        def total(field: str) -> int:
+            return sum(int(info.get(field, 0) or 0) for info in infos)
+
+        hits, misses = total("keyspace_hits"), total("keyspace_misses")
+        details: dict[str, Any] = {
+            "redis_version": infos[0].get("redis_version") if infos else None,
+            "nodes": len(infos),
+            "used_memory_human": infos[0].get("used_memory_human") if len(infos) == 1 else None,
+            "maxmemory": total("maxmemory") or None,
+            "evicted_keys": total("evicted_keys"),
+            "keyspace_hits": hits,
+            "keyspace_misses": misses,
+            "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
+        }
+        return BackendStats(entries=entries, bytes_used=total("used_memory"), details=details)
+
+    async def _per_primary(self, client: RedisCluster, command: str) -> list[Any]:
+        results = []
+        for node in client.get_primaries():
+            result = await getattr(client, command)(target_nodes=node)
+            results.append(_single_node_result(result))
+        return results
+
+    async def server_info(self) -> dict[str, Any]:
+        if isinstance(self.client, RedisCluster):
+            info = (await self._per_primary(self.client, "info"))[0]
+        else:
+            info = await self.client.info("server")
+        return {"redis_version": info.get("redis_version")}
+
+    def describe(self) -> dict[str, Any]:
+        return self.options.describe()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self._sentinel is not None:
+            for sentinel in self._sentinel.sentinels:
+                await sentinel.aclose()
+
+    def _explain(self, exc: Exception) -> str:
+        where = self._where()
+        if isinstance(
+            exc,
+            redis_errors.AuthenticationError,
+        ):
+            return f"authentication failed at {where} (check username and password)"
+        if isinstance(exc, redis_errors.ClusterDownError):
+            return f"the cluster at {where} is down: {exc}"
+        if isinstance(exc, redis_errors.TimeoutError):
+            return f"{where} did not answer in time ({exc})"
+        if isinstance(exc, redis_errors.ConnectionError):
+            text = str(exc)
+            if isinstance(exc.__cause__, ssl.SSLError) or "SSL" in text or "certificate" in text:
+                return f"TLS failed with {where}: {text}"
+            if "NOAUTH" in text or "WRONGPASS" in text or "invalid username-password" in text:
+                return f"authentication failed at {where} (check username and password)"
+            return f"cannot connect to {where}: {text}"
+        if isinstance(exc, redis_errors.ResponseError):
+            return f"{where} refused the command: {exc}"
+        return f"{type(exc).__name__}: {exc}"
+
+    def _where(self) -> str:
+        shown = self.options.describe()
+        if "url" in shown:
+            return str(shown["url"])
+        if "startup_nodes" in shown:
+            return "cluster " + ",".join(shown["startup_nodes"])
+        if "sentinel_nodes" in shown:
+            return f"sentinel service {shown['service_name']}"
+        return f"{shown.get('host')}:{shown.get('port')}"
+
+
+def _single_node_result(result: Any) -> Any:
+    """redis-py answers a command sent to one cluster node either bare or keyed by node name."""
+    if isinstance(result, dict) and len(result) == 1:
+        ((name, value),) = result.items()
+        if isinstance(name, str) and ":" in name:  # "host:port"
+            return value
+    return result
+
+
+def _text(key: Any) -> str:
+    return key.decode("utf-8", "surrogateescape") if isinstance(key, bytes) else str(key)
+
+
+def _bytes(value: Any) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    return str(value).encode()

@@ -96,7 +96,11 @@ class LLMCacheApp(App[None]):
         self.push_screen(HelpScreen(groups, self.session.settings.app.keymap))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Ours replace Textual's of the same name ("Quit"), so no title appears twice.
+        ours = {b.description for b in self.BINDINGS if isinstance(b, Binding)}
+        for command in super().get_system_commands(screen):
+            if command.title not in ours:
+                yield command
         for namespace, bindings in (("app", self.BINDINGS), ("screen", screen.BINDINGS)):
             for binding in bindings:
                 if not isinstance(binding, Binding) or binding.action == "help":

@@ -41,6 +41,13 @@ class LogBridge(logging.Handler):
         return list(self.lines)[-min(fresh, len(self.lines)) :]
 
     def install(self) -> None:
+        # uvicorn may have configured its child loggers elsewhere in this process; make
+        # them hand their records up to the bridged parent.
+        for name in ("uvicorn.error", "uvicorn.access"):
+            child = logging.getLogger(name)
+            child.handlers.clear()
+            child.propagate = True
+            child.setLevel(logging.NOTSET)
         for name in BRIDGED_LOGGERS:
             logger = logging.getLogger(name)
             logger.addHandler(self)

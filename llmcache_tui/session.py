@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
-from llmcache_tui.config import Settings, load_settings
+from llmcache_tui.config import ConfigError, Settings, load_settings
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import EmbeddedProxy
 
@@ -52,26 +53,29 @@ class Session:
             return
         try:
             self.backend = build_backend(self.settings.cache)
-        except CacheBackendError as exc:
+        except (CacheBackendError, ConfigError) as exc:
             self.backend_error = str(exc)
 
     @property
     def proxy_running(self) -> bool:
         return self.proxy_task is not None and not self.proxy_task.done()
 
-    async def health(self) -> Health:
-        """Ping the backend and read its size; never raises."""
+    async def health(self, *, clock: Callable[[], float] = time.time) -> Health:
+        """Ping the backend and read its size; never raises.
+
+        ``clock`` (the app's, injectable for tests) times the ping and stamps the check.
+        """
         backend = self.backend
         if backend is None:
-            return Health(False, error=self.backend_error, checked_at=time.time())
-        started = time.perf_counter()
+            return Health(False, error=self.backend_error, checked_at=clock())
+        started = clock()
         try:
             await backend.ping()
-            ping_ms = (time.perf_counter() - started) * 1000
+            ping_ms = max(0.0, clock() - started) * 1000
             stats = await backend.stats()
         except CacheBackendError as exc:
-            return Health(False, error=str(exc), checked_at=time.time())
-        return Health(True, ping_ms, stats.entries, stats.bytes_used, checked_at=time.time())
+            return Health(False, error=str(exc), checked_at=clock())
+        return Health(True, ping_ms, stats.entries, stats.bytes_used, checked_at=clock())
 
     async def reconnect(self) -> None:
         """Drop the backend and build it again from the same settings."""

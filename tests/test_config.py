@@ -510,7 +510,7 @@ def test_docs_cache_params_listing_nested_under_litellm_settings(docs_env: dict[
     assert masked["host"] == "localhost"
 
 
-@pytest.mark.parametrize("name", ["redis-cluster", "s3", "qdrant-semantic", "redis-semantic"])
+@pytest.mark.parametrize("name", ["s3", "qdrant-semantic", "redis-semantic"])
 def test_types_not_built_yet_load_but_refuse_to_build(name: str, docs_env: dict[str, str]) -> None:
     settings = parse_settings(DOCS_CONFIGS[name][0])
     assert settings.cache is not None
@@ -1104,5 +1104,39 @@ async def test_sample_config_loads(
     backend = build_backend(settings.cache)
     try:
         assert (await probe_backend(backend)).healthy
+    finally:
+        await backend.close()
+
+
+REDIS_DOC_MODES = {
+    "quick-start": "single",
+    "namespace": "single",
+    "redis-cluster": "cluster",
+    "redis-sentinel": "sentinel",
+    "ttl": "single",
+    "gcp-iam": "cluster",
+    "no-call-types": "single",
+    "call-types": "single",
+    "cache-params": "single",
+    "default-off": "single",
+    "max-connections": "single",
+}
+
+
+@pytest.mark.parametrize("name", list(REDIS_DOC_MODES))
+async def test_every_docs_redis_config_builds_a_redis_backend(
+    name: str, docs_env: dict[str, str]
+) -> None:
+    """Building connects lazily, so no server is needed to see the mode chosen."""
+    from llmcache_tui.cache.backends.redis import RedisBackend
+
+    settings = parse_settings(DOCS_CONFIGS[name][0])
+    assert settings.cache is not None
+    backend = build_backend(settings.cache)
+    try:
+        assert isinstance(backend, RedisBackend)
+        assert backend.options.mode == REDIS_DOC_MODES[name]
+        shown = backend.describe()
+        assert all(v == MASK for k, v in shown.items() if "password" in k)
     finally:
         await backend.close()

@@ -5,6 +5,7 @@ Kept free of the UI so that it is tested on its own and usable from scripts.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,9 +91,10 @@ async def purge(
     *,
     on_progress: Callable[[PurgeProgress], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
-    batch: int = PURGE_BATCH,
+    batch: int | None = None,
 ) -> PurgeProgress:
     """Delete every key matching ``match``, in batches, reporting progress; stoppable."""
+    batch = batch or PURGE_BATCH
     progress = PurgeProgress()
     cursor: str | None = None
     while not cancelled():
@@ -107,4 +109,6 @@ async def purge(
         if cursor is None:
             progress.done = True
             break
+        # An in-memory backend never waits on I/O: yield so the UI draws and can cancel.
+        await asyncio.sleep(0)
     return progress

@@ -56,7 +56,10 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
                 "mode": cache.params.mode,
                 "ttl": cache.params.ttl,
             },
-            f"{cache.type.replace('-', '_')}_cache_params": mask_secrets(app.backend.describe()),
+            f"{cache.type.replace('-', '_')}_cache_params": {
+                **mask_secrets(app.backend.describe()),
+                **result.server,
+            },
         }
     )
     if result.ping_ms is not None:

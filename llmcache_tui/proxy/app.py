@@ -7,6 +7,7 @@ answer, respond. Cache failures are absorbed by :class:`ResponseCache`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -21,9 +22,17 @@ import orjson
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
 from llmcache_tui.cache.entry import CacheEntry, prompt_preview
 from llmcache_tui.cache.keys import request_digest, storage_key
-from llmcache_tui.cache.policy import BYPASS, CacheControls, InvalidControls, decide, parse_controls
+from llmcache_tui.cache.policy import (
+    BYPASS,
+    NO_CONTROLS,
+    CacheControls,
+    Decision,
+    InvalidControls,
+    decide,
+    parse_controls,
+)
 from llmcache_tui.cache.service import ResponseCache
-from llmcache_tui.config import Settings
+from llmcache_tui.config import ConfigError, Settings
 from llmcache_tui.proxy import admin
 from llmcache_tui.proxy.asgi import (
     JSON_CONTENT,
@@ -61,6 +70,7 @@ LLM_ROUTES = {
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
 SSE_CONTENT = (b"content-type", b"text/event-stream")
 HIT_STATUS = (b"cache-status", b"llmcache; hit")
+MIB = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -107,6 +117,12 @@ class ProxyApp:
         self.clock = clock
         self.stats = ProxyStats()
         self._upstream: UpstreamClient | None = None
+        self._inflight: dict[str, asyncio.Future[UpstreamReply]] = {}
+        # Most requests carry no cache controls: decide once per route, not per request.
+        self._plain_decisions = {
+            route: decide(settings.cache, route, NO_CONTROLS, False)
+            for route, _ in LLM_ROUTES.values()
+        }
         self._expected_auth = (
             None if not settings.master_key else f"Bearer {settings.master_key}".encode()
         )
@@ -124,7 +140,7 @@ class ProxyApp:
         if settings.cache is not None:
             try:
                 backend = build_backend(settings.cache)
-            except CacheBackendError as exc:
+            except (CacheBackendError, ConfigError) as exc:
                 problem = str(exc)
                 log.warning("caching is off: %s", problem)
         return cls(settings, backend, backend_problem=problem, owns_backend=True)
@@ -230,10 +246,11 @@ class ProxyApp:
         try:
             return await read_body(scope, receive, self.settings.max_request_bytes)
         except BodyTooLarge:
-            limit_mb = self.settings.max_request_bytes / (1024 * 1024)
+            limit = self.settings.max_request_bytes
+            size = f"{limit / MIB:g} MB" if limit >= MIB else f"{limit} bytes"
             raise ProxyError(
                 413,
-                f"request body is larger than the {limit_mb:g} MB limit"
+                f"request body is larger than the {size} limit"
                 " (general_settings.max_request_size_mb)",
             ) from None
 
@@ -272,9 +289,8 @@ class ProxyApp:
             for part in parts
             if part.filename is None
         ]
-        controls_text = next((value for name, value in fields if name == "cache"), None)
-        controls = _controls(_json_field(controls_text) if controls_text else None)
-        fields = [(name, value) for name, value in fields if name != "cache"]
+        controls = _controls(_form_controls(fields))
+        fields = [(name, value) for name, value in fields if not _is_cache_field(name)]
         model = next((value for name, value in fields if name == "model"), "")
         if not model:
             raise ProxyError(400, "missing required field 'model'", param="model")
@@ -310,7 +326,7 @@ class ProxyApp:
         cache = self.cache
         decision = BYPASS
         if cache is not None:
-            decision = decide(self.settings.cache, request.route, request.controls, request.stream)
+            decision = self._decision(request)
         headers: Headers = []
         key = ""
         fwd = decision.skip_reason or "miss"
@@ -329,18 +345,66 @@ class ProxyApp:
         if request.stream:
             headers.append(_cache_status(fwd, False, detail))
             return await self._relay_stream(deployment, request, send, headers)
-        reply = await self._call(deployment, request)
-        stored = False
-        if cache is not None and decision.write and reply.status == 200:
-            entry = self._entry_for(request, reply)
-            if entry is not None:
-                stored = await cache.store(key, entry, decision.ttl)
-                self.stats.stored += stored
-        headers.append(_cache_status(fwd, stored, detail))
+        collapsed = False
+        if decision.read:
+            reply, stored, collapsed = await self._fetch_once(deployment, request, decision, key)
+        else:
+            reply, stored = await self._fetch(deployment, request, decision, key)
+        headers.append(_cache_status(fwd, stored, detail, collapsed))
         await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
         if reply.status >= 400:
             return "upstream_error"
         return "miss" if decision.read else "bypass"
+
+    def _decision(self, request: LLMRequest) -> Decision:
+        if request.controls is NO_CONTROLS and not request.stream:
+            return self._plain_decisions[request.route]
+        return decide(self.settings.cache, request.route, request.controls, request.stream)
+
+    async def _fetch(
+        self, deployment: Deployment, request: LLMRequest, decision: Decision, key: str
+    ) -> tuple[UpstreamReply, bool]:
+        """Call upstream; store a complete successful answer when allowed."""
+        reply = await self._call(deployment, request)
+        stored = False
+        if self.cache is not None and decision.write and reply.status == 200:
+            entry = self._entry_for(request, reply)
+            if entry is not None:
+                stored = await self.cache.store(key, entry, decision.ttl)
+                self.stats.stored += stored
+        return reply, stored
+
+    async def _fetch_once(
+        self, deployment: Deployment, request: LLMRequest, decision: Decision, key: str
+    ) -> tuple[UpstreamReply, bool, bool]:
+        """``_fetch`` with identical concurrent misses collapsed into one upstream call.
+
+        The first miss for a key calls upstream and stores; later ones wait for its reply
+        (or its upstream error) and return it as ``collapsed``. If the first request is
+        abandoned (its client went away), a waiting one makes the call instead.
+        """
+        while (flight := self._inflight.get(key)) is not None:
+            try:
+                return await asyncio.shield(flight), False, True
+            except asyncio.CancelledError:
+                if not flight.cancelled():
+                    raise
+        flight = asyncio.get_running_loop().create_future()
+        self._inflight[key] = flight
+        try:
+            reply, stored = await self._fetch(deployment, request, decision, key)
+        except ProxyError as exc:
+            flight.set_exception(exc)
+            flight.exception()  # marks it retrieved: there may be nobody waiting
+            raise
+        except BaseException:
+            flight.cancel()
+            raise
+        else:
+            flight.set_result(reply)
+            return reply, stored, False
+        finally:
+            del self._inflight[key]
 
     async def _send_hit(self, send: Send, entry: CacheEntry, age: float, headers: Headers) -> None:
         content_type = (
@@ -452,6 +516,42 @@ def _controls(raw: Any) -> CacheControls:
         raise ProxyError(400, str(exc), param=exc.param) from None
 
 
+def _is_cache_field(name: str) -> bool:
+    return name == "cache" or (name.startswith("cache[") and name.endswith("]"))
+
+
+def _form_controls(fields: list[tuple[str, str]]) -> Any:
+    """The raw ``cache`` controls of a form upload.
+
+    Either one field ``cache`` holding a JSON object, or the ``cache[<control>]=<value>``
+    fields the OpenAI SDK sends for ``extra_body={"cache": {...}}`` on multipart calls.
+    """
+    text = next((value for name, value in fields if name == "cache"), None)
+    raw = _json_field(text) if text else None
+    bracketed = {
+        name[len("cache[") : -1]: _form_scalar(name[len("cache[") : -1], value)
+        for name, value in fields
+        if name.startswith("cache[") and name.endswith("]")
+    }
+    if not bracketed:
+        return raw
+    if raw is None:
+        return bracketed
+    return {**raw, **bracketed} if isinstance(raw, dict) else raw
+
+
+def _form_scalar(control: str, text: str) -> Any:
+    """A form value as the JSON value it stood for (the SDK writes true/false and numbers)."""
+    if control in ("no-cache", "no-store", "use-cache"):
+        return {"true": True, "false": False}.get(text, text)
+    if control in ("ttl", "s-maxage"):
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
 def _json_field(text: str) -> Any:
     try:
         return orjson.loads(text)
@@ -459,11 +559,15 @@ def _json_field(text: str) -> Any:
         raise ProxyError(400, "form field 'cache' must be a JSON object", param="cache") from None
 
 
-def _cache_status(fwd: str, stored: bool, detail: str | None) -> tuple[bytes, bytes]:
+def _cache_status(
+    fwd: str, stored: bool, detail: str | None, collapsed: bool = False
+) -> tuple[bytes, bytes]:
     """An RFC 9211 ``Cache-Status`` value for a response that was not a hit."""
     value = f"llmcache; fwd={fwd}"
     if stored:
         value += "; stored"
+    if collapsed:
+        value += "; collapsed"
     if detail:
         value += f"; detail={detail}"
     return (b"cache-status", value.encode())

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
 
 import uvicorn
 
@@ -62,15 +67,39 @@ def serve(
         target = "llmcache_tui.proxy.server:app_for_worker"
     else:
         target = ProxyApp.from_settings(settings)
-    uvicorn.run(
-        target,
-        factory=workers > 1,
-        workers=workers,
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=access_log,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-    )
+    with _clean_exit_on_sigterm(single_process=workers == 1):
+        uvicorn.run(
+            target,
+            factory=workers > 1,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=access_log,
+            server_header=False,
+            timeout_graceful_shutdown=10,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _clean_exit_on_sigterm(*, single_process: bool) -> Iterator[None]:
+    """Make a SIGTERM-requested stop exit with status 0.
+
+    uvicorn handles SIGTERM itself and shuts down gracefully, then restores the previous
+    handler and raises the signal again; with the default handler still in place the
+    process would die of the signal (status -15) after a clean shutdown. A SIGINT raised
+    again is a KeyboardInterrupt that ``uvicorn.run`` already swallows.
+    """
+    if not single_process or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_zero)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_zero(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)

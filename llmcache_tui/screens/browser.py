@@ -43,9 +43,7 @@ ROW_CHUNK = 100  # rows added between yields to the event loop
 KEY_COLUMN_WIDTH = 24
 TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
 MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
-LOCAL_NOTE = (
-    "In-memory cache: only this process's entries, written by the proxy started here (3)."
-)
+LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
 
 
 class BrowserScreen(Screen[None]):

@@ -51,9 +51,10 @@ class OverviewScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="overview"):
-            yield Static(id="overview-config")
+            # What changes first: at 80x24 the config panel is the one that scrolls.
             yield Static(id="overview-health")
             yield Static(id="overview-proxy")
+            yield Static(id="overview-config")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -73,7 +74,7 @@ class OverviewScreen(Screen[None]):
 
     @work(exclusive=True, group="overview-health", exit_on_error=False)
     async def check_health(self) -> None:
-        self.health = await self.llm_app.session.health()
+        self.health = await self.llm_app.session.health(clock=self.llm_app.clock)
         self._show_health()
 
     def _show_config(self) -> None:

@@ -1,0 +1,224 @@
+"""End to end: ``model_list`` routing, wildcards, ``mock_response`` and ``/v1/models``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import ProxyFactory
+from tests.fake_upstream import FakeUpstreamServer
+from tests.servers import DEFAULT_MODELS
+
+MESSAGES: list[Any] = [{"role": "user", "content": "Hello"}]
+
+
+def deployment(name: str, model: str, api_base: str, api_key: str = "sk-test") -> dict[str, Any]:
+    return {
+        "model_name": name,
+        "litellm_params": {"model": model, "api_base": api_base, "api_key": api_key},
+    }
+
+
+def test_deployments_of_one_model_take_turns(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    with FakeUpstreamServer() as second:
+        proxy = make_proxy(
+            cache=False,
+            models={},
+            extra_models=[
+                deployment("gpt-4o-mini", "openai/gpt-4o-mini", upstream.url, "sk-a"),
+                deployment("gpt-4o-mini", "openai/gpt-4o-mini", second.url, "sk-b"),
+            ],
+        )
+        with proxy.sdk() as client:
+            for _ in range(4):
+                client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        second_keys = [call.headers["authorization"] for call in second.app.calls]
+
+    first_keys = [call.headers["authorization"] for call in upstream.app.calls]
+    assert first_keys == ["Bearer sk-a", "Bearer sk-a"]
+    assert second_keys == ["Bearer sk-b", "Bearer sk-b"]
+
+
+def test_cached_answer_is_shared_by_all_deployments(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    proxy = make_proxy(
+        models={},
+        extra_models=[
+            deployment("gpt-4o-mini", "openai/gpt-4o-mini", upstream.url, "sk-a"),
+            deployment("gpt-4o-mini", "openai/gpt-4o-mini", upstream.url, "sk-b"),
+        ],
+    )
+    with proxy.sdk() as client:
+        ids = {
+            client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES).id
+            for _ in range(3)
+        }
+
+    assert len(ids) == 1
+    assert upstream.app.call_count() == 1
+
+
+def test_star_wildcard_forwards_the_requested_model(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    proxy = make_proxy(models={}, extra_models=[deployment("*", "*", upstream.url)])
+    with proxy.sdk() as client:
+        chat = client.chat.completions.create(model="any-model-at-all", messages=MESSAGES)
+        embedding = client.embeddings.create(model="text-embedding-3-large", input="x")
+
+    assert chat.model == "any-model-at-all"
+    assert embedding.model == "text-embedding-3-large"
+    assert [call.body["model"] for call in upstream.app.calls] == [
+        "any-model-at-all",
+        "text-embedding-3-large",
+    ]
+
+
+def test_provider_prefix_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstreamServer) -> None:
+    proxy = make_proxy(models={}, extra_models=[deployment("openai/*", "openai/*", upstream.url)])
+    with proxy.sdk() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="openai/gpt-4o", messages=MESSAGES
+        )
+        with pytest.raises(openai.BadRequestError) as caught:
+            client.chat.completions.create(model="anthropic/claude", messages=MESSAGES)
+
+    assert upstream.app.calls[0].body["model"] == "gpt-4o"
+    assert raw.headers["cache-status"] == "llmcache; fwd=miss; stored"
+    assert caught.value.code == "model_not_found"
+
+
+def test_exact_name_wins_over_a_wildcard(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    proxy = make_proxy(
+        cache=False,
+        models={},
+        extra_models=[
+            deployment("*", "*", upstream.url, "sk-wildcard"),
+            deployment("gpt-4o-mini", "openai/gpt-4o-mini", upstream.url, "sk-exact"),
+        ],
+    )
+    with proxy.sdk() as client:
+        client.chat.completions.create(model="gpt-4o-mini", messages=MESSAGES)
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+    keys = [call.headers["authorization"] for call in upstream.app.calls]
+    assert keys == ["Bearer sk-exact", "Bearer sk-wildcard"]
+
+
+def test_docs_fake_openai_endpoint_with_trailing_slash(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    entry = {
+        "model_name": "fake-openai-endpoint",
+        "litellm_params": {
+            "model": "openai/fake",
+            "api_key": "fake-key",
+            "api_base": upstream.base_url + "/",
+        },
+    }
+    proxy = make_proxy(models={}, extra_models=[entry])
+    with proxy.http() as http:
+        reply = http.post(
+            "/v1/chat/completions",
+            json={"model": "fake-openai-endpoint", "messages": MESSAGES},
+            headers={"Authorization": "Bearer sk-1234"},
+        )
+
+    assert reply.status_code == 200
+    call = upstream.app.calls[0]
+    assert call.path == "/chat/completions"
+    assert call.body["model"] == "fake"
+    assert call.headers["authorization"] == "Bearer fake-key"
+
+
+def test_mock_response_answers_without_upstream(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    entries = [
+        {
+            "model_name": "mock-chat",
+            "litellm_params": {"model": "openai/mock", "mock_response": "Hi from the mock"},
+        },
+        {
+            "model_name": "mock-embed",
+            "litellm_params": {"model": "openai/mock-embed", "mock_response": "unused"},
+        },
+    ]
+    proxy = make_proxy(models={}, extra_models=entries)
+    with proxy.sdk() as client:
+        first = client.chat.completions.with_raw_response.create(
+            model="mock-chat", messages=MESSAGES
+        )
+        second = client.chat.completions.with_raw_response.create(
+            model="mock-chat", messages=MESSAGES
+        )
+        stream = client.chat.completions.create(model="mock-chat", messages=MESSAGES, stream=True)
+        streamed = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        vectors = client.embeddings.create(model="mock-embed", input=["a", "b"])
+
+    assert first.parse().choices[0].message.content == "Hi from the mock"
+    assert second.headers["cache-status"] == "llmcache; hit"
+    assert second.parse().id == first.parse().id
+    assert streamed == "Hi from the mock"
+    assert len(vectors.data) == 2
+    assert vectors.data[0].embedding != vectors.data[1].embedding
+    assert upstream.app.call_count() == 0
+
+
+def test_unknown_model_is_a_400_naming_the_known_ones(proxy_http: httpx.Client) -> None:
+    reply = proxy_http.post(
+        "/v1/chat/completions", json={"model": "gpt-9-ultra", "messages": MESSAGES}
+    )
+
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert "'gpt-9-ultra'" in error["message"]
+    assert "gpt-4o-mini" in error["message"]
+
+
+def test_unsupported_provider_is_a_400(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    entry = {"model_name": "claude", "litellm_params": {"model": "anthropic/claude-3-5-sonnet"}}
+    proxy = make_proxy(models={}, extra_models=[entry])
+    with proxy.http() as http:
+        reply = http.post("/v1/chat/completions", json={"model": "claude", "messages": MESSAGES})
+
+    assert reply.status_code == 400
+    assert "'anthropic'" in reply.json()["error"]["message"]
+    assert upstream.app.call_count() == 0
+
+
+def test_openai_api_base_from_the_environment(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_BASE", upstream.url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+    entry = {"model_name": "gpt-3.5-turbo", "litellm_params": {"model": "gpt-3.5-turbo"}}
+    proxy = make_proxy(models={}, extra_models=[entry])
+    with proxy.sdk() as client:
+        client.chat.completions.create(model="gpt-3.5-turbo", messages=MESSAGES)
+
+    call = upstream.app.calls[0]
+    assert call.headers["authorization"] == "Bearer sk-from-env"
+    assert call.body["model"] == "gpt-3.5-turbo"
+
+
+def test_models_lists_the_configured_names(proxy_sdk: openai.OpenAI) -> None:
+    assert [model.id for model in proxy_sdk.models.list()] == list(DEFAULT_MODELS)
+
+
+def test_models_without_v1_prefix(proxy_http: httpx.Client) -> None:
+    document = proxy_http.get("/models").json()
+    assert document["object"] == "list"
+    assert {item["id"] for item in document["data"]} == set(DEFAULT_MODELS)

@@ -1,0 +1,128 @@
+"""SVG snapshots of the overview, browser, proxy and help screens (pytest-textual-snapshot).
+
+Deterministic by construction: a frozen app clock, UTC, a stable config source name, no
+temporary paths (a ``local`` backend), entries written directly with fixed ``created_at``
+and TTLs far from a display boundary, and no focused text field (no blinking cursor).
+Regenerate with ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from textual.pilot import Pilot
+
+from llmcache_tui.app import LLMCacheApp
+from llmcache_tui.cache.entry import CacheEntry
+from llmcache_tui.cache.keys import request_digest, storage_key
+from tests.tui_support import SIZE, SMALL, config_text, make_app
+
+NOW = 1_790_000_000.0
+API_BASE = "http://127.0.0.1:9/v1"  # never called: nothing here sends a request
+
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Times on screen in UTC, whatever the machine's zone."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def entry(prompt: str, answer: str, *, model: str = "gpt-4o-mini", age: float) -> CacheEntry:
+    usage = {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}
+    response = {
+        "id": "chatcmpl-snapshot",
+        "object": "chat.completion",
+        "created": int(NOW - age),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+    return CacheEntry(response, "chat", model, prompt, created_at=NOW - age, usage=usage)
+
+
+def key_for(prompt: str, namespace: str | None) -> str:
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}
+    return storage_key(request_digest("chat", body), namespace)
+
+
+# (prompt, answer, namespace, seconds ago, TTL). TTLs are over an hour (shown in minutes)
+# and end 40 s past a displayed minute
+# so that the time the test takes never changes what is shown; None: no expiry.
+ENTRIES = [
+    ("What is a cache?", "A store of answers kept for reuse.", None, 125.0, 3 * 3600 + 1840.0),
+    ("Summarise the release notes", "Three fixes and one feature.", "team-a", 3700.0, None),
+    ("Translate 'hello' to French", "Bonjour.", "team-a", 86_400.0 + 60, 26 * 3600 + 40.0),
+    ("Name a prime number", "Seven.", "team-b:eu", 30.0, 2 * 3600 + 40.0),
+]
+
+
+def seeded_app() -> LLMCacheApp:
+    app = make_app(config_text(API_BASE), clock=lambda: NOW)
+    backend = app.session.backend
+    assert backend is not None
+
+    async def seed() -> None:
+        for prompt, answer, namespace, age, ttl in ENTRIES:
+            key = key_for(prompt, namespace)
+            await backend.set(key, entry(prompt, answer, age=age).encode(), ttl=ttl or 600)
+            if ttl is None:
+                await backend.expire(key, None)
+
+    asyncio.run(seed())
+    return app
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait for every worker: no proxy runs in these tests, so all of them finish."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+@pytest.mark.usefixtures("utc")
+def test_overview_snapshot(snap_compare: SnapCompare) -> None:
+    assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=settle)
+
+
+@pytest.mark.usefixtures("utc")
+def test_browser_snapshot_with_a_selected_entry(snap_compare: SnapCompare) -> None:
+    async def select_second_row(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("down")
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=select_second_row)
+
+
+@pytest.mark.usefixtures("utc")
+def test_proxy_snapshot_at_80x24(snap_compare: SnapCompare) -> None:
+    async def show_proxy(pilot: Pilot[None]) -> None:
+        await pilot.press("3")
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=show_proxy)
+
+
+@pytest.mark.usefixtures("utc")
+def test_help_snapshot(snap_compare: SnapCompare) -> None:
+    async def show_help(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=show_help)

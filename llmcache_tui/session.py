@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
 from llmcache_tui.config import ConfigError, Settings, load_settings
@@ -31,6 +32,7 @@ class Health:
     bytes_used: int | None = None
     error: str | None = None
     checked_at: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)  # backend-specific, e.g. Redis INFO
 
 
 class Session:
@@ -75,7 +77,14 @@ class Session:
             stats = await backend.stats()
         except CacheBackendError as exc:
             return Health(False, error=str(exc), checked_at=clock())
-        return Health(True, ping_ms, stats.entries, stats.bytes_used, checked_at=clock())
+        return Health(
+            True,
+            ping_ms,
+            stats.entries,
+            stats.bytes_used,
+            checked_at=clock(),
+            details=stats.details,
+        )
 
     async def reconnect(self) -> None:
         """Drop the backend and build it again from the same settings."""

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from llmcache_tui.app import LLMCacheApp
 
 REFRESH_SECONDS = 5.0
+# Already shown another way, or only noise on this panel.
+HIDDEN_DETAILS = frozenset({"directory", "used_memory_human"})
 
 
 class OverviewScreen(Screen[None]):
@@ -115,6 +117,9 @@ class OverviewScreen(Screen[None]):
             table.add_row("ping", ping)
             table.add_row("entries", humanize.count(health.entries))
             table.add_row("size", humanize.size(health.bytes_used))
+            for name, value in health.details.items():
+                if value is not None and name not in HIDDEN_DETAILS:
+                    table.add_row(name.replace("_", " "), _detail(name, value))
         else:
             table.add_row("state", Text("not connected", style="red"))
             table.add_row("reason", health.error or "-")
@@ -173,4 +178,15 @@ class OverviewScreen(Screen[None]):
 
 
 def _text(value: Any) -> Any:
-    return value if isinstance(value, str) else Pretty(value)
+    return Pretty(value) if isinstance(value, dict | list | tuple) else str(value)
+
+
+def _detail(name: str, value: Any) -> str:
+    """One backend detail for a person: sizes in bytes humanised, rates as percentages."""
+    if isinstance(value, int) and ("bytes" in name or "memory" in name or "size" in name):
+        return humanize.size(value)
+    if isinstance(value, float) and name.endswith("rate"):
+        return f"{value:.1%}"
+    if isinstance(value, int):
+        return humanize.count(value)
+    return str(value)

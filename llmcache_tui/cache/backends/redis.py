@@ -130,7 +130,11 @@ class RedisBackend(CacheBackend):
         result = await client.scan(
             cursor=node_cursor, match=match, count=count, target_nodes=primaries[node_index]
         )
-        node_cursor, raw_keys = _single_node_result(result)
+        # The cluster client answers ({"host:port": next cursor}, keys) for one node.
+        cursors, raw_keys = result
+        node_cursor = (
+            int(next(iter(cursors.values()))) if isinstance(cursors, dict) else int(cursors)
+        )
         if node_cursor:
             next_cursor: str | None = f"{node_index}:{node_cursor}"
         elif node_index + 1 < len(primaries):

@@ -25,9 +25,14 @@ class Lookup:
     fwd: str = "miss"
     age: float = 0.0
     failed: bool = False
+    body: bytes = b""  # the response exactly as the client receives it, on a hit
 
 
 MISS = Lookup(None)
+# Decoded entries kept per key, so a hot entry is not parsed and re-serialised on every hit.
+# Each is reused only while the backend returns the very same bytes; large ones are not kept.
+DECODED_ENTRIES = 512
+DECODED_MAX_BYTES = 32 * 1024
 
 
 class ResponseCache:
@@ -37,6 +42,7 @@ class ResponseCache:
         self.backend = backend
         self.clock = clock
         self.errors = 0
+        self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
 
     async def lookup(self, key: str, route: str, model: str, max_age: float | None) -> Lookup:
         try:
@@ -46,11 +52,17 @@ class ResponseCache:
             return Lookup(None, failed=True)
         if raw is None:
             return MISS
-        try:
-            entry = CacheEntry.decode(raw)
-        except EntryFormatError as exc:
-            log.warning("ignoring unreadable cache entry %s: %s", key, exc)
-            return MISS
+        known = self._decoded.get(key)
+        if known is not None and (known[0] is raw or known[0] == raw):
+            _, entry, body = known
+        else:
+            try:
+                entry = CacheEntry.decode(raw)
+            except EntryFormatError as exc:
+                log.warning("ignoring unreadable cache entry %s: %s", key, exc)
+                return MISS
+            body = entry.response_bytes()
+            self._remember(key, raw, entry, body)
         # A digest collision is not a realistic risk, but a shared keyspace is: only ever
         # serve an entry we wrote for this very route and model.
         if entry.foreign or entry.route != route or entry.model != model:
@@ -58,7 +70,14 @@ class ResponseCache:
         age = max(0.0, self.clock() - entry.created_at)
         if max_age is not None and age > max_age:
             return Lookup(None, fwd="stale")
-        return Lookup(entry, fwd="hit", age=age)
+        return Lookup(entry, fwd="hit", age=age, body=body)
+
+    def _remember(self, key: str, raw: bytes, entry: CacheEntry, body: bytes) -> None:
+        if len(raw) > DECODED_MAX_BYTES:
+            return
+        if len(self._decoded) >= DECODED_ENTRIES:
+            del self._decoded[next(iter(self._decoded))]  # oldest first
+        self._decoded[key] = (raw, entry, body)
 
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
         try:

@@ -8,6 +8,7 @@ answer, respond. Cache failures are absorbed by :class:`ResponseCache`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -39,7 +40,6 @@ from llmcache_tui.proxy.asgi import (
     BodyTooLarge,
     ClientDisconnected,
     Headers,
-    Message,
     Receive,
     Scope,
     Send,
@@ -126,11 +126,10 @@ class ProxyApp:
         self._expected_auth = (
             None if not settings.master_key else f"Bearer {settings.master_key}".encode()
         )
-        self._routes: dict[str, tuple[str, Handler]] = {
-            path: ("POST", _llm_handler(route, upstream_path))
-            for path, (route, upstream_path) in LLM_ROUTES.items()
+        self._routes: dict[str, tuple[str, Handler | None]] = {
+            **{path: ("POST", None) for path in LLM_ROUTES},  # None: the LLM path below
+            **admin.ROUTES,
         }
-        self._routes.update(admin.ROUTES)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ProxyApp:
@@ -198,21 +197,19 @@ class ProxyApp:
             message = "missing or invalid API key: send 'Authorization: Bearer <master_key>'"
             await send_json(send, 401, error_body(401, message, code="invalid_api_key"))
             return
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
         try:
-            await handler(self, scope, receive, tracking_send)
+            if handler is None:
+                route, upstream_path = LLM_ROUTES[path]
+                await self.handle_llm(route, upstream_path, scope, receive, send)
+            else:
+                await handler(self, scope, receive, send)
         except ClientDisconnected:
             return
         except Exception:
             # A bug must still answer in OpenAI's shape, without a traceback to the client.
             log.exception("unexpected error on %s", scope["path"])
-            if not started:
+            # If the response had started, the server refuses this and closes the connection.
+            with contextlib.suppress(Exception):
                 await send_json(send, 500, error_body(500, "internal error in llmcache-tui"))
 
     def _authorized(self, scope: Scope) -> bool:
@@ -338,7 +335,7 @@ class ProxyApp:
         if cache is not None and decision.read:
             found = await cache.lookup(key, request.route, request.model, decision.max_age)
             if found.entry is not None:
-                await self._send_hit(send, found.entry, found.age, headers)
+                await self._send_hit(send, found.entry, found.body, found.age, headers)
                 return "hit"
             fwd = found.fwd
             detail = "cache-error" if found.failed else None
@@ -406,14 +403,16 @@ class ProxyApp:
         finally:
             del self._inflight[key]
 
-    async def _send_hit(self, send: Send, entry: CacheEntry, age: float, headers: Headers) -> None:
+    async def _send_hit(
+        self, send: Send, entry: CacheEntry, body: bytes, age: float, headers: Headers
+    ) -> None:
         content_type = (
             JSON_CONTENT
             if entry.media_type is None
             else (b"content-type", entry.media_type.encode("latin-1"))
         )
         headers += [content_type, HIT_STATUS, (b"age", str(int(age)).encode())]
-        await send_response(send, 200, entry.response_bytes(), headers)
+        await send_response(send, 200, body, headers)
         if entry.usage:
             tokens = entry.usage.get("total_tokens")
             if isinstance(tokens, int):
@@ -500,13 +499,6 @@ class ProxyApp:
             return "bypass"
         finally:
             await response.aclose()
-
-
-def _llm_handler(route: str, upstream_path: str) -> Handler:
-    async def handle(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-        await app.handle_llm(route, upstream_path, scope, receive, send)
-
-    return handle
 
 
 def _controls(raw: Any) -> CacheControls:

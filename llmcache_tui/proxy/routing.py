@@ -13,6 +13,7 @@ from llmcache_tui.config import ModelEntry
 
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 AZURE_DEFAULT_VERSION = "2024-02-01"
+MATCHED_NAMES = 4096
 # Providers that speak the OpenAI HTTP API as it is (LiteLLM's prefixes for them).
 OPENAI_COMPATIBLE = frozenset(
     {"openai", "custom_openai", "text-completion-openai", "hosted_vllm", "lm_studio", "openai_like"}
@@ -63,10 +64,12 @@ class Router:
         for entry in entries:
             grouped.setdefault(entry.model_name, []).append(entry)
         self._exact: dict[str, Iterator[Deployment]] = {}
-        self._wildcards: list[tuple[re.Pattern[str], Iterator[ModelEntry]]] = []
+        self._wildcards: list[tuple[re.Pattern[str], list[ModelEntry]]] = []
+        # Names matched by a wildcard, resolved once: this runs on every request.
+        self._matched: dict[str, Iterator[Deployment]] = {}
         for name, group in grouped.items():
             if "*" in name:
-                self._wildcards.append((_wildcard_regex(name), itertools.cycle(group)))
+                self._wildcards.append((_wildcard_regex(name), group))
             else:
                 deployments = [deployment_for(entry, name) for entry in group]
                 self._exact[name] = itertools.cycle(deployments)
@@ -74,13 +77,17 @@ class Router:
         self.names = list(grouped)
 
     def resolve(self, requested: str) -> Deployment | None:
-        exact = self._exact.get(requested)
+        exact = self._exact.get(requested) or self._matched.get(requested)
         if exact is not None:
             return next(exact)
         for regex, group in self._wildcards:
             match = regex.fullmatch(requested)
             if match:
-                return deployment_for(next(group), requested, match.group(1))
+                deployments = [deployment_for(e, requested, match.group(1)) for e in group]
+                if len(self._matched) >= MATCHED_NAMES:
+                    self._matched.clear()  # clients inventing names must not grow memory
+                self._matched[requested] = cycle = itertools.cycle(deployments)
+                return next(cycle)
         return None
 
 

@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
@@ -53,7 +52,7 @@ from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
 from llmcache_tui.proxy.routing import Deployment, Router
 from llmcache_tui.proxy.stats import ProxyStats
-from llmcache_tui.proxy.upstream import UpstreamClient, UpstreamReply, passed_headers
+from llmcache_tui.proxy.upstream import UpstreamBroken, UpstreamClient, UpstreamReply
 
 log = logging.getLogger("llmcache_tui.proxy")
 
@@ -478,19 +477,18 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": b""})
             return "bypass"
         body = {**request.body, "model": deployment.model}
-        response = await self.upstream.open_stream(deployment, request.upstream_path, body)
+        stream = await self.upstream.open_stream(deployment, request.upstream_path, body)
         try:
-            if response.status_code != 200:
-                content = await response.aread()
-                all_headers = [*passed_headers(response), *headers]
-                await send_response(send, response.status_code, content, all_headers)
+            if stream.status != 200:
+                content = await stream.read()
+                await send_response(send, stream.status, content, [*stream.headers, *headers])
                 return "upstream_error"
-            start_headers = [*passed_headers(response), *headers]
+            start_headers = [*stream.headers, *headers]
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in stream.chunks():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError as exc:
+            except UpstreamBroken as exc:
                 log.warning("upstream stream for %s broke off: %s", request.model, exc)
                 failure = error_body(502, f"upstream stream broke off: {exc}")
                 event = b"data: " + orjson.dumps(failure) + b"\n\n"
@@ -498,7 +496,7 @@ class ProxyApp:
             await send({"type": "http.response.body", "body": b""})
             return "bypass"
         finally:
-            await response.aclose()
+            await stream.close()
 
 
 def _controls(raw: Any) -> CacheControls:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -177,7 +178,7 @@ class BrowserScreen(Screen[None]):
             return
         self._show_scan_status()
 
-    async def _add_rows(self, table: DataTable[str], rows: list[KeyRow]) -> int:
+    async def _add_rows(self, table: DataTable[Text | str], rows: list[KeyRow]) -> int:
         now = self.llm_app.clock()
         added = 0
         for start in range(0, len(rows), ROW_CHUNK):
@@ -418,15 +419,16 @@ class BrowserScreen(Screen[None]):
         return True
 
 
-def _cells(row: KeyRow, now: float) -> tuple[str, ...]:
+def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
     age = None if row.created_at is None else max(0.0, now - row.created_at)
     model = row.model or ("(unreadable)" if row.origin == "unknown" else "-")
     kind = {"text_completion": "text", "embedding": "embed", "transcription": "audio"}.get(
         row.route, row.route or "-"
     )
+    # Keys and model names come from the cache: Text keeps "[...]" in them from being markup.
     return (
-        _middle_truncate(row.key, KEY_COLUMN_WIDTH),
-        model,
+        Text(_middle_truncate(row.key, KEY_COLUMN_WIDTH)),
+        Text(model),
         kind,
         humanize.duration(age, none="-"),
         humanize.duration(row.ttl, none="-"),

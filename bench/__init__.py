@@ -1,0 +1,1 @@
+"""Benchmarks for the llmcache-tui proxy: ``python -m bench.run``."""

@@ -163,6 +163,7 @@ class CacheParams(_Model):
     mode: Literal["default_on", "default_off"] = "default_on"
     supported_call_types: list[str] | None = None
     disk_cache_dir: str = "./.litellm_cache"
+    stream_replay: Literal["instant", "original"] = "instant"
     max_size_in_memory: PositiveInt = 10_000
     max_bytes_in_memory: PositiveInt = 256 * 1024 * 1024
 

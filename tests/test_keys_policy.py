@@ -274,7 +274,7 @@ def _cache(params: str = "type: local", *, enabled: bool = True) -> CacheSetting
 
 
 def test_default_on_reads_and_writes() -> None:
-    decision = decide(_cache(), "chat", NO_CONTROLS, stream=False)
+    decision = decide(_cache(), "chat", NO_CONTROLS)
     assert decision.read
     assert decision.write
     assert decision.uses_cache
@@ -285,16 +285,16 @@ def test_default_on_reads_and_writes() -> None:
 
 
 def test_no_cache_config_bypasses() -> None:
-    assert decide(None, "chat", NO_CONTROLS, stream=False) == BYPASS
+    assert decide(None, "chat", NO_CONTROLS) == BYPASS
     assert not BYPASS.uses_cache
     assert BYPASS.skip_reason == "bypass"
 
 
 def test_default_off_needs_use_cache() -> None:
     cache = _cache("type: local\nmode: default_off")
-    assert decide(cache, "chat", NO_CONTROLS, stream=False) == BYPASS
-    assert decide(cache, "chat", parse_controls({"use-cache": False}), stream=False) == BYPASS
-    opted_in = decide(cache, "chat", parse_controls({"use-cache": True}), stream=False)
+    assert decide(cache, "chat", NO_CONTROLS) == BYPASS
+    assert decide(cache, "chat", parse_controls({"use-cache": False})) == BYPASS
+    opted_in = decide(cache, "chat", parse_controls({"use-cache": True}))
     assert opted_in.read
     assert opted_in.write
     assert opted_in.skip_reason is None
@@ -302,11 +302,11 @@ def test_default_off_needs_use_cache() -> None:
 
 def test_default_off_other_controls_do_not_opt_in() -> None:
     cache = _cache("type: local\nmode: default_off")
-    assert decide(cache, "chat", parse_controls({"ttl": 30}), stream=False) == BYPASS
+    assert decide(cache, "chat", parse_controls({"ttl": 30})) == BYPASS
 
 
 def test_use_cache_false_opts_out_under_default_on() -> None:
-    assert decide(_cache(), "chat", parse_controls({"use-cache": False}), stream=False) == BYPASS
+    assert decide(_cache(), "chat", parse_controls({"use-cache": False})) == BYPASS
 
 
 @pytest.mark.parametrize(
@@ -321,18 +321,18 @@ def test_use_cache_false_opts_out_under_default_on() -> None:
 def test_supported_call_types(call_types: str, cached: set[str], not_cached: set[str]) -> None:
     cache = _cache(f"type: local\nsupported_call_types: {call_types}")
     for route in cached:
-        assert decide(cache, route, NO_CONTROLS, stream=False).read, route
+        assert decide(cache, route, NO_CONTROLS).read, route
     for route in not_cached:
-        assert decide(cache, route, NO_CONTROLS, stream=False) == BYPASS, route
+        assert decide(cache, route, NO_CONTROLS) == BYPASS, route
 
 
 def test_unsupported_call_type_bypasses_even_with_use_cache() -> None:
     cache = _cache('type: local\nsupported_call_types: ["aembedding"]')
-    assert decide(cache, "chat", parse_controls({"use-cache": True}), stream=False) == BYPASS
+    assert decide(cache, "chat", parse_controls({"use-cache": True})) == BYPASS
 
 
 def test_no_cache_reads_nothing_but_still_stores() -> None:
-    decision = decide(_cache(), "chat", parse_controls({"no-cache": True}), stream=False)
+    decision = decide(_cache(), "chat", parse_controls({"no-cache": True}))
     assert decision.read is False
     assert decision.write is True
     assert decision.skip_reason == "request"
@@ -340,7 +340,7 @@ def test_no_cache_reads_nothing_but_still_stores() -> None:
 
 
 def test_no_store_reads_but_does_not_write() -> None:
-    decision = decide(_cache(), "chat", parse_controls({"no-store": True}), stream=False)
+    decision = decide(_cache(), "chat", parse_controls({"no-store": True}))
     assert decision.read is True
     assert decision.write is False
     assert decision.skip_reason is None
@@ -348,36 +348,35 @@ def test_no_store_reads_but_does_not_write() -> None:
 
 def test_no_cache_and_no_store_together() -> None:
     controls = parse_controls({"no-cache": True, "no-store": True})
-    decision = decide(_cache(), "chat", controls, stream=False)
+    decision = decide(_cache(), "chat", controls)
     assert not decision.uses_cache
     assert decision.skip_reason == "request"
 
 
 def test_ttl_zero_reads_but_does_not_write() -> None:
-    decision = decide(_cache(), "chat", parse_controls({"ttl": 0}), stream=False)
+    decision = decide(_cache(), "chat", parse_controls({"ttl": 0}))
     assert decision.read
     assert not decision.write
 
 
-def test_stream_bypasses() -> None:
-    assert decide(_cache(), "chat", NO_CONTROLS, stream=True) == BYPASS
-    controls = parse_controls({"use-cache": True, "ttl": 10})
-    assert decide(_cache("type: local\nmode: default_off"), "chat", controls, stream=True) == BYPASS
+def test_default_off_needs_use_cache_whatever_the_request() -> None:
+    controls = parse_controls({"ttl": 10})
+    assert decide(_cache("type: local\nmode: default_off"), "chat", controls) == BYPASS
 
 
 def test_ttl_and_max_age_pass_through() -> None:
     controls = parse_controls({"ttl": 300, "s-maxage": 60})
-    decision = decide(_cache("type: local\nttl: 900"), "embedding", controls, stream=False)
+    decision = decide(_cache("type: local\nttl: 900"), "embedding", controls)
     assert decision.ttl == 300
     assert decision.max_age == 60
 
 
 def test_config_namespace_and_request_override() -> None:
     cache = _cache("type: local\nnamespace: litellm.caching.caching")
-    assert decide(cache, "chat", NO_CONTROLS, stream=False).namespace == "litellm.caching.caching"
-    override = decide(cache, "chat", parse_controls({"namespace": "mine"}), stream=False)
+    assert decide(cache, "chat", NO_CONTROLS).namespace == "litellm.caching.caching"
+    override = decide(cache, "chat", parse_controls({"namespace": "mine"}))
     assert override.namespace == "mine"
-    assert decide(_cache(), "chat", parse_controls({"namespace": "x"}), False).namespace == "x"
+    assert decide(_cache(), "chat", parse_controls({"namespace": "x"})).namespace == "x"
 
 
 def test_integral_float_parameters_key_like_integers() -> None:

@@ -325,7 +325,7 @@ def test_metrics_counters_move(proxy: RunningProxy, upstream: FakeUpstreamServer
         before = http.get("/metrics")
         http.post("/v1/chat/completions", json=CHAT)
         http.post("/v1/chat/completions", json=CHAT)
-        http.post("/v1/chat/completions", json={**CHAT, "stream": True})
+        http.post("/v1/chat/completions", json={**CHAT, "cache": {"no-cache": True}})
         http.post("/v1/chat/completions", json={"model": "nope", "messages": MESSAGES})
         upstream.app.queue_error(500)
         http.post("/v1/embeddings", json={"model": "text-embedding-3-small", "input": "x"})
@@ -337,7 +337,7 @@ def test_metrics_counters_move(proxy: RunningProxy, upstream: FakeUpstreamServer
     assert metric(after, "llmcache_hits_total") == 1
     assert metric(after, "llmcache_misses_total") == 1
     assert metric(after, "llmcache_bypassed_total") == 1
-    assert metric(after, "llmcache_stored_total") == 1
+    assert metric(after, "llmcache_stored_total") == 2  # no-cache still stores
     assert metric(after, "llmcache_tokens_saved_total") > 0
     assert metric(after, 'llmcache_errors_total{kind="client"}') == 1
     assert metric(after, 'llmcache_errors_total{kind="upstream"}') == 1

@@ -33,6 +33,8 @@ class CacheEntry:
     ttl: float | None = None
     usage: dict[str, Any] | None = None
     media_type: str | None = None  # None: ``response`` is JSON; else it is text of this type
+    chunks: list[dict[str, Any]] | None = None  # a streamed answer's chunks, as received
+    chunk_offsets: list[float] | None = None  # seconds from the first byte to each chunk
     foreign: bool = False  # written by LiteLLM, not by us: shown, never served
 
     def response_bytes(self) -> bytes:
@@ -54,6 +56,9 @@ class CacheEntry:
         }
         if self.media_type is not None:
             document["media_type"] = self.media_type
+        if self.chunks is not None:
+            document["chunks"] = self.chunks
+            document["chunk_offsets"] = self.chunk_offsets
         return orjson.dumps(document)
 
     @classmethod
@@ -76,6 +81,8 @@ class CacheEntry:
                     ttl=document.get("ttl"),
                     usage=document.get("usage"),
                     media_type=document.get("media_type"),
+                    chunks=document.get("chunks"),
+                    chunk_offsets=document.get("chunk_offsets"),
                 )
             if "timestamp" in document and "response" in document:
                 return cls._from_litellm(document)

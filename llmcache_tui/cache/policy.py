@@ -79,11 +79,12 @@ def parse_controls(raw: Any) -> CacheControls:
     )
 
 
-def decide(
-    cache: CacheSettings | None, route: str, controls: CacheControls, stream: bool
-) -> Decision:
-    """Combine config and per-request controls into what this request may read and write."""
-    if cache is None or route not in cache.routes or stream:
+def decide(cache: CacheSettings | None, route: str, controls: CacheControls) -> Decision:
+    """Combine config and per-request controls into what this request may read and write.
+
+    Streamed and plain requests decide alike: they share one entry.
+    """
+    if cache is None or route not in cache.routes:
         return BYPASS
     if cache.default_off and controls.use_cache is not True:
         return BYPASS

@@ -13,9 +13,9 @@ import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -52,7 +52,18 @@ from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
 from llmcache_tui.proxy.routing import Deployment, Router
 from llmcache_tui.proxy.stats import ProxyStats
-from llmcache_tui.proxy.upstream import UpstreamBroken, UpstreamClient, UpstreamReply
+from llmcache_tui.proxy.streaming import (
+    StreamRecorder,
+    assemble,
+    chunks_from_completion,
+    replay_events,
+)
+from llmcache_tui.proxy.upstream import (
+    UpstreamBroken,
+    UpstreamClient,
+    UpstreamReply,
+    UpstreamStream,
+)
 
 log = logging.getLogger("llmcache_tui.proxy")
 
@@ -115,12 +126,12 @@ class ProxyApp:
         self.owns_backend = owns_backend
         self.clock = clock
         self.stats = ProxyStats()
+        self.stream_replay = settings.cache.params.stream_replay if settings.cache else "instant"
         self._upstream: UpstreamClient | None = None
         self._inflight: dict[str, asyncio.Future[UpstreamReply]] = {}
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
-            route: decide(settings.cache, route, NO_CONTROLS, False)
-            for route, _ in LLM_ROUTES.values()
+            route: decide(settings.cache, route, NO_CONTROLS) for route, _ in LLM_ROUTES.values()
         }
         self._expected_auth = (
             None if not settings.master_key else f"Bearer {settings.master_key}".encode()
@@ -231,7 +242,7 @@ class ProxyApp:
                 request = await self._parse_form(route, upstream_path, scope, receive)
             else:
                 request = await self._parse_json(route, upstream_path, scope, receive)
-            outcome = await self._answer(request, send)
+            outcome = await self._answer(request, receive, send)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
             await send_json(send, exc.status, exc.body())
@@ -317,7 +328,7 @@ class ProxyApp:
             raise ProxyError(502, f"model {model!r} has no api_base configured")
         return deployment
 
-    async def _answer(self, request: LLMRequest, send: Send) -> str:
+    async def _answer(self, request: LLMRequest, receive: Receive, send: Send) -> str:
         deployment = self._deployment(request.model)
         cache = self.cache
         decision = BYPASS
@@ -334,13 +345,19 @@ class ProxyApp:
         if cache is not None and decision.read:
             found = await cache.lookup(key, request.route, request.model, decision.max_age)
             if found.entry is not None:
-                await self._send_hit(send, found.entry, found.body, found.age, headers)
+                if request.stream:
+                    await self._replay_stream(send, found.entry, found.age, request, headers)
+                else:
+                    await self._send_hit(send, found.entry, found.body, found.age, headers)
+                self._count_saved(found.entry)
                 return "hit"
             fwd = found.fwd
             detail = "cache-error" if found.failed else None
         if request.stream:
             headers.append(_cache_status(fwd, False, detail))
-            return await self._relay_stream(deployment, request, send, headers)
+            return await self._relay_stream(
+                deployment, request, receive, send, headers, decision, key
+            )
         collapsed = False
         if decision.read:
             reply, stored, collapsed = await self._fetch_once(deployment, request, decision, key)
@@ -353,9 +370,9 @@ class ProxyApp:
         return "miss" if decision.read else "bypass"
 
     def _decision(self, request: LLMRequest) -> Decision:
-        if request.controls is NO_CONTROLS and not request.stream:
+        if request.controls is NO_CONTROLS:
             return self._plain_decisions[request.route]
-        return decide(self.settings.cache, request.route, request.controls, request.stream)
+        return decide(self.settings.cache, request.route, request.controls)
 
     async def _fetch(
         self, deployment: Deployment, request: LLMRequest, decision: Decision, key: str
@@ -412,10 +429,38 @@ class ProxyApp:
         )
         headers += [content_type, HIT_STATUS, (b"age", str(int(age)).encode())]
         await send_response(send, 200, body, headers)
-        if entry.usage:
-            tokens = entry.usage.get("total_tokens")
-            if isinstance(tokens, int):
-                self.stats.tokens_saved += tokens
+
+    async def _replay_stream(
+        self, send: Send, entry: CacheEntry, age: float, request: LLMRequest, headers: Headers
+    ) -> None:
+        """Answer a streamed request from an entry, stored streamed or not."""
+        chunks = entry.chunks or chunks_from_completion(entry.route, entry.response)
+        original = self.stream_replay == "original" and entry.chunks is not None
+        options = request.body.get("stream_options")
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        events = replay_events(
+            chunks, entry.chunk_offsets if original else None, include_usage=include_usage
+        )
+        headers += [SSE_CONTENT, HIT_STATUS, (b"age", str(int(age)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if not original:
+            # One write: a client reads the same events, and a hit costs one send.
+            body = b"".join(event for _, event in events)
+            await send({"type": "http.response.body", "body": body})
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for offset, event in events:
+            delay = started + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _count_saved(self, entry: CacheEntry) -> None:
+        tokens = entry.usage.get("total_tokens") if entry.usage else None
+        if isinstance(tokens, int):
+            self.stats.tokens_saved += tokens
 
     async def _call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
         if deployment.provider == "mock":
@@ -463,40 +508,94 @@ class ProxyApp:
         )
 
     async def _relay_stream(
-        self, deployment: Deployment, request: LLMRequest, send: Send, headers: Headers
+        self,
+        deployment: Deployment,
+        request: LLMRequest,
+        receive: Receive,
+        send: Send,
+        headers: Headers,
+        decision: Decision,
+        key: str,
     ) -> str:
+        """Relay a stream chunk by chunk, recording it on the side to store if it completes.
+
+        Nothing is stored when the client goes away, the upstream breaks off or errors,
+        or the stream lacks its finish reason or ``[DONE]``.
+        """
         if deployment.provider == "mock":
-            await send(
-                {"type": "http.response.start", "status": 200, "headers": [SSE_CONTENT, *headers]}
+            mock = deployment.mock_response
+            source: UpstreamStream | MockStream = MockStream(
+                mock_stream(request.route, request.model, request.body, mock)
             )
-            chunks = mock_stream(
-                request.route, request.model, request.body, deployment.mock_response
-            )
-            for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            return "bypass"
-        body = {**request.body, "model": deployment.model}
-        stream = await self.upstream.open_stream(deployment, request.upstream_path, body)
+        else:
+            body = {**request.body, "model": deployment.model}
+            source = await self.upstream.open_stream(deployment, request.upstream_path, body)
         try:
-            if stream.status != 200:
-                content = await stream.read()
-                await send_response(send, stream.status, content, [*stream.headers, *headers])
+            if source.status != 200:
+                content = await source.read()
+                await send_response(send, source.status, content, [*source.headers, *headers])
                 return "upstream_error"
-            start_headers = [*stream.headers, *headers]
+            start_headers = [*source.headers, *headers]
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-            try:
-                async for chunk in stream.chunks():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except UpstreamBroken as exc:
-                log.warning("upstream stream for %s broke off: %s", request.model, exc)
-                failure = error_body(502, f"upstream stream broke off: {exc}")
-                event = b"data: " + orjson.dumps(failure) + b"\n\n"
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-            return "bypass"
+            recorder = StreamRecorder() if self.cache is not None and decision.write else None
+            gone = await self._relay(source, request, receive, send, recorder)
+            if recorder is not None and recorder.complete and not gone:
+                await self._store_stream(request, decision, key, recorder)
+            return "miss" if decision.read else "bypass"
         finally:
-            await stream.close()
+            await source.close()
+
+    async def _relay(
+        self,
+        source: UpstreamStream | MockStream,
+        request: LLMRequest,
+        receive: Receive,
+        send: Send,
+        recorder: StreamRecorder | None,
+    ) -> bool:
+        """Forward the stream's bytes as they come; True if the client went away."""
+        gone = asyncio.Event()
+        watcher = asyncio.create_task(_wait_for_disconnect(receive, gone))
+        try:
+            async for piece in source.chunks():
+                if recorder is not None:
+                    recorder.feed(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                if gone.is_set():
+                    return True
+        except UpstreamBroken as exc:
+            log.warning("upstream stream for %s broke off: %s", request.model, exc)
+            if recorder is not None:
+                recorder.failed = True
+            failure = error_body(502, f"upstream stream broke off: {exc}")
+            event = b"data: " + orjson.dumps(failure) + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        finally:
+            watcher.cancel()
+        client_gone = gone.is_set()
+        await send({"type": "http.response.body", "body": b""})
+        return client_gone
+
+    async def _store_stream(
+        self, request: LLMRequest, decision: Decision, key: str, recorder: StreamRecorder
+    ) -> None:
+        if self.cache is None:
+            return
+        response = assemble(request.route, recorder.chunks)
+        usage = response.get("usage")
+        entry = CacheEntry(
+            response=response,
+            route=request.route,
+            model=request.model,
+            prompt_preview=prompt_preview(request.body),
+            created_at=self.clock(),
+            ttl=request.controls.ttl,
+            usage=usage if isinstance(usage, dict) else None,
+            chunks=recorder.chunks,
+            chunk_offsets=[round(offset, 4) for offset in recorder.offsets],
+        )
+        stored = await self.cache.store(key, entry, decision.ttl)
+        self.stats.stored += stored
 
 
 def _controls(raw: Any) -> CacheControls:
@@ -578,3 +677,32 @@ def _complete(route: str, response: Any) -> bool:
         data = response.get("data")
         return isinstance(data, list) and bool(data)
     return "text" in response
+
+
+async def _wait_for_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    """Set ``gone`` when the client disconnects (the request body was already read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
+class MockStream:
+    """A mock deployment's answer, shaped like an upstream stream."""
+
+    status = 200
+    headers: ClassVar[Headers] = [SSE_CONTENT]
+
+    def __init__(self, events: Iterable[bytes]) -> None:
+        self._events = events
+
+    async def read(self) -> bytes:
+        return b"".join(self._events)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for event in self._events:
+            yield event
+
+    async def close(self) -> None:
+        return None

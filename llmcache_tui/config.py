@@ -164,6 +164,7 @@ class CacheParams(_Model):
     supported_call_types: list[str] | None = None
     disk_cache_dir: str = "./.litellm_cache"
     stream_replay: Literal["instant", "original"] = "instant"
+    coalesce: bool = True  # identical concurrent misses share one upstream call
     max_size_in_memory: PositiveInt = 10_000
     max_bytes_in_memory: PositiveInt = 256 * 1024 * 1024
 

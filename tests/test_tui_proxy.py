@@ -38,7 +38,7 @@ from tests.tui_support import (
 def stats(app: LLMCacheApp) -> dict[str, str]:
     """The stats table of the proxy screen, by column."""
     header, values = rendered_text(app.screen.query_one("#proxy-stats", Static)).splitlines()
-    names = ["requests", "hits", "misses", "hit rate", "p50", "tokens saved", "errors"]
+    names = ["requests", "hits", "misses", "shared", "hit rate", "p50", "tokens saved", "errors"]
     assert header.split() == " ".join(names).split()
     cells = values.replace(" ms", "ms").split()
     return dict(zip(names, cells, strict=True))

@@ -146,7 +146,7 @@ async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> 
     """Counters in the Prometheus text format."""
     snapshot = app.stats.snapshot()
     lines = []
-    for name in ("requests", "hits", "misses", "bypassed", "stored", "tokens_saved"):
+    for name in ("requests", "hits", "misses", "bypassed", "stored", "coalesced", "tokens_saved"):
         lines.append(f"# TYPE llmcache_{name}_total counter")
         lines.append(f"llmcache_{name}_total {snapshot[name]}")
     lines.append("# TYPE llmcache_errors_total counter")

@@ -47,6 +47,7 @@ from llmcache_tui.proxy.asgi import (
     send_json,
     send_response,
 )
+from llmcache_tui.proxy.coalesce import Flight
 from llmcache_tui.proxy.errors import ProxyError, error_body
 from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
@@ -128,7 +129,8 @@ class ProxyApp:
         self.stats = ProxyStats()
         self.stream_replay = settings.cache.params.stream_replay if settings.cache else "instant"
         self._upstream: UpstreamClient | None = None
-        self._inflight: dict[str, asyncio.Future[UpstreamReply]] = {}
+        self._inflight: dict[str, Flight] = {}
+        self.coalesce = settings.cache.params.coalesce if settings.cache else False
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
             route: decide(settings.cache, route, NO_CONTROLS) for route, _ in LLM_ROUTES.values()
@@ -345,25 +347,30 @@ class ProxyApp:
         if cache is not None and decision.read:
             found = await cache.lookup(key, request.route, request.model, decision.max_age)
             if found.entry is not None:
-                if request.stream:
-                    await self._replay_stream(send, found.entry, found.age, request, headers)
-                else:
-                    await self._send_hit(send, found.entry, found.body, found.age, headers)
-                self._count_saved(found.entry)
+                await self._send_hit(send, found.entry, found.body, found.age, request, headers)
                 return "hit"
             fwd = found.fwd
             detail = "cache-error" if found.failed else None
-        if request.stream:
-            headers.append(_cache_status(fwd, False, detail))
-            return await self._relay_stream(
-                deployment, request, receive, send, headers, decision, key
-            )
-        collapsed = False
-        if decision.read:
-            reply, stored, collapsed = await self._fetch_once(deployment, request, decision, key)
-        else:
-            reply, stored = await self._fetch(deployment, request, decision, key)
-        headers.append(_cache_status(fwd, stored, detail, collapsed))
+        flight = None
+        if decision.read and self.coalesce:
+            leader = self._inflight.get(key)
+            if leader is None:
+                flight = self._inflight[key] = Flight(streamed=request.stream)
+            elif await self._follow(leader, request, send, headers, fwd):
+                self.stats.coalesced += 1
+                return "miss"
+        try:
+            if request.stream:
+                headers.append(_cache_status(fwd, False, detail))
+                return await self._relay_stream(
+                    deployment, request, receive, send, headers, decision, key, flight
+                )
+            reply, stored = await self._fetch(deployment, request, decision, key, flight)
+        finally:
+            if flight is not None:
+                flight.fail()  # no effect once finished; frees followers otherwise
+                del self._inflight[key]
+        headers.append(_cache_status(fwd, stored, detail))
         await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
         if reply.status >= 400:
             return "upstream_error"
@@ -375,65 +382,98 @@ class ProxyApp:
         return decide(self.settings.cache, request.route, request.controls)
 
     async def _fetch(
-        self, deployment: Deployment, request: LLMRequest, decision: Decision, key: str
+        self,
+        deployment: Deployment,
+        request: LLMRequest,
+        decision: Decision,
+        key: str,
+        flight: Flight | None,
     ) -> tuple[UpstreamReply, bool]:
         """Call upstream; store a complete successful answer when allowed."""
         reply = await self._call(deployment, request)
         stored = False
-        if self.cache is not None and decision.write and reply.status == 200:
+        writing = self.cache is not None and decision.write
+        entry = None
+        if reply.status == 200 and (writing or flight is not None):
             entry = self._entry_for(request, reply)
-            if entry is not None:
-                stored = await self.cache.store(key, entry, decision.ttl)
-                self.stats.stored += stored
+        if flight is not None:
+            flight.finish(entry=entry, reply=reply if entry is not None else None)
+        if writing and entry is not None and self.cache is not None:
+            stored = await self.cache.store(key, entry, decision.ttl)
+            self.stats.stored += stored
         return reply, stored
 
-    async def _fetch_once(
-        self, deployment: Deployment, request: LLMRequest, decision: Decision, key: str
-    ) -> tuple[UpstreamReply, bool, bool]:
-        """``_fetch`` with identical concurrent misses collapsed into one upstream call.
-
-        The first miss for a key calls upstream and stores; later ones wait for its reply
-        (or its upstream error) and return it as ``collapsed``. If the first request is
-        abandoned (its client went away), a waiting one makes the call instead.
-        """
-        while (flight := self._inflight.get(key)) is not None:
-            try:
-                return await asyncio.shield(flight), False, True
-            except asyncio.CancelledError:
-                if not flight.cancelled():
-                    raise
-        flight = asyncio.get_running_loop().create_future()
-        self._inflight[key] = flight
-        try:
-            reply, stored = await self._fetch(deployment, request, decision, key)
-        except ProxyError as exc:
-            flight.set_exception(exc)
-            flight.exception()  # marks it retrieved: there may be nobody waiting
-            raise
-        except BaseException:
-            flight.cancel()
-            raise
+    async def _follow(
+        self, flight: Flight, request: LLMRequest, send: Send, headers: Headers, fwd: str
+    ) -> bool:
+        """Answer from another request's upstream call; False if this one must call itself."""
+        timeout = self.settings.request_timeout
+        status = (b"cache-status", f"llmcache; fwd={fwd}; collapsed".encode())
+        if request.stream and flight.streamed:
+            return await self._follow_stream(flight, send, [*headers, SSE_CONTENT, status])
+        if not await flight.wait_finished(timeout) or flight.entry is None:
+            return False
+        if flight.reply is not None and not request.stream:
+            reply = flight.reply
+            await send_response(send, reply.status, reply.body, [*reply.headers, *headers, status])
+        elif request.stream:
+            await self._replay_stream(send, flight.entry, request, [*headers, status])
         else:
-            flight.set_result(reply)
-            return reply, stored, False
-        finally:
-            del self._inflight[key]
+            body = flight.entry.response_bytes()
+            await send_response(send, 200, body, [JSON_CONTENT, *headers, status])
+        return True
+
+    async def _follow_stream(self, flight: Flight, send: Send, headers: Headers) -> bool:
+        """Relay the leader's stream bytes as they arrive, from the first one."""
+        sent = 0
+        while True:
+            for piece in flight.pieces[sent:]:
+                if sent == 0:
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += 1
+            if flight.finished:
+                if sent == 0:
+                    return False  # nothing was said yet: this request calls upstream itself
+                if flight.failed:
+                    failure = error_body(502, "the upstream stream this request shared broke off")
+                    event = b"data: " + orjson.dumps(failure) + b"\n\n"
+                    await send({"type": "http.response.body", "body": event, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
+                return True
+            if not await flight.wait(self.settings.request_timeout) and sent == 0:
+                return False
 
     async def _send_hit(
-        self, send: Send, entry: CacheEntry, body: bytes, age: float, headers: Headers
+        self,
+        send: Send,
+        entry: CacheEntry,
+        body: bytes,
+        age: float,
+        request: LLMRequest,
+        headers: Headers,
     ) -> None:
-        content_type = (
-            JSON_CONTENT
-            if entry.media_type is None
-            else (b"content-type", entry.media_type.encode("latin-1"))
-        )
-        headers += [content_type, HIT_STATUS, (b"age", str(int(age)).encode())]
-        await send_response(send, 200, body, headers)
+        headers += [HIT_STATUS, (b"age", str(int(age)).encode())]
+        if request.stream:
+            await self._replay_stream(send, entry, request, headers)
+        else:
+            content_type = (
+                JSON_CONTENT
+                if entry.media_type is None
+                else (b"content-type", entry.media_type.encode("latin-1"))
+            )
+            await send_response(send, 200, body, [content_type, *headers])
+        tokens = entry.usage.get("total_tokens") if entry.usage else None
+        if isinstance(tokens, int):
+            self.stats.tokens_saved += tokens
 
     async def _replay_stream(
-        self, send: Send, entry: CacheEntry, age: float, request: LLMRequest, headers: Headers
+        self, send: Send, entry: CacheEntry, request: LLMRequest, headers: Headers
     ) -> None:
-        """Answer a streamed request from an entry, stored streamed or not."""
+        """Answer a streamed request from an entry, stored streamed or not.
+
+        ``headers`` carry the cache status; the content type is added here.
+        """
         chunks = entry.chunks or chunks_from_completion(entry.route, entry.response)
         original = self.stream_replay == "original" and entry.chunks is not None
         options = request.body.get("stream_options")
@@ -441,8 +481,8 @@ class ProxyApp:
         events = replay_events(
             chunks, entry.chunk_offsets if original else None, include_usage=include_usage
         )
-        headers += [SSE_CONTENT, HIT_STATUS, (b"age", str(int(age)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        start_headers = [*headers, SSE_CONTENT]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
         if not original:
             # One write: a client reads the same events, and a hit costs one send.
             body = b"".join(event for _, event in events)
@@ -456,11 +496,6 @@ class ProxyApp:
                 await asyncio.sleep(delay)
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
-    def _count_saved(self, entry: CacheEntry) -> None:
-        tokens = entry.usage.get("total_tokens") if entry.usage else None
-        if isinstance(tokens, int):
-            self.stats.tokens_saved += tokens
 
     async def _call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
         if deployment.provider == "mock":
@@ -516,6 +551,7 @@ class ProxyApp:
         headers: Headers,
         decision: Decision,
         key: str,
+        flight: Flight | None,
     ) -> str:
         """Relay a stream chunk by chunk, recording it on the side to store if it completes.
 
@@ -537,10 +573,16 @@ class ProxyApp:
                 return "upstream_error"
             start_headers = [*source.headers, *headers]
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-            recorder = StreamRecorder() if self.cache is not None and decision.write else None
-            gone = await self._relay(source, request, receive, send, recorder)
+            writing = self.cache is not None and decision.write
+            recorder = StreamRecorder() if writing or flight is not None else None
+            gone = await self._relay(source, request, receive, send, recorder, flight)
             if recorder is not None and recorder.complete and not gone:
-                await self._store_stream(request, decision, key, recorder)
+                entry = self._stream_entry(request, recorder)
+                if flight is not None:
+                    flight.finish(entry=entry)
+                if writing and self.cache is not None:
+                    stored = await self.cache.store(key, entry, decision.ttl)
+                    self.stats.stored += stored
             return "miss" if decision.read else "bypass"
         finally:
             await source.close()
@@ -552,6 +594,7 @@ class ProxyApp:
         receive: Receive,
         send: Send,
         recorder: StreamRecorder | None,
+        flight: Flight | None,
     ) -> bool:
         """Forward the stream's bytes as they come; True if the client went away."""
         gone = asyncio.Event()
@@ -560,6 +603,8 @@ class ProxyApp:
             async for piece in source.chunks():
                 if recorder is not None:
                     recorder.feed(piece)
+                if flight is not None:
+                    flight.publish(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
                 if gone.is_set():
                     return True
@@ -576,11 +621,7 @@ class ProxyApp:
         await send({"type": "http.response.body", "body": b""})
         return client_gone
 
-    async def _store_stream(
-        self, request: LLMRequest, decision: Decision, key: str, recorder: StreamRecorder
-    ) -> None:
-        if self.cache is None:
-            return
+    def _stream_entry(self, request: LLMRequest, recorder: StreamRecorder) -> CacheEntry:
         response = assemble(request.route, recorder.chunks)
         usage = response.get("usage")
         entry = CacheEntry(
@@ -594,8 +635,7 @@ class ProxyApp:
             chunks=recorder.chunks,
             chunk_offsets=[round(offset, 4) for offset in recorder.offsets],
         )
-        stored = await self.cache.store(key, entry, decision.ttl)
-        self.stats.stored += stored
+        return entry
 
 
 def _controls(raw: Any) -> CacheControls:

@@ -19,6 +19,7 @@ class ProxyStats:
     misses: int = 0
     bypassed: int = 0
     stored: int = 0
+    coalesced: int = 0  # misses answered by another identical request's upstream call
     client_errors: int = 0
     upstream_errors: int = 0
     tokens_saved: int = 0
@@ -57,6 +58,7 @@ class ProxyStats:
             "misses": self.misses,
             "bypassed": self.bypassed,
             "stored": self.stored,
+            "coalesced": self.coalesced,
             "client_errors": self.client_errors,
             "upstream_errors": self.upstream_errors,
             "hit_rate": round(self.hit_rate, 4),

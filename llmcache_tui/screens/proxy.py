@@ -142,12 +142,14 @@ def _stats_table(app: ProxyApp) -> Table:
     cache_errors = app.cache.errors if app.cache is not None else 0
     p50 = stats["latency_p50_ms"]
     table = Table(box=None, padding=(0, 2), show_edge=False)
-    for column in ("requests", "hits", "misses", "hit rate", "p50", "tokens saved", "errors"):
+    columns = ("requests", "hits", "misses", "shared", "hit rate", "p50", "tokens saved", "errors")
+    for column in columns:
         table.add_column(column, justify="right")
     table.add_row(
         f"{stats['requests']:,}",
         f"{stats['hits']:,}",
         f"{stats['misses']:,}",
+        f"{stats['coalesced']:,}",
         f"{stats['hit_rate']:.0%}",
         "-" if p50 is None else f"{p50:.1f} ms",
         f"{stats['tokens_saved']:,}",

@@ -281,3 +281,24 @@ async def test_entries_written_by_litellm_are_shown_as_such(
 
         await select_row(pilot, "garbage-key")
         assert "Not an entry this app understands" in detail_text(app)
+
+
+async def test_streamed_entries_show_their_answer_and_chunk_count(
+    make_proxy: ProxyFactory, tui_disk_config: str
+) -> None:
+    proxy = make_proxy(cache_type="disk")
+    with proxy.sdk() as client:
+        raw = client.chat.completions.with_raw_response.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "tell me a streamed story"}],
+            stream=True,
+        )
+        key = raw.headers["x-litellm-cache-key"]
+        chunks = list(raw.parse())
+    app = make_app(tui_disk_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_browser(pilot, refresh=True)
+        await select_row(pilot, key)
+        detail = detail_text(app)
+        assert line("streamed", f"{len(chunks)} chunks, replayed as a stream").search(detail)
+        assert line("answer", "echo: tell me a streamed story").search(detail)

@@ -19,6 +19,7 @@ from llmcache_tui import humanize
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
 
 PREVIEW_BYTES = 64 * 1024
+ANSWER_PREVIEW_CHARS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +96,11 @@ class EntryDetail(VerticalScroll):
                 table.add_row("prompt", entry.prompt_preview)
             if entry.usage:
                 table.add_row("tokens", str(entry.usage.get("total_tokens", "-")))
+            if entry.chunks is not None:
+                table.add_row("streamed", f"{len(entry.chunks)} chunks, replayed as a stream")
+                answer = answer_text(entry.response)
+                if answer:
+                    table.add_row("answer", answer[:ANSWER_PREVIEW_CHARS])
         table.add_row("expires in", "expired" if ttl == 0 else humanize.duration(ttl))
         table.add_row("size", humanize.size(len(loaded.raw)))
         return table
@@ -113,3 +119,18 @@ def _response_view(entry: CacheEntry) -> RenderableType:
 def _preview(raw: bytes) -> str:
     text = raw[:PREVIEW_BYTES].decode("utf-8", "replace")
     return text + ("\n..." if len(raw) > PREVIEW_BYTES else "")
+
+
+def answer_text(response: Any) -> str:
+    """The text a completion answered (a chat message's content or a completion's text)."""
+    if not isinstance(response, dict):
+        return ""
+    parts = []
+    for choice in response.get("choices") or []:
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else choice.get("text")
+        if isinstance(text, str):
+            parts.append(text)
+    return "\n".join(parts)

@@ -53,7 +53,7 @@ class Scenario:
     key: str
     label: str
     server: str
-    body: str  # "fixed", "bypass" or "unique" (see _bodies)
+    body: str  # "fixed", "bypass", "unique" or "stream" (see _bodies)
     connections: int
     expect: str | None = None  # proxy counter every request must land in
 
@@ -88,6 +88,7 @@ def scenarios(connections: int) -> tuple[list[Scenario], list[Scenario]]:
         Scenario("floor", "floor (bare ASGI app)", FLOOR, "fixed", connections),
         Scenario("local_hit", "proxy, local cache hit", LOCAL, "fixed", connections, "hits"),
         Scenario("disk_hit", "proxy, disk cache hit", DISK, "fixed", connections, "hits"),
+        Scenario("stream_hit", "proxy, local streamed hit", LOCAL, "stream", connections, "hits"),
         Scenario("proxy_miss", "proxy, miss (no-cache)", LOCAL, "bypass", connections, "bypassed"),
         Scenario("upstream", "fake upstream direct", UPSTREAM, "fixed", connections),
     ]
@@ -97,6 +98,7 @@ def scenarios(connections: int) -> tuple[list[Scenario], list[Scenario]]:
         Scenario("proxy_store_c1", "proxy, miss + store", LOCAL, "unique", 1, "misses"),
         Scenario("floor_c1", "floor (bare ASGI app)", FLOOR, "fixed", 1),
         Scenario("local_hit_c1", "proxy, local cache hit", LOCAL, "fixed", 1, "hits"),
+        Scenario("stream_hit_c1", "proxy, local streamed hit", LOCAL, "stream", 1, "hits"),
     ]
     return loaded, single
 
@@ -117,9 +119,11 @@ def _chat_body(question: str, controls: dict[str, Any] | None = None) -> dict[st
 
 
 def _bodies(workdir: Path) -> dict[str, Path]:
-    """Body files for wrk: one fixed question, the same with caching off, a unique one."""
+    """Body files for wrk: one fixed question, the same with caching off or streamed, and a
+    unique one."""
     documents = {
         "fixed": _chat_body(QUESTION),
+        "stream": {**_chat_body(QUESTION), "stream": True},
         "bypass": _chat_body(QUESTION, {"no-cache": True, "no-store": True}),
         "unique": _chat_body(f"Question BENCH_N: {QUESTION}"),
     }
@@ -197,6 +201,9 @@ def verify(started: dict[str, Server]) -> list[str]:
             _expect(name, "repeat", second, "llmcache; hit")
             lines.append(f"{name}: first {first!r}, then {second!r}")
         bypass = _chat_body(QUESTION, {"no-cache": True, "no-store": True})
+        status = _cache_status(client, started[LOCAL], {**fixed, "stream": True})
+        _expect(LOCAL, "streamed repeat", status, "llmcache; hit")
+        lines.append(f"{LOCAL} streamed repeat of a plain entry: {status!r}")
         status = _cache_status(client, started[LOCAL], bypass)
         _expect(LOCAL, "no-cache", status, "llmcache; fwd=request")
         lines.append(f"{LOCAL} with cache no-cache/no-store: {status!r}")
@@ -456,7 +463,13 @@ def _report(setup: dict[str, Any], loaded: list[Outcome], single: list[Outcome])
         f" {overhead:.3f} ms"
     )
     print(f"miss + store overhead (a new question per request, info): {store_overhead:.3f} ms")
-    for key in ("local_hit", "disk_hit"):
+    ttfb = by_key["stream_hit_c1"].result.p50_ms
+    print(
+        f"streamed hit, time to first byte at 1 connection (p50): {ttfb:.3f} ms"
+        f" (floor's whole response: {by_key['floor_c1'].result.p50_ms:.3f} ms); an instant"
+        " replay is one write, so its first byte arrives with its last"
+    )
+    for key in ("local_hit", "disk_hit", "stream_hit"):
         outcome = by_key[key]
         print(
             f"{outcome.scenario.label}: {outcome.result.rps / floor.result.rps:.1%} of the"

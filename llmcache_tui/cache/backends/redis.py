@@ -7,21 +7,33 @@ redis-py is imported only when this backend is built.
 
 from __future__ import annotations
 
+import re
 import ssl
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
+from redis.backoff import ExponentialBackoff, NoBackoff
 
-from llmcache_tui.cache.backends.base import BackendStats, CacheBackend, KeyInfo, ScanPage
+from llmcache_tui.cache.backends.base import (
+    BackendStats,
+    CacheBackend,
+    CacheBackendError,
+    KeyInfo,
+    ScanPage,
+)
 from llmcache_tui.cache.backends.breaker import CircuitBreaker
 from llmcache_tui.cache.backends.redis_options import RedisOptions
 
 Client = aioredis.Redis | RedisCluster
+T = TypeVar("T")
+# What redis-py raises for the first command on a pooled connection to a primary that a
+# Sentinel failover has since made a replica; its own retry reconnects to the same address.
+STALE_PRIMARY = "The previous master is now a slave"
 
 
 class RedisBackend(CacheBackend):
@@ -63,6 +75,10 @@ class RedisBackend(CacheBackend):
                 "password": options.sentinel_password,
                 "socket_timeout": kwargs.get("socket_timeout"),
                 "socket_connect_timeout": kwargs.get("socket_connect_timeout"),
+                # Ask each sentinel once: discovery moves on to the next by itself, and
+                # redis-py's default (3 retries, backoff from 1 s) would spend seconds on
+                # one sentinel that is down or refuses the password.
+                "retry": Retry(NoBackoff(), 0),
             }
             self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 options.sentinel_nodes, sentinel_kwargs=sentinel_kwargs, **kwargs
@@ -78,34 +94,49 @@ class RedisBackend(CacheBackend):
         return isinstance(self.client, RedisCluster)
 
     # -- primitives -----------------------------------------------------------------
+    async def _command(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run one idempotent command; under Sentinel, once more after a failover (the
+        second attempt takes a connection that asks the sentinels for the new primary)."""
+        try:
+            return await command()
+        except redis_errors.ConnectionError as exc:
+            if self._sentinel is None or STALE_PRIMARY not in str(exc):
+                raise
+        return await command()
+
     async def _get(self, key: str) -> bytes | None:
-        return _bytes(await self.client.get(key))
+        return _bytes(await self._command(lambda: self.client.get(key)))
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
-        if isinstance(self.client, RedisCluster):
-            values = await self.client.mget_nonatomic(keys)
+        client = self.client
+        if isinstance(client, RedisCluster):
+            values = await client.mget_nonatomic(keys)
         else:
-            values = await self.client.mget(keys)
+            values = await self._command(lambda: client.mget(keys))
         return [_bytes(v) for v in values]
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        if ttl is None:
-            await self.client.set(key, value)
-        else:
-            await self.client.set(key, value, px=max(1, int(ttl * 1000)))
+        px = None if ttl is None else max(1, int(ttl * 1000))
+        await self._command(lambda: self.client.set(key, value, px=px))
 
     async def _delete(self, keys: list[str]) -> int:
         if isinstance(self.client, RedisCluster):
-            # UNLINK of keys in different slots must go to each key's own node.
-            return sum([int(await self.client.unlink(key)) for key in keys])
-        return int(await self.client.unlink(*keys))
+            # UNLINK of keys in different slots must go to each key's own node: the cluster
+            # pipeline sends every node its keys' UNLINKs in one round trip.
+            pipe = self.client.pipeline()
+            for key in keys:
+                pipe.execute_command("UNLINK", key)  # its unlink() must be awaited to queue
+            return sum(int(deleted) for deleted in await pipe.execute())
+        return int(await self._command(lambda: self.client.unlink(*keys)))
 
     async def _ping(self) -> bool:
-        return bool(await self.client.ping())
+        return bool(await self._command(lambda: self.client.ping()))
 
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
         if isinstance(self.client, RedisCluster):
-            keys, next_cursor = await self._scan_cluster(self.client, match, cursor, count)
+            keys, next_cursor, node_done = await self._scan_cluster(
+                self.client, match, cursor, count
+            )
             total = sum(await self._per_primary(self.client, "dbsize"))
         else:
             node_cursor = int(cursor or 0)
@@ -114,16 +145,21 @@ class RedisBackend(CacheBackend):
             )
             keys = [_text(k) for k in raw_keys]
             next_cursor = str(node_cursor) if node_cursor else None
+            node_done = next_cursor is None
             total = int(await self.client.dbsize())
         infos = await self._describe(keys)
-        # SCAN examines about COUNT entries per call whatever MATCH keeps.
-        scanned = max(len(keys), count) if next_cursor else len(keys)
+        # SCAN examines about COUNT entries per call whatever MATCH keeps, except the call
+        # that finishes a node (on a cluster the cursor then moves on to the next primary).
+        scanned = len(keys) if node_done else max(len(keys), count)
         return ScanPage(infos, next_cursor, scanned=scanned, total=total)
 
     async def _scan_cluster(
         self, client: RedisCluster, match: str, cursor: str | None, count: int
-    ) -> tuple[list[str], str | None]:
-        """SCAN one primary at a time; the cursor is ``<primary index>:<its cursor>``."""
+    ) -> tuple[list[str], str | None, bool]:
+        """SCAN one primary at a time; the cursor is ``<primary index>:<its cursor>``.
+
+        Returns the keys, the next cursor, and whether this call finished its primary."""
+        await client.initialize()  # a fresh client knows no nodes until its first command
         primaries = sorted(client.get_primaries(), key=lambda node: node.name)
         index, _, position = (cursor or "0:0").partition(":")
         node_index, node_cursor = int(index), int(position or 0)
@@ -141,12 +177,12 @@ class RedisBackend(CacheBackend):
             next_cursor = f"{node_index + 1}:0"
         else:
             next_cursor = None
-        return [_text(k) for k in raw_keys], next_cursor
+        return [_text(k) for k in raw_keys], next_cursor, not node_cursor
 
     async def _describe(self, keys: list[str]) -> list[KeyInfo]:
         if not keys:
             return []
-        pipe = self.client.pipeline()
+        pipe = self.client.pipeline(transaction=False)  # reads: no MULTI/EXEC needed
         for key in keys:
             pipe.pttl(key)
             pipe.memory_usage(key, samples=0)
@@ -161,7 +197,7 @@ class RedisBackend(CacheBackend):
         return infos
 
     async def _ttl(self, key: str) -> float | None:
-        pttl = int(await self.client.pttl(key))
+        pttl = int(await self._command(lambda: self.client.pttl(key)))
         if pttl == -2:
             raise KeyError(key)
         return None if pttl < 0 else pttl / 1000
@@ -172,7 +208,8 @@ class RedisBackend(CacheBackend):
                 return False
             await self.client.persist(key)
             return True
-        return bool(await self.client.pexpire(key, max(1, int(ttl * 1000))))
+        milliseconds = max(1, int(ttl * 1000))
+        return bool(await self._command(lambda: self.client.pexpire(key, milliseconds)))
 
     async def _stats(self) -> BackendStats:
         if isinstance(self.client, RedisCluster):
@@ -199,6 +236,7 @@ class RedisBackend(CacheBackend):
         return BackendStats(entries=entries, bytes_used=total("used_memory"), details=details)
 
     async def _per_primary(self, client: RedisCluster, command: str) -> list[Any]:
+        await client.initialize()  # a fresh client knows no nodes until its first command
         results = []
         for node in client.get_primaries():
             result = await getattr(client, command)(target_nodes=node)
@@ -222,14 +260,32 @@ class RedisBackend(CacheBackend):
                 await sentinel.aclose()
 
     def _explain(self, exc: Exception) -> str:
+        # The cluster client wraps what went wrong while it connected ("Redis Cluster cannot
+        # be connected ...: <cause>"): explain the cause, e.g. a refused password or token.
+        chain = _causes(exc)
+        for error in chain:
+            if isinstance(error, CacheBackendError):  # e.g. the GCP token provider's own
+                return str(error)
+        for error in chain:
+            reason = self._reason(error)
+            if reason is not None:
+                return reason
+        return f"{type(exc).__name__}: {exc}"
+
+    def _reason(self, exc: BaseException) -> str | None:
         where = self._where()
-        if isinstance(
-            exc,
-            redis_errors.AuthenticationError,
-        ):
+        if isinstance(exc, redis_errors.AuthenticationError):
             return f"authentication failed at {where} (check username and password)"
         if isinstance(exc, redis_errors.ClusterDownError):
             return f"the cluster at {where} is down: {exc}"
+        if isinstance(exc, MasterNotFoundError):
+            # Its text holds a repr of every sentinel client; keep what each one answered.
+            answers = re.findall(r" - \w+:(\w+)", str(exc))
+            seen = f" (they answered: {', '.join(answers)})" if answers else ""
+            return (
+                f"no sentinel named a primary for service {self.options.service_name!r}{seen};"
+                " check sentinel_nodes, service_name and sentinel_password"
+            )
         if isinstance(exc, redis_errors.TimeoutError):
             return f"{where} did not answer in time ({exc})"
         if isinstance(exc, redis_errors.ConnectionError):
@@ -241,7 +297,7 @@ class RedisBackend(CacheBackend):
             return f"cannot connect to {where}: {text}"
         if isinstance(exc, redis_errors.ResponseError):
             return f"{where} refused the command: {exc}"
-        return f"{type(exc).__name__}: {exc}"
+        return None
 
     def _where(self) -> str:
         shown = self.options.describe()
@@ -252,6 +308,16 @@ class RedisBackend(CacheBackend):
         if "sentinel_nodes" in shown:
             return f"sentinel service {shown['service_name']}"
         return f"{shown.get('host')}:{shown.get('port')}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__
+    return chain
 
 
 def _single_node_result(result: Any) -> Any:

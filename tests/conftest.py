@@ -163,3 +163,197 @@ def uvicorn_logs_to_app() -> Iterator[None]:
         logger.setLevel(level)
         logger.handlers = handlers
         logger.propagate = propagate
+
+
+# --------------------------------------------------------------------------- Redis servers
+# Real redis-server / redis-sentinel processes on free loopback ports (tests/redis_servers.py).
+# ``redis_<kind>_session`` is shared by the session; ``redis_<kind>`` is the same server,
+# started again if a test stopped it and FLUSHALLed, for one test. Servers a test stops,
+# fails over or reconfigures come from the ``make_*`` factories, and stop at its teardown.
+
+from tests import redis_servers as rs  # noqa: E402 - this section is appended on its own
+
+
+@pytest.fixture(scope="session")
+def redis_tls_files(tmp_path_factory: pytest.TempPathFactory) -> rs.TLSFiles:
+    """A CA, a server certificate for localhost/127.0.0.1 it signed, and an unrelated CA."""
+    return rs.make_tls_files(tmp_path_factory.mktemp("redis-tls-files"))
+
+
+def _session_redis(
+    tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any
+) -> Iterator[rs.RedisProcess]:
+    server = rs.redis_server(tmp_path_factory.mktemp(name), **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _flushed(server: rs.RedisProcess) -> rs.RedisProcess:
+    server.start()  # no-op unless a test stopped the shared server
+    server.flushall()
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_plain_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rs.RedisProcess]:
+    """No auth: ``host``, ``port``, ``url`` (``redis://127.0.0.1:PORT/0``), ``client()``."""
+    yield from _session_redis(tmp_path_factory, "redis-plain")
+
+
+@pytest.fixture(scope="session")
+def redis_password_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[rs.RedisProcess]:
+    """``requirepass`` ``rs.PASSWORD`` (``p@ss:w/rd!``); ``password``, percent-quoted ``url``."""
+    yield from _session_redis(tmp_path_factory, "redis-password", password=rs.PASSWORD)
+
+
+@pytest.fixture(scope="session")
+def redis_acl_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rs.RedisProcess]:
+    """ACL user ``alice``/``wonderland`` (``~* &* +@all``), default user off."""
+    yield from _session_redis(
+        tmp_path_factory, "redis-acl", username=rs.ACL_USERNAME, password=rs.ACL_PASSWORD
+    )
+
+
+@pytest.fixture(scope="session")
+def redis_tls_session(
+    tmp_path_factory: pytest.TempPathFactory, redis_tls_files: rs.TLSFiles
+) -> Iterator[rs.RedisProcess]:
+    """TLS only (``port 0``, ``tls-port``), no client certs: ``url`` is ``rediss://``,
+    ``ca_cert`` verifies it, ``other_ca_cert`` does not."""
+    yield from _session_redis(tmp_path_factory, "redis-tls", tls=redis_tls_files)
+
+
+@pytest.fixture
+def redis_plain(redis_plain_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared plain server, emptied."""
+    return _flushed(redis_plain_session)
+
+
+@pytest.fixture
+def redis_password(redis_password_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared ``requirepass`` server, emptied."""
+    return _flushed(redis_password_session)
+
+
+@pytest.fixture
+def redis_acl(redis_acl_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared ACL server, emptied."""
+    return _flushed(redis_acl_session)
+
+
+@pytest.fixture
+def redis_tls(redis_tls_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared TLS server, emptied."""
+    return _flushed(redis_tls_session)
+
+
+@pytest.fixture
+def make_redis_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., rs.RedisProcess]]:
+    """``make_redis_server(*, password=None, username=None, tls=None, config=())``: a fresh,
+    started server owned by the test (free to ``stop()``/``start()``/``kill()``)."""
+    servers: list[rs.RedisProcess] = []
+
+    def make(**kwargs: Any) -> rs.RedisProcess:
+        server = rs.redis_server(tmp_path_factory.mktemp("redis-own"), **kwargs)
+        servers.append(server)
+        return server.start()
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_restartable(make_redis_server: Callable[..., rs.RedisProcess]) -> rs.RedisProcess:
+    """A plain server of this test's own: ``stop()`` then ``start()`` keeps port and config
+    (the data is gone: no persistence), for "Redis went away mid-traffic" tests."""
+    return make_redis_server()
+
+
+@pytest.fixture(scope="session")
+def _redis_clusters(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rs.SharedClusters]:
+    clusters = rs.SharedClusters(tmp_path_factory.mktemp)
+    yield clusters
+    clusters.stop_all()
+
+
+@pytest.fixture
+def make_redis_cluster(
+    _redis_clusters: rs.SharedClusters,
+) -> Callable[..., rs.RedisClusterNodes]:
+    """``make_redis_cluster(password=None)``: the session's 3-primary cluster whose default
+    user has that password (e.g. a fake GCP IAM token), started on first use, emptied."""
+
+    def make(password: str | None = None) -> rs.RedisClusterNodes:
+        cluster = _redis_clusters.get(password)
+        cluster.flushall()
+        return cluster
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_session(_redis_clusters: rs.SharedClusters) -> rs.RedisClusterNodes:
+    """3 primaries, no replicas, no auth: ``startup_nodes`` (``[{"host", "port"}]``),
+    ``ports``, ``client()`` (a ``redis.RedisCluster``)."""
+    return _redis_clusters.get()
+
+
+@pytest.fixture
+def redis_cluster(
+    make_redis_cluster: Callable[..., rs.RedisClusterNodes],
+) -> rs.RedisClusterNodes:
+    """The shared cluster without auth, emptied."""
+    return make_redis_cluster()
+
+
+@pytest.fixture
+def make_redis_sentinel(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., rs.RedisSentinelGroup]]:
+    """``make_redis_sentinel(sentinel_password=None)``: a fresh primary + replica + 3
+    sentinels for this test (roles change on failover, so nothing is shared)."""
+    groups: list[rs.RedisSentinelGroup] = []
+
+    def make(sentinel_password: str | None = None) -> rs.RedisSentinelGroup:
+        group = rs.RedisSentinelGroup(
+            tmp_path_factory.mktemp("redis-sentinel"), sentinel_password=sentinel_password
+        )
+        groups.append(group)
+        return group.start()
+
+    yield make
+    for group in groups:
+        group.stop()
+
+
+@pytest.fixture
+def redis_sentinel(
+    make_redis_sentinel: Callable[..., rs.RedisSentinelGroup],
+) -> rs.RedisSentinelGroup:
+    """Sentinels without auth: ``service_name``, ``sentinel_nodes`` (``[[host, port]]``),
+    ``primary_port``/``replica_port``, ``failover()``, ``stop_primary()``/``start_primary()``."""
+    return make_redis_sentinel()
+
+
+# --------------------------------------------------------------------------- Redis under test
+# For tests/test_redis_*.py (helpers in tests/redis_support.py): the Redis backend against
+# the servers above, configured from ``cache_params`` and ``REDIS_*`` variables.
+
+
+@pytest.fixture
+def no_redis_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No ``REDIS_*`` variable from the developer's shell; set the test's own with the
+    returned ``monkeypatch`` (``setenv``), undone at teardown."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("REDIS_"):
+            monkeypatch.delenv(name)
+    return monkeypatch

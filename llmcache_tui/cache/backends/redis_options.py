@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llmcache_tui.config import CacheSettings, ConfigError, mask_secrets
+from llmcache_tui.config import CacheSettings, ConfigError, mask_secrets, mask_url
 
 PARAMS = "litellm_settings.cache_params"
 # Client keyword arguments a cache_params key or REDIS_<NAME> variable may set.
@@ -56,6 +56,25 @@ SPECIAL_VARIABLES = frozenset(
         "REDIS_GCP_SSL_CA_CERTS",
     }
 )
+# How a REDIS_<NAME> variable's text is read: numbers and booleans only where the client
+# expects them, so a password such as "007" or "1e3" reaches Redis exactly as written.
+NUMBER_KWARGS = frozenset(
+    {
+        "port",
+        "db",
+        "max_connections",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "health_check_interval",
+        "protocol",
+    }
+)
+BOOLEAN_KWARGS = frozenset(
+    {"ssl", "ssl_check_hostname", "socket_keepalive", "retry_on_timeout", "decode_responses"}
+)
+# Settings of the TLS connection, which a plain redis:// URL's connection does not take.
+TLS_KWARGS = frozenset(kwarg for kwarg in CLIENT_KWARGS if kwarg.startswith("ssl_"))
+URL_SCHEMES = ("redis://", "rediss://", "unix://")
 # A cache must answer fast or not at all: these bound what a dead server costs a request.
 DEFAULT_TIMEOUTS = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
 
@@ -96,19 +115,21 @@ def redis_options(cache: CacheSettings, env: Mapping[str, str] | None = None) ->
     """Resolve the Redis connection for ``cache``; raise ConfigError naming what is wrong."""
     environ = os.environ if env is None else env
     kwargs: dict[str, Any] = dict(DEFAULT_TIMEOUTS)
+    sources: dict[str, str] = {}  # kwarg -> the key or variable it came from, for errors
     for name, value in environ.items():
         if name.startswith("REDIS_") and name not in SPECIAL_VARIABLES:
             kwarg = name[len("REDIS_") :].lower()
             if kwarg in CLIENT_KWARGS:
-                kwargs[kwarg] = _from_text(value)
+                kwargs[kwarg] = _from_text(kwarg, value)
+                sources[kwarg] = name
     for key in CLIENT_KWARGS:
         # ``ssl_cert_reqs: null`` is meaningful (do not verify), so null passes for it alone.
         value = cache.extra(key)
         if value is not None or (key == "ssl_cert_reqs" and _has(cache, key)):
             kwargs[key] = value
-    _check_types(kwargs)
+            sources[key] = f"{PARAMS}.{key}"
+    _check_types(kwargs, sources)
 
-    url = cache.extra("url") or cache.extra("redis_url") or environ.get("REDIS_URL") or None
     startup_nodes = _cluster_nodes(cache, environ)
     sentinel_nodes = _sentinel_nodes(cache, environ)
     service_name = cache.extra("service_name") or environ.get("REDIS_SERVICE_NAME")
@@ -142,10 +163,11 @@ def redis_options(cache: CacheSettings, env: Mapping[str, str] | None = None) ->
             f"{PARAMS}.gcp_service_account: GCP IAM authentication needs a Redis Cluster"
             " (redis_startup_nodes or REDIS_CLUSTER_NODES), as in LiteLLM"
         )
+    url = _url(cache, environ)
     if url:
         for key in ("host", "port"):
             kwargs.pop(key, None)  # the URL says where
-        return RedisOptions("single", kwargs, url=str(url))
+        return RedisOptions("single", kwargs, url=_url_with_tls(url, kwargs))
     kwargs.setdefault("host", "localhost")
     kwargs.setdefault("port", 6379)
     return RedisOptions("single", kwargs)
@@ -155,35 +177,74 @@ def _has(cache: CacheSettings, key: str) -> bool:
     return key in (cache.params.model_extra or {})
 
 
-def _from_text(value: str) -> Any:
-    """An environment string as the value it stands for: booleans, None, numbers."""
+def _from_text(kwarg: str, value: str) -> Any:
+    """A ``REDIS_<KWARG>`` string as the value the client expects for ``kwarg``.
+
+    Only numeric and boolean kwargs are converted (a password stays text, whatever it looks
+    like); ``None`` is read only for ``ssl_cert_reqs``, where it means "do not verify".
+    """
     lowered = value.strip().lower()
-    if lowered in ("true", "false"):
+    if kwarg in BOOLEAN_KWARGS and lowered in ("true", "false"):
         return lowered == "true"
-    if lowered in ("none", "null"):
+    if kwarg == "ssl_cert_reqs" and lowered in ("none", "null"):
         return None
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
+    if kwarg in NUMBER_KWARGS:
+        for kind in (int, float):
+            try:
+                return kind(value)
+            except ValueError:
+                pass
     return value
 
 
-def _check_types(kwargs: dict[str, Any]) -> None:
+def _check_types(kwargs: dict[str, Any], sources: dict[str, str]) -> None:
+    def where(key: str) -> str:
+        return sources.get(key, f"{PARAMS}.{key}")
+
     if "port" in kwargs:
         try:
             kwargs["port"] = int(kwargs["port"])
         except (TypeError, ValueError):
             raise ConfigError(
-                f"{PARAMS}.port: expected a port number, got {kwargs['port']!r}"
+                f"{where('port')}: expected a port number, got {kwargs['port']!r}"
             ) from None
     for key in ("ssl", "ssl_check_hostname"):
         if key in kwargs and isinstance(kwargs[key], str):
-            kwargs[key] = _from_text(kwargs[key])
+            kwargs[key] = _from_text(key, kwargs[key])
     for key in ("max_connections", "db"):
         if key in kwargs and not isinstance(kwargs[key], int):
-            raise ConfigError(f"{PARAMS}.{key}: expected a whole number, got {kwargs[key]!r}")
+            raise ConfigError(f"{where(key)}: expected a whole number, got {kwargs[key]!r}")
+
+
+def _url(cache: CacheSettings, env: Mapping[str, str]) -> str | None:
+    """The URL from ``url`` / ``redis_url`` or ``REDIS_URL``, checked: redis-py would
+    otherwise refuse it only when the client is built, outside any error handling."""
+    for key in ("url", "redis_url"):
+        if cache.extra(key):
+            where, url = f"{PARAMS}.{key}", cache.extra(key)
+            break
+    else:
+        where, url = "REDIS_URL", env.get("REDIS_URL")
+    if not url:
+        return None
+    if not isinstance(url, str) or not url.startswith(URL_SCHEMES):
+        raise ConfigError(
+            f"{where}: expected a URL starting with redis://, rediss:// or unix://,"
+            f" got {mask_url(str(url))!r}"
+        )
+    return url
+
+
+def _url_with_tls(url: str, kwargs: dict[str, Any]) -> str:
+    """Reconcile a URL with ``ssl`` settings (as LiteLLM users combine ``REDIS_URL`` and
+    ``REDIS_SSL``): ``ssl: true`` makes ``redis://`` a ``rediss://`` URL; the client takes no
+    ``ssl`` argument with a URL, nor TLS settings for a connection without TLS."""
+    if kwargs.pop("ssl", None) and url.startswith("redis://"):
+        url = "rediss://" + url[len("redis://") :]
+    if not url.startswith("rediss://"):
+        for key in TLS_KWARGS:
+            kwargs.pop(key, None)
+    return url
 
 
 def _cluster_nodes(cache: CacheSettings, env: Mapping[str, str]) -> list[tuple[str, int]]:

@@ -1,0 +1,167 @@
+"""The terminal app on Redis (one server reached by a URL with a password, and a cluster):
+the overview shows what Redis's INFO says, the browser lists the keys a served proxy wrote
+with their Redis TTLs, and delete and purge change Redis itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+from textual.widgets import Static, Tree
+
+from llmcache_tui.app import LLMCacheApp
+from llmcache_tui.screens.browser import BrowserScreen
+from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.purge import PurgeScreen
+from tests import redis_servers as rs
+from tests.conftest import ProxyFactory
+from tests.redis_support import assert_no_password, cluster_params
+from tests.tui_support import (
+    SIZE,
+    Ask,
+    make_app,
+    notified,
+    open_browser,
+    rendered_text,
+    scan_status,
+    screen_text,
+    seed_served_proxy,
+    select_row,
+    table_keys,
+    table_row,
+    wait_for_group,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("no_redis_env")
+
+ASKS = [
+    Ask("hello"),
+    Ask("what is a cache?", ttl=300),
+    Ask("team question", "team-a"),
+    Ask("team follow-up", "team-a"),
+    Ask("eu question", "team-b:eu"),
+]
+FIVE_MINUTES = re.compile(r"4m \d+s|5m 0s")
+RawClient = redis.Redis | redis.RedisCluster
+
+
+def _redis(request: pytest.FixtureRequest, kind: str) -> tuple[dict[str, Any], RawClient, int]:
+    """``cache_params``, a raw client and the number of primaries for ``kind``."""
+    if kind == "single":
+        server: rs.RedisProcess = request.getfixturevalue("redis_password")
+        return {"url": server.url}, server.client(), 1
+    cluster: rs.RedisClusterNodes = request.getfixturevalue("redis_cluster")
+    return cluster_params(cluster), cluster.client(), 3
+
+
+def _shown(app: LLMCacheApp) -> str:
+    parts = [screen_text(app), app.title, app.sub_title]
+    parts += [rendered_text(widget) for widget in app.screen.query(Static)]
+    return "\n".join(parts)
+
+
+def _dbsize(raw: RawClient) -> int:
+    if isinstance(raw, redis.RedisCluster):
+        return int(raw.dbsize(target_nodes=redis.RedisCluster.PRIMARIES))
+    return int(raw.dbsize())
+
+
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+async def test_overview_shows_info_and_browser_lists_keys_with_ttls(
+    request: pytest.FixtureRequest,
+    kind: str,
+    make_proxy: ProxyFactory,
+    tui_config: Callable[..., str],
+) -> None:
+    params, raw, primaries = _redis(request, kind)
+    with raw:
+        keys = seed_served_proxy(make_proxy(params, cache_type="redis"), ASKS)
+        version = raw.info("server")
+        if "redis_version" not in version:
+            version = next(iter(version.values()))
+        app = make_app(tui_config(cache_type="redis", cache_params=params))
+        async with app.run_test(size=SIZE) as pilot:
+            await wait_until(pilot, lambda: re.search(r"state +connected", screen_text(app)))
+            screen = screen_text(app)
+            for pattern in [
+                r"cache type +redis",
+                rf"redis version +{re.escape(version['redis_version'])}",
+                rf"nodes +{primaries}\b",
+                r"entries +5\b",
+                r"size +\d+(\.\d+)? [KMG]i?B",  # used_memory
+                r"keyspace hits +\d",
+                r"keyspace misses +\d",
+            ]:
+                assert re.search(pattern, screen), (pattern, screen)
+            assert_no_password(_shown(app))
+            if kind == "single":
+                assert "redis://:********@127.0.0.1:" in _shown(app)
+
+            await open_browser(pilot)
+            assert sorted(table_keys(app)) == sorted(keys.values())
+            assert scan_status(app) == (
+                "5 keys shown for * | scanned 5 of about 5 | all matching keys loaded"
+            )
+            for text, key in keys.items():
+                row = table_row(app, key)
+                assert (row["model"], row["type"]) == ("gpt-4o-mini", "chat")
+                if text == "what is a cache?":
+                    assert FIVE_MINUTES.fullmatch(row["TTL"]), row
+                    assert 0 < raw.pttl(key) <= 300_000
+                else:
+                    assert row["TTL"] == "-", row
+                    assert raw.pttl(key) == -1
+            await select_row(pilot, keys["team question"])
+            assert_no_password(_shown(app))
+
+
+@pytest.mark.parametrize("kind", ["single", "cluster"])
+async def test_delete_and_purge_change_redis(
+    request: pytest.FixtureRequest,
+    kind: str,
+    make_proxy: ProxyFactory,
+    tui_config: Callable[..., str],
+) -> None:
+    params, raw, _ = _redis(request, kind)
+    with raw:
+        keys = seed_served_proxy(make_proxy(params, cache_type="redis"), ASKS)
+        app = make_app(tui_config(cache_type="redis", cache_params=params))
+        async with app.run_test(size=SIZE) as pilot:
+            await open_browser(pilot)
+            key = keys["hello"]
+            await select_row(pilot, key)
+            await pilot.press("d")
+            assert isinstance(app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await wait_for_group(pilot, "browser-change")
+            assert notified(app, f"Deleted {key}")
+            assert raw.exists(key) == 0
+            assert key not in table_keys(app)
+            assert _dbsize(raw) == 4
+
+            tree = app.screen.query_one("#namespaces", Tree)
+            tree.focus()
+            team = next(node for node in tree.root.children if node.data == "team-a")
+            tree.move_cursor(team)
+            await pilot.press("enter")
+            await wait_for_group(pilot, "browser-scan")
+            await pilot.press("P")
+            assert "Delete every key matching team-a:*?" in screen_text(app)
+            await pilot.press("y")
+            await wait_until(pilot, lambda: not isinstance(app.screen, PurgeScreen | ConfirmScreen))
+            await wait_for_group(pilot, "browser-scan")
+            assert notified(app, "Purged 2 keys matching team-a:*")
+            assert raw.exists(keys["team question"], keys["team follow-up"]) == 0
+            assert _dbsize(raw) == 2
+
+            await pilot.press("slash", "ctrl+a", "ctrl+k", "*", "enter")
+            await wait_for_group(pilot, "browser-scan")
+            await pilot.press("P", "y")  # everything left
+            await wait_until(pilot, lambda: notified(app, "Purged 2 keys matching *"))
+            assert isinstance(app.screen, BrowserScreen)
+            assert _dbsize(raw) == 0

@@ -102,6 +102,12 @@ def _report(report: dict[str, Any], as_json: bool, code: int) -> int:
             print(f"  {name:<10} {'ok' if report[name] else 'FAILED'}")
     if report.get("ping_ms") is not None:
         print(f"  ping time  {report['ping_ms']} ms")
+    if report.get("redis_version"):
+        print(f"  server     Redis {report['redis_version']}")
+    params = report.get("params") or {}
+    if params:
+        shown = ", ".join(f"{name}={value}" for name, value in params.items())
+        print(f"  params     {shown}")
     for key in ("error", "note"):
         if report.get(key):
             print(f"  {key}: {report[key]}")

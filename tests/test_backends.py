@@ -323,6 +323,27 @@ async def test_scan_paging_covers_every_key_once(harness: Harness) -> None:
     assert 6 <= len(pages) <= 7  # 57 keys at 10 a page (plus at most one empty last page)
 
 
+async def test_scan_names_only_lists_the_same_keys(harness: Harness) -> None:
+    backend = harness.backend
+    for i in range(30):
+        await backend.set(f"ns:{i:02d}", b"v", ttl=60)
+    detailed, names = set(), set()
+    cursor: str | None = None
+    while True:
+        page = await backend.scan("ns:*", cursor, 7)
+        detailed.update(info.key for info in page.keys)
+        cursor = page.cursor
+        if cursor is None:
+            break
+    while True:
+        page = await backend.scan("ns:*", cursor, 7, details=False)
+        names.update(info.key for info in page.keys)
+        cursor = page.cursor
+        if cursor is None:
+            break
+    assert names == detailed == {f"ns:{i:02d}" for i in range(30)}
+
+
 async def test_scan_single_page_and_empty(harness: Harness) -> None:
     backend = harness.backend
     empty = await backend.scan()

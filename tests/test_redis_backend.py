@@ -38,6 +38,7 @@ from tests.test_backends import (  # noqa: F401 - collected here, run on Redis b
     test_scan_glob_negation_and_escape,
     test_scan_is_stable_while_keys_are_deleted,
     test_scan_is_stable_while_keys_are_read,
+    test_scan_names_only_lists_the_same_keys,
     test_scan_namespace_with_glob_characters,
     test_stats_entries_and_bytes,
     test_ttl_is_within_bounds,

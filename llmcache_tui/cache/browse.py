@@ -98,7 +98,7 @@ async def purge(
     progress = PurgeProgress()
     cursor: str | None = None
     while not cancelled():
-        page = await backend.scan(match, cursor, batch)
+        page = await backend.scan(match, cursor, batch, details=False)
         progress.scanned += page.scanned
         progress.total = page.total
         if page.keys:

@@ -237,7 +237,7 @@ class BrowserScreen(Screen[None]):
         examined = 0
         try:
             while examined < EXPLORE_BUDGET:
-                page = await backend.scan(match, cursor, SCAN_COUNT)
+                page = await backend.scan(match, cursor, SCAN_COUNT, details=False)
                 examined += page.scanned
                 for info in page.keys:
                     for found in namespaces_of(info.key):

@@ -135,10 +135,24 @@ class CacheBackend(ABC):
         """Release connections and files; safe to call twice."""
 
     # -- browsing --------------------------------------------------------------------
-    async def scan(self, match: str = "*", cursor: str | None = None, count: int = 500) -> ScanPage:
-        """Examine about ``count`` entries from ``cursor`` and return those matching ``match``."""
+    async def scan(
+        self,
+        match: str = "*",
+        cursor: str | None = None,
+        count: int = 500,
+        *,
+        details: bool = True,
+    ) -> ScanPage:
+        """Examine about ``count`` entries from ``cursor`` and return those matching ``match``.
+
+        ``details=False`` asks only for names (TTL and size may be left out), which is
+        cheaper where they cost a round trip: purges and namespace discovery need no more.
+        """
+        pattern, count = match or "*", max(1, count)
         try:
-            return await self._scan(match or "*", cursor, max(1, count))
+            if details:
+                return await self._scan(pattern, cursor, count)
+            return await self._scan_names(pattern, cursor, count)
         except Exception as exc:
             raise self._failure("scan", exc) from exc
 
@@ -189,6 +203,10 @@ class CacheBackend(ABC):
 
     @abstractmethod
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage: ...
+
+    async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        # Backends whose TTL and size cost extra requests override this.
+        return await self._scan(match, cursor, count)
 
     @abstractmethod
     async def _ttl(self, key: str) -> float | None: ...

@@ -133,6 +133,11 @@ class RedisBackend(CacheBackend):
         return bool(await self._command(lambda: self.client.ping()))
 
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        page = await self._scan_names(match, cursor, count)
+        infos = await self._describe([info.key for info in page.keys])
+        return ScanPage(infos, page.cursor, scanned=page.scanned, total=page.total)
+
+    async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
         if isinstance(self.client, RedisCluster):
             keys, next_cursor, node_done = await self._scan_cluster(
                 self.client, match, cursor, count
@@ -147,11 +152,10 @@ class RedisBackend(CacheBackend):
             next_cursor = str(node_cursor) if node_cursor else None
             node_done = next_cursor is None
             total = int(await self.client.dbsize())
-        infos = await self._describe(keys)
         # SCAN examines about COUNT entries per call whatever MATCH keeps, except the call
         # that finishes a node (on a cluster the cursor then moves on to the next primary).
         scanned = len(keys) if node_done else max(len(keys), count)
-        return ScanPage(infos, next_cursor, scanned=scanned, total=total)
+        return ScanPage([KeyInfo(key) for key in keys], next_cursor, scanned=scanned, total=total)
 
     async def _scan_cluster(
         self, client: RedisCluster, match: str, cursor: str | None, count: int

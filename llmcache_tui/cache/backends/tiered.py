@@ -50,6 +50,9 @@ class TieredBackend(CacheBackend):
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
         return await self.shared.scan(match, cursor, count)
 
+    async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        return await self.shared.scan(match, cursor, count, details=False)
+
     async def _ttl(self, key: str) -> float | None:
         return await self.shared.ttl(key)
 

@@ -193,7 +193,7 @@ async def test_every_screen_and_dialog_fits_80x24(
         text = screen_text(app)
         for part in ("Start (s)", "Stop (x)", "host", "port", "hit rate", "tokens saved"):
             assert part in text, part
-        await wait_until(pilot, lambda: re.search(r"^ +1 +1 +0 +100%", screen_text(app), re.M))
+        await wait_until(pilot, lambda: re.search(r"^ +1 +1 +0 +0 +100%", screen_text(app), re.M))
         await pilot.press("2")
         assert "3 keys shown" in scan_status(app)
         assert app.is_running

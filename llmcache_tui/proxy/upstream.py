@@ -92,13 +92,7 @@ class UpstreamClient:
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> UpstreamReply:
         response = await self._post(deployment, path, data=orjson.dumps(body), json_body=True)
-        try:
-            content = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._error(deployment, path, exc) from exc
-        finally:
-            response.release()
-        return UpstreamReply(response.status, content, passed_headers(response.raw_headers))
+        return await self._reply(deployment, path, response)
 
     async def post_form(
         self,
@@ -113,13 +107,7 @@ class UpstreamClient:
         filename, content, content_type = file
         form.add_field("file", content, filename=filename, content_type=content_type or None)
         response = await self._post(deployment, path, data=form, json_body=False)
-        try:
-            body = await response.read()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._error(deployment, path, exc) from exc
-        finally:
-            response.release()
-        return UpstreamReply(response.status, body, passed_headers(response.raw_headers))
+        return await self._reply(deployment, path, response)
 
     async def open_stream(
         self, deployment: Deployment, path: str, body: dict[str, Any]
@@ -144,6 +132,18 @@ class UpstreamClient:
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._error(deployment, path, exc) from exc
+
+    async def _reply(
+        self, deployment: Deployment, path: str, response: aiohttp.ClientResponse
+    ) -> UpstreamReply:
+        """Read a whole answer and give its connection back to the pool."""
+        try:
+            content = await response.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise self._error(deployment, path, exc) from exc
+        finally:
+            response.release()
+        return UpstreamReply(response.status, content, passed_headers(response.raw_headers))
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(

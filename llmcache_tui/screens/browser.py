@@ -8,14 +8,12 @@ never looks like missing data.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Label, Tree
 from textual.widgets.tree import TreeNode
 
@@ -28,13 +26,11 @@ from llmcache_tui.cache.browse import (
     namespace_pattern,
     namespaces_of,
 )
+from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
 from llmcache_tui.screens.purge import PurgeScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
-
-if TYPE_CHECKING:
-    from llmcache_tui.app import LLMCacheApp
 
 ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
 SCAN_COUNT = 500  # entries examined per backend call
@@ -47,7 +43,7 @@ MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
 LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
 
 
-class BrowserScreen(Screen[None]):
+class BrowserScreen(AppScreen):
     """Browse, inspect and change the keys of the connected backend."""
 
     AUTO_FOCUS = "#keys"
@@ -74,13 +70,6 @@ class BrowserScreen(Screen[None]):
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
         self.generation = -1
-
-    @property
-    def llm_app(self) -> LLMCacheApp:
-        from llmcache_tui.app import LLMCacheApp
-
-        assert isinstance(self.app, LLMCacheApp)
-        return self.app
 
     @property
     def backend(self) -> CacheBackend | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Group
 from rich.panel import Panel
@@ -13,23 +13,20 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
 from llmcache_tui import humanize
 from llmcache_tui.config import ConfigError, mask_secrets
+from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.prompt import PromptScreen
 from llmcache_tui.session import Health, SessionError
-
-if TYPE_CHECKING:
-    from llmcache_tui.app import LLMCacheApp
 
 REFRESH_SECONDS = 5.0
 # Already shown another way, or only noise on this panel.
 HIDDEN_DETAILS = frozenset({"directory", "used_memory_human"})
 
 
-class OverviewScreen(Screen[None]):
+class OverviewScreen(AppScreen):
     """What the app is connected to, and whether it is healthy."""
 
     BINDINGS = [
@@ -42,13 +39,6 @@ class OverviewScreen(Screen[None]):
         super().__init__()
         self.health: Health | None = None
         self.generation = -1
-
-    @property
-    def llm_app(self) -> LLMCacheApp:
-        from llmcache_tui.app import LLMCacheApp
-
-        assert isinstance(self.app, LLMCacheApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()

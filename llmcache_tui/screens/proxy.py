@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
 
 from rich.table import Table
 from rich.text import Text
@@ -11,21 +10,18 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, RichLog, Static
 
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import ProxyStartError
+from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.session import SessionError
-
-if TYPE_CHECKING:
-    from llmcache_tui.app import LLMCacheApp
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4000
 
 
-class ProxyScreen(Screen[None]):
+class ProxyScreen(AppScreen):
     """Runs the proxy as a worker on the app's own event loop."""
 
     AUTO_FOCUS = "#proxy-start"
@@ -39,13 +35,6 @@ class ProxyScreen(Screen[None]):
     def __init__(self) -> None:
         super().__init__()
         self.shown_lines = 0
-
-    @property
-    def llm_app(self) -> LLMCacheApp:
-        from llmcache_tui.app import LLMCacheApp
-
-        assert isinstance(self.app, LLMCacheApp)
-        return self.app
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -141,7 +130,7 @@ def _stats_table(app: ProxyApp) -> Table:
     stats = app.stats.snapshot()
     cache_errors = app.cache.errors if app.cache is not None else 0
     p50 = stats["latency_p50_ms"]
-    table = Table(box=None, padding=(0, 2), show_edge=False)
+    table = Table(box=None, padding=(0, 1), show_edge=False)
     columns = ("requests", "hits", "misses", "shared", "hit rate", "p50", "tokens saved", "errors")
     for column in columns:
         table.add_column(column, justify="right")

@@ -99,3 +99,30 @@ def test_coalescing_can_be_switched_off(
     asyncio.run(_ask_all(proxy, [False] * 5))
 
     assert upstream.app.call_count() == 5
+
+
+def test_a_follower_gets_the_whole_stream_when_the_leader_hangs_up(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    upstream.app.chunk_delay = 0.05
+    proxy = make_proxy(cache_type="local")
+    body = {**QUESTION, "stream": True}
+
+    async def scenario() -> str:
+        async with httpx.AsyncClient(base_url=proxy.base_url, timeout=30) as client:
+            leader = client.stream("POST", "/v1/chat/completions", json=body)
+            response = await leader.__aenter__()
+            pieces = response.aiter_raw()
+            await anext(pieces)  # the leader's stream is under way
+            follower = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+            await asyncio.sleep(0.1)  # the follower attaches to the leader's stream
+            await leader.__aexit__(None, None, None)  # the leader's client hangs up
+            answer = await follower
+            assert "collapsed" in answer.headers["cache-status"]
+            return _content(answer, True)
+
+    assert asyncio.run(scenario()) == ANSWER
+    assert upstream.app.call_count() == 1
+    with proxy.http() as http:
+        again = http.post("/v1/chat/completions", json=QUESTION)
+    assert again.headers["cache-status"] == "llmcache; hit"  # read to the end and stored

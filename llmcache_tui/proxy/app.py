@@ -409,6 +409,7 @@ class ProxyApp:
         """Answer from another request's upstream call; False if this one must call itself."""
         timeout = self.settings.request_timeout
         status = (b"cache-status", f"llmcache; fwd={fwd}; collapsed".encode())
+        flight.followers += 1
         if request.stream and flight.streamed:
             return await self._follow_stream(flight, send, [*headers, SSE_CONTENT, status])
         if not await flight.wait_finished(timeout) or flight.entry is None:
@@ -555,8 +556,8 @@ class ProxyApp:
     ) -> str:
         """Relay a stream chunk by chunk, recording it on the side to store if it completes.
 
-        Nothing is stored when the client goes away, the upstream breaks off or errors,
-        or the stream lacks its finish reason or ``[DONE]``.
+        Nothing is stored when the client goes away before ``[DONE]``, the upstream breaks
+        off or errors, or the stream lacks its finish reason or ``[DONE]``.
         """
         if deployment.provider == "mock":
             mock = deployment.mock_response
@@ -575,14 +576,20 @@ class ProxyApp:
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
             writing = self.cache is not None and decision.write
             recorder = StreamRecorder() if writing or flight is not None else None
-            gone = await self._relay(source, request, receive, send, recorder, flight)
-            if recorder is not None and recorder.complete and not gone:
+            entry: CacheEntry | None = None
+
+            async def keep(recorder: StreamRecorder) -> None:
+                # Before the client is sent [DONE]: the OpenAI SDK hangs up on reading it,
+                # and asked again right away, the answer must already be stored.
+                nonlocal entry
                 entry = self._stream_entry(request, recorder)
-                if flight is not None:
-                    flight.finish(entry=entry)
                 if writing and self.cache is not None:
                     stored = await self.cache.store(key, entry, decision.ttl)
                     self.stats.stored += stored
+
+            await self._relay(source, request, receive, send, recorder, flight, keep)
+            if flight is not None and entry is not None:
+                flight.finish(entry=entry)
             return "miss" if decision.read else "bypass"
         finally:
             await source.close()
@@ -595,18 +602,27 @@ class ProxyApp:
         send: Send,
         recorder: StreamRecorder | None,
         flight: Flight | None,
+        on_complete: Callable[[StreamRecorder], Awaitable[None]] | None = None,
     ) -> bool:
-        """Forward the stream's bytes as they come; True if the client went away."""
+        """Forward the stream's bytes as they come; True if the client went away.
+
+        ``on_complete`` runs once, as soon as the recorder holds the whole stream and
+        before the piece that completed it (the one with ``[DONE]``) is sent on.
+        """
         gone = asyncio.Event()
         watcher = asyncio.create_task(_wait_for_disconnect(receive, gone))
         try:
             async for piece in source.chunks():
                 if recorder is not None:
                     recorder.feed(piece)
+                    if on_complete is not None and recorder.complete:
+                        await on_complete(recorder)
+                        on_complete = None
                 if flight is not None:
                     flight.publish(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
-                if gone.is_set():
+                # With followers relaying this stream, read on for them (and for the cache).
+                if gone.is_set() and not (flight is not None and flight.followers):
                     return True
         except UpstreamBroken as exc:
             log.warning("upstream stream for %s broke off: %s", request.model, exc)

@@ -27,6 +27,7 @@ class Flight:
     entry: CacheEntry | None = None  # the complete answer, for followers of the other kind
     finished: bool = False
     failed: bool = False
+    followers: int = 0  # requests waiting on this one; the leader reads on for them
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def publish(self, piece: bytes) -> None:

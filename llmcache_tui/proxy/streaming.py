@@ -34,7 +34,8 @@ class StreamRecorder:
     def feed(self, data: bytes) -> None:
         if self._started is None:
             self._started = self.clock()
-        self._pending += data.replace(b"\r\n", b"\n")
+        # Normalised after joining: a piece may end between the "\r" and the "\n".
+        self._pending = (self._pending + data).replace(b"\r\n", b"\n")
         *events, self._pending = self._pending.split(b"\n\n")
         for event in events:
             self._event(event)
@@ -81,9 +82,10 @@ def assemble(route: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 _merge_delta(merged.setdefault("message", {}), choice.get("delta") or {})
             else:
                 merged["text"] = merged.get("text", "") + (choice.get("text") or "")
-            for key in ("finish_reason", "logprobs"):
-                if choice.get(key) is not None:
-                    merged[key] = choice[key]
+            if choice.get("finish_reason") is not None:
+                merged["finish_reason"] = choice["finish_reason"]
+            if "logprobs" in choice:
+                merged["logprobs"] = _merge_logprobs(merged.get("logprobs"), choice["logprobs"])
     for merged in choices.values():
         merged.setdefault("finish_reason", None)
         if route == "chat":
@@ -105,12 +107,34 @@ def assemble(route: str, chunks: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _merge_delta(message: dict[str, Any], delta: dict[str, Any]) -> None:
     for key, value in delta.items():
-        if key == "tool_calls":
-            _merge_tool_calls(message.setdefault("tool_calls", []), value or [])
+        if value is None:
+            message.setdefault(key, None)  # e.g. "refusal": null, kept as a plain answer has it
+        elif key == "tool_calls":
+            calls = message.get("tool_calls") or []
+            message["tool_calls"] = calls
+            _merge_tool_calls(calls, value)
+        elif key == "function_call" and isinstance(value, dict):  # the legacy functions API
+            call = dict(message.get(key) or {})
+            for part, text in value.items():
+                call[part] = (call.get(part) or "") + text if isinstance(text, str) else text
+            message[key] = call
         elif isinstance(value, str) and key != "role":
             message[key] = (message.get(key) or "") + value
-        elif value is not None:
+        else:
             message[key] = value
+
+
+def _merge_logprobs(merged: Any, piece: Any) -> Any:
+    """Logprobs of a choice so far plus one chunk's: their token lists are concatenated."""
+    if not isinstance(merged, dict) or not isinstance(piece, dict):
+        return merged if piece is None else piece
+    result = dict(merged)
+    for key, value in piece.items():
+        if isinstance(value, list) and isinstance(result.get(key), list):
+            result[key] = result[key] + value
+        elif value is not None or key not in result:
+            result[key] = value
+    return result
 
 
 def _merge_tool_calls(calls: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
@@ -146,16 +170,19 @@ def chunks_from_completion(route: str, completion: dict[str, Any]) -> list[dict[
         index = choice.get("index", 0)
         if route == "chat":
             message = choice.get("message") or {}
-            delta = {k: v for k, v in message.items() if v is not None}
-            if "tool_calls" in delta:
+            delta = dict(message)
+            if delta.get("tool_calls"):
                 delta["tool_calls"] = [
                     {"index": i, **call} for i, call in enumerate(delta["tool_calls"])
                 ]
-            chunks.append({**base, "choices": [{"index": index, "delta": delta}]})
+            content: dict[str, Any] = {"index": index, "delta": delta}
             finish = {"index": index, "delta": {}, "finish_reason": choice.get("finish_reason")}
         else:
-            chunks.append({**base, "choices": [{"index": index, "text": choice.get("text", "")}]})
+            content = {"index": index, "text": choice.get("text", "")}
             finish = {"index": index, "text": "", "finish_reason": choice.get("finish_reason")}
+        if "logprobs" in choice:
+            content["logprobs"] = choice["logprobs"]
+        chunks.append({**base, "choices": [content]})
         chunks.append({**base, "choices": [finish]})
     if completion.get("usage"):
         chunks.append({**base, "choices": [], "usage": completion["usage"]})
@@ -167,8 +194,9 @@ def replay_events(
 ) -> Iterator[tuple[float, bytes]]:
     """(seconds since start, SSE event) pairs for a replay, ending with ``[DONE]``.
 
-    The usage-only chunk is sent when the request asked for it
-    (``stream_options.include_usage``), whether or not the recorded request did.
+    The usage-only chunk is sent only when the request asked for it
+    (``stream_options.include_usage``) and the entry has one: a plain answer always
+    does, a stream only if its own request asked for usage.
     """
     last = 0.0
     for i, chunk in enumerate(chunks):

@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	scripts/make-venv.sh $(PYTHON) $(VENV)
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[s3,test,dev]'
 	touch $(STAMP)
 
 clean:

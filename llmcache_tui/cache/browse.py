@@ -94,7 +94,7 @@ async def purge(
     batch: int | None = None,
 ) -> PurgeProgress:
     """Delete every key matching ``match``, in batches, reporting progress; stoppable."""
-    batch = batch or PURGE_BATCH
+    batch = batch or backend.purge_batch or PURGE_BATCH
     progress = PurgeProgress()
     cursor: str | None = None
     while not cancelled():

@@ -216,7 +216,8 @@ class BrowserScreen(AppScreen):
 
     @work(group="browser-explore", exit_on_error=False)
     async def explore(self, namespace: str | None) -> None:
-        """Discover the sub-namespaces of a branch from a bounded scan under it."""
+        """Discover the sub-namespaces of a branch: listed by the store where it can, else
+        from a bounded scan under it."""
         backend = self.backend
         if backend is None:
             return
@@ -225,7 +226,10 @@ class BrowserScreen(AppScreen):
         cursor: str | None = None
         examined = 0
         try:
-            while examined < EXPLORE_BUDGET:
+            listed = await backend.list_namespaces(namespace)
+            for found in listed or []:
+                self._add_namespace(found)
+            while listed is None and examined < EXPLORE_BUDGET:
                 page = await backend.scan(match, cursor, SCAN_COUNT, details=False)
                 examined += page.scanned
                 for info in page.keys:

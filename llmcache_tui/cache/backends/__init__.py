@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llmcache_tui.cache.backends.base import (
     BackendStats,
@@ -12,7 +13,7 @@ from llmcache_tui.cache.backends.base import (
     ScanPage,
     UnsupportedCacheType,
 )
-from llmcache_tui.config import CacheSettings
+from llmcache_tui.config import CacheSettings, ConfigError
 
 __all__ = [
     "BackendStats",
@@ -49,9 +50,11 @@ def build_backend(cache: CacheSettings) -> CacheBackend:
         return DiskBackend(Path(params.disk_cache_dir), default_ttl=params.ttl)
     if params.type == "redis":
         return _with_memory_tier(cache, _redis_backend(cache))
+    if params.type == "s3":
+        return _with_memory_tier(cache, _s3_backend(cache))
     raise UnsupportedCacheType(
         f"cache type {params.type!r} is not supported yet by this version of llmcache-tui"
-        " (supported now: local, disk, redis)"
+        " (supported now: local, disk, redis, s3)"
     )
 
 
@@ -71,6 +74,60 @@ def _redis_backend(cache: CacheSettings) -> CacheBackend:
         options,
         default_ttl=params.ttl or params.default_in_redis_ttl,
         credential_provider=provider,
+    )
+
+
+# cache_params key -> boto3 client argument. Unset ones fall back to boto3's own lookup:
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL...
+S3_CLIENT_PARAMS = {
+    "s3_region_name": "region_name",
+    "s3_api_version": "api_version",
+    "s3_use_ssl": "use_ssl",
+    "s3_verify": "verify",
+    "s3_endpoint_url": "endpoint_url",
+    "s3_aws_access_key_id": "aws_access_key_id",
+    "s3_aws_secret_access_key": "aws_secret_access_key",
+    "s3_aws_session_token": "aws_session_token",
+}
+
+
+def _s3_backend(cache: CacheSettings) -> CacheBackend:
+    """Raises ConfigError for unusable S3 settings, UnsupportedCacheType without boto3."""
+    bucket = cache.extra("s3_bucket_name")
+    if not isinstance(bucket, str) or not bucket:
+        raise ConfigError("litellm_settings.cache_params.s3_bucket_name: required for type s3")
+    options: dict[str, Any] = {}
+    for param, argument in S3_CLIENT_PARAMS.items():
+        value = cache.extra(param)
+        if value is None:
+            continue
+        if param == "s3_use_ssl" or (param == "s3_verify" and str(value).lower() in BOOLS):
+            value = _boolean(value, param)
+        elif param == "s3_api_version":
+            value = str(value)  # YAML reads 2006-03-01 as a date
+        options[argument] = value
+    path = cache.extra("s3_path") or ""
+    try:
+        from llmcache_tui.cache.backends.s3 import S3Backend
+    except ImportError:
+        raise UnsupportedCacheType(
+            "cache type s3 needs boto3: pip install 'llmcache-tui[s3]'"
+        ) from None
+    return S3Backend(
+        bucket=bucket, prefix=str(path), client_options=options, default_ttl=cache.params.ttl
+    )
+
+
+BOOLS = {"true": True, "false": False}
+
+
+def _boolean(value: Any, param: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in BOOLS:
+        return BOOLS[str(value).lower()]
+    raise ConfigError(
+        f"litellm_settings.cache_params.{param}: expected true or false, got {value!r}"
     )
 
 

@@ -73,6 +73,8 @@ class CacheBackend(ABC):
     can_edit_ttl: ClassVar[bool] = True
     can_report_size: ClassVar[bool] = True
     can_search_similar: ClassVar[bool] = False
+    #: keys a purge lists and deletes at a time (None: the purge's own default)
+    purge_batch: ClassVar[int | None] = None
 
     def __init__(self, *, default_ttl: float | None = None) -> None:
         self.default_ttl = default_ttl
@@ -155,6 +157,11 @@ class CacheBackend(ABC):
             return await self._scan_names(pattern, cursor, count)
         except Exception as exc:
             raise self._failure("scan", exc) from exc
+
+    async def list_namespaces(self, parent: str | None) -> list[str] | None:
+        """The namespaces directly under ``parent``, where the store can list them (S3's
+        common prefixes); ``None`` means: discover them by scanning keys."""
+        return None
 
     async def ttl(self, key: str) -> float | None:
         """Remaining seconds to live; ``None`` for no expiry. Raises KeyError if absent."""

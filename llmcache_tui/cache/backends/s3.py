@@ -1,0 +1,275 @@
+"""The S3 backend: a durable cache in a bucket (AWS, or any S3-compatible endpoint).
+
+Each entry is one object, its expiry in the object's metadata (``expires-at``). Reads look
+at the expiry: an expired object is a miss and is removed. boto3 is synchronous, so
+calls run in a bounded thread pool with one shared client (connection reuse, short
+timeouts). Keys become ``<s3_path>/<key>``; the ``:``-separated namespaces in keys are
+listed with a delimiter, so the terminal app browses them as prefixes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from llmcache_tui.cache.backends.base import (
+    BackendStats,
+    CacheBackend,
+    KeyInfo,
+    ScanPage,
+    glob_matcher,
+)
+from llmcache_tui.cache.backends.breaker import CircuitBreaker
+from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
+from llmcache_tui.config import mask_secrets
+
+T = TypeVar("T")
+EXPIRES_AT = "expires-at"  # object metadata: Unix time after which the entry is a miss
+DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
+POOL_THREADS = 16
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_GLOB = "*?[\\"
+
+
+class S3Backend(CacheBackend):
+    """Entries as objects in one bucket under an optional prefix."""
+
+    cache_type = "s3"
+    purge_batch = DELETE_BATCH
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        prefix: str = "",
+        client_options: dict[str, Any],
+        default_ttl: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(default_ttl=default_ttl)
+        self.bucket = bucket
+        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.clock = clock
+        self.breaker = CircuitBreaker()
+        self._options = client_options
+        config = Config(
+            max_pool_connections=POOL_THREADS,
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"max_attempts": 2, "mode": "standard"},
+        )
+        self._client = boto3.session.Session().client("s3", config=config, **client_options)
+        self._pool = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="llmcache-s3")
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
+
+    def _object(self, key: str) -> str:
+        return self.prefix + key
+
+    def _key(self, name: str) -> str:
+        return name[len(self.prefix) :]
+
+    # -- primitives -------------------------------------------------------------------
+    async def _get(self, key: str) -> bytes | None:
+        return await self._run(self._get_sync, key)
+
+    def _get_sync(self, key: str) -> bytes | None:
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES:
+                return None
+            raise
+        expires_at = _expiry(answer.get("Metadata") or {})
+        if expires_at is not None and expires_at <= self.clock():
+            answer["Body"].close()
+            self._client.delete_object(Bucket=self.bucket, Key=self._object(key))
+            return None
+        body: bytes = answer["Body"].read()
+        return body
+
+    async def _get_many(self, keys: list[str]) -> list[bytes | None]:
+        return list(await asyncio.gather(*(self._get(key) for key in keys)))
+
+    async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        metadata = {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+        await self._run(
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self._object(key),
+            Body=value,
+            ContentType="application/json",
+            Metadata=metadata,
+        )
+
+    async def _delete(self, keys: list[str]) -> int:
+        deleted = 0
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = [{"Key": self._object(key)} for key in keys[start : start + DELETE_BATCH]]
+            answer = await self._run(
+                self._client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": batch, "Quiet": False},
+            )
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise ClientError({"Error": error}, "DeleteObjects")
+            # S3 reports a key deleted whether or not it existed.
+            deleted += len(answer.get("Deleted") or [])
+        return deleted
+
+    async def _ping(self) -> bool:
+        await self._run(self._client.head_bucket, Bucket=self.bucket)
+        return True
+
+    async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        page = await self._scan_names(match, cursor, count)
+        heads = await asyncio.gather(*(self._head(info.key) for info in page.keys))
+        infos = [
+            KeyInfo(info.key, ttl, info.size)
+            for info, (found, ttl) in zip(page.keys, heads, strict=True)
+            if found
+        ]
+        return ScanPage(infos, page.cursor, scanned=page.scanned, total=page.total)
+
+    async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self.prefix + _literal_prefix(match),
+            "MaxKeys": min(count, 1000),
+        }
+        if cursor:
+            request["ContinuationToken"] = cursor
+        answer = await self._run(self._client.list_objects_v2, **request)
+        matcher = glob_matcher(match)
+        objects = answer.get("Contents") or []
+        infos = [
+            KeyInfo(self._key(item["Key"]), None, int(item.get("Size", 0)))
+            for item in objects
+            if matcher.match(self._key(item["Key"]))
+        ]
+        next_cursor = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+        return ScanPage(infos, next_cursor, scanned=len(objects), total=None)
+
+    async def list_namespaces(self, parent: str | None) -> list[str] | None:
+        """The namespaces directly under ``parent``: S3 common prefixes on ``:``."""
+        base = f"{parent}{NAMESPACE_SEPARATOR}" if parent else ""
+        try:
+            return await self._list_prefixes(base)
+        except Exception as exc:
+            raise self._failure("list", exc) from exc
+
+    async def _list_prefixes(self, base: str) -> list[str]:
+        found: list[str] = []
+        token: str | None = None
+        while True:
+            request: dict[str, Any] = {
+                "Bucket": self.bucket,
+                "Prefix": self.prefix + base,
+                "Delimiter": NAMESPACE_SEPARATOR,
+            }
+            if token:
+                request["ContinuationToken"] = token
+            answer = await self._run(self._client.list_objects_v2, **request)
+            for common in answer.get("CommonPrefixes") or []:
+                found.append(self._key(common["Prefix"]).rstrip(NAMESPACE_SEPARATOR))
+            token = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
+            if token is None:
+                return found
+
+    async def _head(self, key: str) -> tuple[bool, float | None]:
+        """(exists, remaining TTL) of one object."""
+        try:
+            answer = await self._run(
+                self._client.head_object, Bucket=self.bucket, Key=self._object(key)
+            )
+        except ClientError as exc:
+            if _code(exc) in MISSING_CODES:
+                return False, None
+            raise
+        expires_at = _expiry(answer.get("Metadata") or {})
+        if expires_at is None:
+            return True, None
+        remaining = expires_at - self.clock()
+        return remaining > 0, max(0.0, remaining)
+
+    async def _ttl(self, key: str) -> float | None:
+        found, ttl = await self._head(key)
+        if not found:
+            raise KeyError(key)
+        return ttl
+
+    async def _expire(self, key: str, ttl: float | None) -> bool:
+        found, _ = await self._head(key)
+        if not found:
+            return False
+        metadata = {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+        name = self._object(key)
+        # S3 metadata cannot be edited in place: copy the object onto itself with new metadata.
+        await self._run(
+            self._client.copy_object,
+            Bucket=self.bucket,
+            Key=name,
+            CopySource={"Bucket": self.bucket, "Key": name},
+            Metadata=metadata,
+            MetadataDirective="REPLACE",
+            ContentType="application/json",
+        )
+        return True
+
+    async def _stats(self) -> BackendStats:
+        # S3 keeps no object count; counting would mean listing the whole bucket.
+        return BackendStats(details={"bucket": self.bucket, "prefix": self.prefix or None})
+
+    def describe(self) -> dict[str, Any]:
+        shown = {"s3_bucket_name": self.bucket, "s3_path": self.prefix or None}
+        for name, value in self._options.items():
+            shown[f"s3_{name}"] = value
+        masked: dict[str, Any] = mask_secrets({k: v for k, v in shown.items() if v is not None})
+        return masked
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._client.close()
+
+    def _explain(self, exc: Exception) -> str:
+        where = f"bucket {self.bucket!r}"
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            if code in ("NoSuchBucket", "404") or (code == "NotFound" and "head" in str(exc)):
+                return f"{where} does not exist"
+            if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                return f"access to {where} was refused ({code}): check the credentials"
+            return f"S3 refused the request on {where}: {code}"
+        if isinstance(exc, BotoCoreError):
+            return f"cannot reach S3 for {where}: {exc}"
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _expiry(metadata: dict[str, str]) -> float | None:
+    value = metadata.get(EXPIRES_AT)
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
+def _literal_prefix(match: str) -> str:
+    """The part of a glob before its first wildcard: a prefix S3 can filter on."""
+    for index, char in enumerate(match):
+        if char in _GLOB:
+            return match[:index]
+    return match

@@ -531,6 +531,10 @@ class ProxyApp:
             response = reply.body.decode("utf-8", "replace")
         else:
             return None
+        return self._new_entry(request, response, media_type=media_type)
+
+    def _new_entry(self, request: LLMRequest, response: Any, **extra: Any) -> CacheEntry:
+        """An entry for ``request`` answered by ``response``, stamped now."""
         usage = response.get("usage") if isinstance(response, dict) else None
         return CacheEntry(
             response=response,
@@ -540,7 +544,7 @@ class ProxyApp:
             created_at=self.clock(),
             ttl=request.controls.ttl,
             usage=usage if isinstance(usage, dict) else None,
-            media_type=media_type,
+            **extra,
         )
 
     async def _relay_stream(
@@ -638,20 +642,12 @@ class ProxyApp:
         return client_gone
 
     def _stream_entry(self, request: LLMRequest, recorder: StreamRecorder) -> CacheEntry:
-        response = assemble(request.route, recorder.chunks)
-        usage = response.get("usage")
-        entry = CacheEntry(
-            response=response,
-            route=request.route,
-            model=request.model,
-            prompt_preview=prompt_preview(request.body),
-            created_at=self.clock(),
-            ttl=request.controls.ttl,
-            usage=usage if isinstance(usage, dict) else None,
+        return self._new_entry(
+            request,
+            assemble(request.route, recorder.chunks),
             chunks=recorder.chunks,
             chunk_offsets=[round(offset, 4) for offset in recorder.offsets],
         )
-        return entry
 
 
 def _controls(raw: Any) -> CacheControls:

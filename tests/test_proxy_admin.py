@@ -160,10 +160,9 @@ def test_cache_ping_when_caching_is_off(make_proxy: ProxyFactory) -> None:
 def test_cache_ping_for_a_type_not_supported_yet(make_proxy: ProxyFactory) -> None:
     proxy = make_proxy(
         {
-            "type": "s3",
-            "s3_bucket_name": "cache-bucket-litellm",
-            "s3_region_name": "us-west-2",
-            "s3_aws_secret_access_key": "very-secret",
+            "type": "qdrant-semantic",
+            "qdrant_collection_name": "test_collection",
+            "qdrant_api_key": "very-secret",
         }
     )
     with proxy.http() as http:
@@ -173,8 +172,8 @@ def test_cache_ping_for_a_type_not_supported_yet(make_proxy: ProxyFactory) -> No
     assert reply.status_code == 503
     document = reply.json()
     assert document["status"] == "unhealthy"
-    assert document["cache_type"] == "s3"
-    assert "'s3' is not supported" in document["error"]
+    assert document["cache_type"] == "qdrant-semantic"
+    assert "'qdrant-semantic' is not supported" in document["error"]
     assert "very-secret" not in reply.text
     assert served.status_code == 200
     assert served.headers["cache-status"] == "llmcache; fwd=bypass; detail=cache-unavailable"

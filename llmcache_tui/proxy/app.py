@@ -82,6 +82,8 @@ PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
 SSE_CONTENT = (b"content-type", b"text/event-stream")
 HIT_STATUS = (b"cache-status", b"llmcache; hit")
 MIB = 1024 * 1024
+RECENT_REQUESTS = 512  # parsed request bodies kept for byte-identical repeats
+RECENT_MAX_BYTES = 8 * 1024
 
 
 @dataclass(slots=True)
@@ -96,11 +98,15 @@ class LLMRequest:
     stream: bool = False
     form: list[tuple[str, str]] = field(default_factory=list)
     file: tuple[str, bytes, str] | None = None
+    digest: str | None = None  # computed once, on first use
 
-    def key_material(self) -> dict[str, Any]:
-        if self.file is None:
-            return self.body
-        return {**self.body, "file_sha256": hashlib.sha256(self.file[1]).hexdigest()}
+    def cache_digest(self) -> str:
+        if self.digest is None:
+            material = self.body
+            if self.file is not None:
+                material = {**material, "file_sha256": hashlib.sha256(self.file[1]).hexdigest()}
+            self.digest = request_digest(self.route, material)
+        return self.digest
 
 
 class ProxyApp:
@@ -130,6 +136,7 @@ class ProxyApp:
         self.stream_replay = settings.cache.params.stream_replay if settings.cache else "instant"
         self._upstream: UpstreamClient | None = None
         self._inflight: dict[str, Flight] = {}
+        self._recent: dict[tuple[str, bytes], LLMRequest] = {}
         self.coalesce = settings.cache.params.coalesce if settings.cache else False
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
@@ -267,6 +274,11 @@ class ProxyApp:
         self, route: str, upstream_path: str, scope: Scope, receive: Receive
     ) -> LLMRequest:
         raw = await self._read(scope, receive)
+        # Byte-identical bodies parse to the same request: repeats (the cache's business)
+        # skip parsing and hashing. Parsed requests are never changed after this.
+        known = self._recent.get((route, raw))
+        if known is not None:
+            return known
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -280,7 +292,12 @@ class ProxyApp:
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError(400, "'stream' must be true or false", param="stream")
-        return LLMRequest(route, upstream_path, model, body, controls, stream=bool(stream))
+        request = LLMRequest(route, upstream_path, model, body, controls, stream=bool(stream))
+        if len(raw) <= RECENT_MAX_BYTES:
+            if len(self._recent) >= RECENT_REQUESTS:
+                del self._recent[next(iter(self._recent))]  # oldest first
+            self._recent[(route, raw)] = request
+        return request
 
     async def _parse_form(
         self, route: str, upstream_path: str, scope: Scope, receive: Receive
@@ -341,8 +358,7 @@ class ProxyApp:
         fwd = decision.skip_reason or "miss"
         detail = "cache-unavailable" if self.backend_problem else None
         if decision.uses_cache:
-            digest = request_digest(request.route, request.key_material())
-            key = storage_key(digest, decision.namespace)
+            key = storage_key(request.cache_digest(), decision.namespace)
             headers.append((b"x-litellm-cache-key", key.encode()))
         if cache is not None and decision.read:
             found = await cache.lookup(key, request.route, request.model, decision.max_age)

@@ -357,3 +357,87 @@ def no_redis_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if name.startswith("REDIS_"):
             monkeypatch.delenv(name)
     return monkeypatch
+
+
+# --------------------------------------------------------------------------- S3
+# For tests/test_s3_*.py: moto's standalone S3 server over HTTP on a free loopback port
+# (tests/s3_server.py), one for the session; each test gets an empty store and a bucket of
+# its own. boto3 never looks for the cloud metadata endpoint (AWS_EC2_METADATA_DISABLED, set
+# for the session), nor at the developer's AWS_* variables or ~/.aws files (``no_aws_env``).
+
+from tests import s3_server as s3  # noqa: E402 - this section is appended on its own
+
+
+@pytest.fixture(scope="session")
+def _s3_session_environment() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        yield
+
+
+@pytest.fixture(scope="session")
+def s3_server_session(_s3_session_environment: None) -> Iterator[s3.S3Server]:
+    """The session's moto server: ``endpoint_url``, ``client()``, ``bucket()``, ``reset()``."""
+    server = s3.S3Server().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_unreachable(_s3_session_environment: None) -> Iterator[s3.ClosedPort]:
+    """A loopback port nothing listens on (held, so nothing can): ``endpoint_url``."""
+    closed = s3.ClosedPort()
+    yield closed
+    closed.close()
+
+
+@pytest.fixture
+def no_aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No ``AWS_*`` variable from the developer's shell and no ~/.aws files (the config and
+    credentials files point at nothing); set the test's own with the returned
+    ``monkeypatch``, undone at teardown. ``AWS_EC2_METADATA_DISABLED`` stays set."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AWS_") and name != "AWS_EC2_METADATA_DISABLED":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return monkeypatch
+
+
+@pytest.fixture
+def s3_server(s3_server_session: s3.S3Server, no_aws_env: pytest.MonkeyPatch) -> s3.S3Server:
+    """The session's server (started again if a test stopped it) with an empty store: no
+    bucket, no IAM user."""
+    s3_server_session.start()  # no-op while it runs
+    s3_server_session.reset()
+    return s3_server_session
+
+
+@pytest.fixture
+def s3_bucket(s3_server: s3.S3Server) -> s3.S3Bucket:
+    """An empty bucket (``s3.BUCKET``) of this test's own: ``params(**extra)`` gives the
+    ``cache_params`` that reach it; ``client`` is a raw boto3 client; ``names()``,
+    ``head()``, ``body()``, ``put()`` look inside over HTTP; ``seed()`` bulk-loads."""
+    return s3_server.bucket()
+
+
+@pytest.fixture
+def make_s3_server(
+    _s3_session_environment: None,
+) -> Iterator[Callable[[], s3.S3Server]]:
+    """``make_s3_server()``: another moto server, the test's own to ``stop()`` and
+    ``start()`` again (same port). moto's store is per process: it serves the same
+    buckets as the session's server. All stop at teardown."""
+    servers: list[s3.S3Server] = []
+
+    def make() -> s3.S3Server:
+        server = s3.S3Server().start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.close()

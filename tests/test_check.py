@@ -237,7 +237,7 @@ def test_check_invalid_yaml(tmp_path: Path) -> None:
     assert "invalid YAML at line" in result.stdout
 
 
-@pytest.mark.parametrize("cache_type", ["s3", "redis-semantic", "qdrant-semantic"])
+@pytest.mark.parametrize("cache_type", ["redis-semantic", "qdrant-semantic"])
 def test_check_unsupported_type_exit_1(tmp_path: Path, cache_type: str) -> None:
     config = _write(
         tmp_path / f"{cache_type}.yaml",

@@ -510,7 +510,7 @@ def test_docs_cache_params_listing_nested_under_litellm_settings(docs_env: dict[
     assert masked["host"] == "localhost"
 
 
-@pytest.mark.parametrize("name", ["s3", "qdrant-semantic", "redis-semantic"])
+@pytest.mark.parametrize("name", ["qdrant-semantic", "redis-semantic"])
 def test_types_not_built_yet_load_but_refuse_to_build(name: str, docs_env: dict[str, str]) -> None:
     settings = parse_settings(DOCS_CONFIGS[name][0])
     assert settings.cache is not None

@@ -149,8 +149,8 @@ def test_check_on_a_disk_config_does_not_import_textual(tmp_path: Path) -> None:
 
 
 def test_check_json_on_unsupported_type_imports_no_sdk(tmp_path: Path) -> None:
-    config = tmp_path / "s3.yaml"
-    config.write_text("litellm_settings:\n  cache: true\n  cache_params: {type: s3}\n")
+    config = tmp_path / "qdrant.yaml"
+    config.write_text("litellm_settings:\n  cache: true\n  cache_params: {type: qdrant-semantic}\n")
     code = f"""
     from llmcache_tui.cli import main
     assert main(["--check", "--json", "--config", {str(config)!r}]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ def _redis_backend(cache: CacheSettings) -> CacheBackend:
 
 
 # cache_params key -> boto3 client argument. Unset ones fall back to boto3's own lookup:
-# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION, AWS_ENDPOINT_URL...
+# AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_DEFAULT_REGION (and
+# AWS_REGION, below), AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL...
 S3_CLIENT_PARAMS = {
     "s3_region_name": "region_name",
     "s3_api_version": "api_version",
@@ -106,16 +108,29 @@ def _s3_backend(cache: CacheSettings) -> CacheBackend:
         elif param == "s3_api_version":
             value = str(value)  # YAML reads 2006-03-01 as a date
         options[argument] = value
+    configured = frozenset(options)  # the arguments cache_params gave (for error messages)
+    if "region_name" not in options and not os.environ.get("AWS_DEFAULT_REGION"):
+        # Other AWS SDKs read AWS_REGION; botocore reads only AWS_DEFAULT_REGION.
+        region = os.environ.get("AWS_REGION")
+        if region:
+            options["region_name"] = region
     path = cache.extra("s3_path") or ""
     try:
-        from llmcache_tui.cache.backends.s3 import S3Backend
+        from llmcache_tui.cache.backends.s3 import S3Backend, client_problem
     except ImportError:
         raise UnsupportedCacheType(
             "cache type s3 needs boto3: pip install 'llmcache-tui[s3]'"
         ) from None
-    return S3Backend(
-        bucket=bucket, prefix=str(path), client_options=options, default_ttl=cache.params.ttl
-    )
+    try:
+        return S3Backend(
+            bucket=bucket, prefix=str(path), client_options=options, default_ttl=cache.params.ttl
+        )
+    except Exception as exc:
+        # botocore checks the endpoint, region, API version and credentials here.
+        problem = client_problem(exc, configured)
+        if problem is None:
+            raise
+        raise ConfigError(problem) from None
 
 
 BOOLS = {"true": True, "false": False}

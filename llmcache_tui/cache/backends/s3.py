@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    DataNotFoundError,
+    InvalidRegionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
 
 from llmcache_tui.cache.backends.base import (
     BackendStats,
@@ -28,11 +35,12 @@ from llmcache_tui.cache.backends.base import (
 )
 from llmcache_tui.cache.backends.breaker import CircuitBreaker
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
-from llmcache_tui.config import mask_secrets
+from llmcache_tui.config import mask_secrets, mask_url
 
 T = TypeVar("T")
 EXPIRES_AT = "expires-at"  # object metadata: Unix time after which the entry is a miss
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
+COUNTED_DELETE = 100  # deletes of up to this many keys count what existed
 POOL_THREADS = 16
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _GLOB = "*?[\\"
@@ -112,6 +120,13 @@ class S3Backend(CacheBackend):
         )
 
     async def _delete(self, keys: list[str]) -> int:
+        # DeleteObjects reports every key it is given as deleted, existing or not. For the
+        # few keys a person or /cache/delete names, look first so the count is true; a
+        # purge deletes keys it has just listed and skips that cost.
+        existing = None
+        if len(keys) <= COUNTED_DELETE:
+            heads = await asyncio.gather(*(self._head(key) for key in keys))
+            existing = sum(1 for found, _ in heads if found)
         deleted = 0
         for start in range(0, len(keys), DELETE_BATCH):
             batch = [{"Key": self._object(key)} for key in keys[start : start + DELETE_BATCH]]
@@ -123,9 +138,8 @@ class S3Backend(CacheBackend):
             if answer.get("Errors"):
                 error = answer["Errors"][0]
                 raise ClientError({"Error": error}, "DeleteObjects")
-            # S3 reports a key deleted whether or not it existed.
             deleted += len(answer.get("Deleted") or [])
-        return deleted
+        return deleted if existing is None else existing
 
     async def _ping(self) -> bool:
         await self._run(self._client.head_bucket, Bucket=self.bucket)
@@ -181,7 +195,8 @@ class S3Backend(CacheBackend):
                 request["ContinuationToken"] = token
             answer = await self._run(self._client.list_objects_v2, **request)
             for common in answer.get("CommonPrefixes") or []:
-                found.append(self._key(common["Prefix"]).rstrip(NAMESPACE_SEPARATOR))
+                # Only the delimiter itself: "a::" is the namespace "a:" (an empty segment).
+                found.append(self._key(common["Prefix"]).removesuffix(NAMESPACE_SEPARATOR))
             token = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
             if token is None:
                 return found
@@ -245,14 +260,43 @@ class S3Backend(CacheBackend):
         where = f"bucket {self.bucket!r}"
         if isinstance(exc, ClientError):
             code = _code(exc)
-            if code in ("NoSuchBucket", "404") or (code == "NotFound" and "head" in str(exc)):
+            if code in ("NoSuchBucket", "404") or (
+                code == "NotFound" and exc.operation_name == "HeadBucket"
+            ):
                 return f"{where} does not exist"
             if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 return f"access to {where} was refused ({code}): check the credentials"
             return f"S3 refused the request on {where}: {code}"
+        if isinstance(exc, NoCredentialsError):
+            return (
+                f"no AWS credentials for {where}: set s3_aws_access_key_id and"
+                " s3_aws_secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
         if isinstance(exc, BotoCoreError):
             return f"cannot reach S3 for {where}: {exc}"
         return f"{type(exc).__name__}: {exc}"
+
+
+def client_problem(exc: Exception, configured: Container[str]) -> str | None:
+    """The setting at fault, for an error boto3 raised while building the client
+    (``configured``: the client arguments cache_params gave, the rest came from the
+    environment); ``None`` if the error is not about the settings."""
+    if isinstance(exc, PartialCredentialsError):
+        missing = str(exc.kwargs.get("cred_var", ""))
+        if exc.kwargs.get("provider") == "explicit":
+            given = "secret_access_key" if missing == "aws_access_key_id" else "access_key_id"
+            return f"litellm_settings.cache_params.s3_{missing}: required with s3_aws_{given}"
+        return f"AWS credentials from the environment: {exc}"
+    if isinstance(exc, InvalidRegionError):
+        argument, fallback = "region_name", "AWS_DEFAULT_REGION / AWS_REGION"
+    elif isinstance(exc, DataNotFoundError):
+        argument, fallback = "api_version", "s3_api_version"
+    elif isinstance(exc, ValueError) and str(exc).startswith("Invalid endpoint"):
+        argument, fallback = "endpoint_url", "AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL"
+    else:
+        return None
+    where = f"litellm_settings.cache_params.s3_{argument}" if argument in configured else fallback
+    return f"{where}: {mask_url(str(exc))}"
 
 
 def _code(exc: ClientError) -> str:

@@ -383,9 +383,7 @@ def test_integral_float_parameters_key_like_integers() -> None:
     as_int = {"model": "m", "messages": [], "temperature": 1, "n": 2}
     as_float = {"model": "m", "messages": [], "temperature": 1.0, "n": 2.0}
     assert request_digest("chat", as_int) == request_digest("chat", as_float)
-    assert request_digest("chat", {**as_int, "temperature": 0.5}) != request_digest(
-        "chat", as_int
-    )
+    assert request_digest("chat", {**as_int, "temperature": 0.5}) != request_digest("chat", as_int)
     assert request_digest("chat", {**as_int, "stop": True}) != request_digest(
         "chat", {**as_int, "stop": 1}
     )

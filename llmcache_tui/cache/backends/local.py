@@ -55,7 +55,15 @@ class LocalBackend(CacheBackend):
         self._bytes = 0
         self.evictions = 0
 
+    async def get(self, key: str) -> bytes | None:
+        # The hot path of a local hit: nothing here can fail or needs a breaker, so the
+        # base class's wrapping (one more coroutine per hit) is skipped.
+        return self._read(key)
+
     async def _get(self, key: str) -> bytes | None:
+        return self._read(key)
+
+    def _read(self, key: str) -> bytes | None:
         item = self._live(key)
         if item is None:
             return None

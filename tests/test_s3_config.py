@@ -34,30 +34,12 @@ from tests.s3_server import (
     ClosedPort,
     S3Bucket,
 )
+from tests.test_config import DOCS_S3
 
 pytestmark = pytest.mark.usefixtures("no_aws_env")
 
 #: "Step 1: Add cache to the config.yaml" of the docs' s3 section, as written there.
-DOCS_QUICK_START = """
-model_list:
-  - model_name: gpt-3.5-turbo
-    litellm_params:
-      model: gpt-3.5-turbo
-  - model_name: text-embedding-ada-002
-    litellm_params:
-      model: text-embedding-ada-002
-
-litellm_settings:
-  set_verbose: True
-  cache: True          # set cache responses to True
-  cache_params:        # set cache params for s3
-    type: s3
-    s3_bucket_name: cache-bucket-litellm   # AWS Bucket Name for S3
-    s3_region_name: us-west-2              # AWS Region Name for S3
-    s3_aws_access_key_id: os.environ/AWS_ACCESS_KEY_ID  # us os.environ/<variable name> to pass environment variables. This is AWS Access Key ID for S3
-    s3_aws_secret_access_key: os.environ/AWS_SECRET_ACCESS_KEY  # AWS Secret Access Key for S3
-    s3_endpoint_url: https://s3.amazonaws.com  # [OPTIONAL] S3 endpoint URL, if you want to use Backblaze/cloudflare s3 buckets
-"""  # noqa: E501 - the docs' own lines
+DOCS_QUICK_START = DOCS_S3
 
 #: The "S3 cache parameters" of the docs' list of supported cache_params, with their values.
 DOCS_REFERENCE = """

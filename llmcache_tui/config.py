@@ -19,7 +19,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 CacheType = Literal["local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3"]
-CACHE_TYPES: tuple[str, ...] = ("local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3")
 
 # LiteLLM names a call type twice (sync and async); both mean the same route here.
 CALL_TYPE_ROUTES: dict[str, str] = {

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from llmcache_tui.cache.keys import request_digest, split_namespace, storage_key
+from llmcache_tui.cache.keys import request_digest, storage_key
 from llmcache_tui.cache.policy import (
     BYPASS,
     NO_CONTROLS,
@@ -141,26 +141,6 @@ def test_storage_key_namespace() -> None:
     assert storage_key(digest, None) == digest
     assert storage_key(digest, "") == digest
     assert storage_key(digest, "litellm.caching.caching") == f"litellm.caching.caching:{digest}"
-
-
-@pytest.mark.parametrize(
-    ("key", "expected"),
-    [
-        ("abc123", (None, "abc123")),
-        ("ns:abc123", ("ns", "abc123")),
-        ("litellm.caching.caching:abc", ("litellm.caching.caching", "abc")),
-        ("team:a:abc", ("team:a", "abc")),  # the digest never contains ':', split on the last
-        (":abc", ("", "abc")),
-    ],
-)
-def test_split_namespace(key: str, expected: tuple[str | None, str]) -> None:
-    assert split_namespace(key) == expected
-
-
-def test_split_namespace_round_trips_storage_key() -> None:
-    digest = request_digest("chat", CHAT)
-    for namespace in (None, "ns", "a.b.c", "team:blue"):
-        assert split_namespace(storage_key(digest, namespace)) == (namespace, digest)
 
 
 # ------------------------------------------------------------------------------ controls

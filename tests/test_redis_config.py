@@ -270,7 +270,7 @@ async def test_cluster_nodes_variable(
     nodes = [{"host": n["host"], "port": str(n["port"])} for n in redis_cluster.startup_nodes]
     no_redis_env.setenv("REDIS_CLUSTER_NODES", json.dumps(nodes))
     backend = redis_backend(build({"db": 0}))
-    assert backend.cluster
+    assert backend.options.mode == "cluster"
     shown = await assert_healthy(backend)
     assert shown["mode"] == "cluster"
     assert shown["startup_nodes"] == [f"127.0.0.1:{port}" for port in redis_cluster.ports]

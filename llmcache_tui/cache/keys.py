@@ -35,9 +35,3 @@ def request_digest(route: str, body: Mapping[str, Any]) -> str:
 def storage_key(digest: str, namespace: str | None) -> str:
     """The key as stored in the backend: ``namespace:digest``, or the bare digest."""
     return f"{namespace}{NAMESPACE_SEPARATOR}{digest}" if namespace else digest
-
-
-def split_namespace(key: str) -> tuple[str | None, str]:
-    """Split a stored key into (namespace, rest) on its last separator."""
-    namespace, sep, rest = key.rpartition(NAMESPACE_SEPARATOR)
-    return (namespace, rest) if sep else (None, key)

@@ -58,6 +58,7 @@ from llmcache_tui.proxy.streaming import (
     assemble,
     chunks_from_completion,
     replay_events,
+    sse_event,
 )
 from llmcache_tui.proxy.upstream import (
     UpstreamBroken,
@@ -70,13 +71,14 @@ log = logging.getLogger("llmcache_tui.proxy")
 
 Handler = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
 
-# path (without /v1) -> (route kind, upstream path)
-LLM_ROUTES = {
-    "/chat/completions": ("chat", "chat/completions"),
-    "/completions": ("text_completion", "completions"),
-    "/embeddings": ("embedding", "embeddings"),
-    "/audio/transcriptions": ("transcription", "audio/transcriptions"),
+# route kind -> its path (without /v1), here and upstream
+LLM_PATHS = {
+    "chat": "chat/completions",
+    "text_completion": "completions",
+    "embedding": "embeddings",
+    "transcription": "audio/transcriptions",
 }
+LLM_ROUTES = {f"/{path}": route for route, path in LLM_PATHS.items()}
 # Reachable without the master key, so orchestrators can probe liveness.
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
 SSE_CONTENT = (b"content-type", b"text/event-stream")
@@ -91,7 +93,6 @@ class LLMRequest:
     """One parsed LLM call: what to forward, what identifies it, and its cache controls."""
 
     route: str
-    upstream_path: str
     model: str
     body: dict[str, Any]
     controls: CacheControls
@@ -140,7 +141,7 @@ class ProxyApp:
         self.coalesce = settings.cache.params.coalesce if settings.cache else False
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
-            route: decide(settings.cache, route, NO_CONTROLS) for route, _ in LLM_ROUTES.values()
+            route: decide(settings.cache, route, NO_CONTROLS) for route in LLM_PATHS
         }
         self._expected_auth = (
             None if not settings.master_key else f"Bearer {settings.master_key}".encode()
@@ -218,8 +219,7 @@ class ProxyApp:
             return
         try:
             if handler is None:
-                route, upstream_path = LLM_ROUTES[path]
-                await self.handle_llm(route, upstream_path, scope, receive, send)
+                await self.handle_llm(LLM_ROUTES[path], scope, receive, send)
             else:
                 await handler(self, scope, receive, send)
         except ClientDisconnected:
@@ -241,16 +241,14 @@ class ProxyApp:
         return given is not None and hmac.compare_digest(given, self._expected_auth)
 
     # -- LLM calls -----------------------------------------------------------------------
-    async def handle_llm(
-        self, route: str, upstream_path: str, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         outcome = "client_error"
         try:
             if route == "transcription":
-                request = await self._parse_form(route, upstream_path, scope, receive)
+                request = await self._parse_form(route, scope, receive)
             else:
-                request = await self._parse_json(route, upstream_path, scope, receive)
+                request = await self._parse_json(route, scope, receive)
             outcome = await self._answer(request, receive, send)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
@@ -270,9 +268,7 @@ class ProxyApp:
                 " (general_settings.max_request_size_mb)",
             ) from None
 
-    async def _parse_json(
-        self, route: str, upstream_path: str, scope: Scope, receive: Receive
-    ) -> LLMRequest:
+    async def _parse_json(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:
         raw = await self._read(scope, receive)
         # Byte-identical bodies parse to the same request: repeats (the cache's business)
         # skip parsing and hashing. Parsed requests are never changed after this.
@@ -292,16 +288,14 @@ class ProxyApp:
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError(400, "'stream' must be true or false", param="stream")
-        request = LLMRequest(route, upstream_path, model, body, controls, stream=bool(stream))
+        request = LLMRequest(route, model, body, controls, stream=bool(stream))
         if len(raw) <= RECENT_MAX_BYTES:
             if len(self._recent) >= RECENT_REQUESTS:
                 del self._recent[next(iter(self._recent))]  # oldest first
             self._recent[(route, raw)] = request
         return request
 
-    async def _parse_form(
-        self, route: str, upstream_path: str, scope: Scope, receive: Receive
-    ) -> LLMRequest:
+    async def _parse_form(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:
         raw = await self._read(scope, receive)
         try:
             parts = parse_multipart(header(scope, b"content-type") or b"", raw)
@@ -323,7 +317,7 @@ class ProxyApp:
         upload = files[0]
         file = (upload.filename or "audio", bytes(upload.data), upload.content_type or "")
         body = {"model": model, "fields": sorted(fields), "file_name": file[0]}
-        return LLMRequest(route, upstream_path, model, body, controls, form=fields, file=file)
+        return LLMRequest(route, model, body, controls, form=fields, file=file)
 
     def _deployment(self, model: str) -> Deployment:
         deployment = self.router.resolve(model)
@@ -407,37 +401,41 @@ class ProxyApp:
     ) -> tuple[UpstreamReply, bool]:
         """Call upstream; store a complete successful answer when allowed."""
         reply = await self._call(deployment, request)
-        stored = False
-        writing = self.cache is not None and decision.write
         entry = None
-        if reply.status == 200 and (writing or flight is not None):
+        if reply.status == 200 and (self._writes(decision) or flight is not None):
             entry = self._entry_for(request, reply)
         if flight is not None:
             flight.finish(entry=entry, reply=reply if entry is not None else None)
-        if writing and entry is not None and self.cache is not None:
-            stored = await self.cache.store(key, entry, decision.ttl)
-            self.stats.stored += stored
+        stored = entry is not None and await self._store(key, entry, decision)
         return reply, stored
+
+    def _writes(self, decision: Decision) -> bool:
+        return self.cache is not None and decision.write
+
+    async def _store(self, key: str, entry: CacheEntry, decision: Decision) -> bool:
+        """Store ``entry`` if the decision allows; True if it was stored."""
+        if self.cache is None or not decision.write:
+            return False
+        stored = await self.cache.store(key, entry, decision.ttl)
+        self.stats.stored += stored
+        return stored
 
     async def _follow(
         self, flight: Flight, request: LLMRequest, send: Send, headers: Headers, fwd: str
     ) -> bool:
         """Answer from another request's upstream call; False if this one must call itself."""
-        timeout = self.settings.request_timeout
-        status = (b"cache-status", f"llmcache; fwd={fwd}; collapsed".encode())
+        headers = [*headers, _cache_status(fwd, False, None, collapsed=True)]
         flight.followers += 1
         if request.stream and flight.streamed:
-            return await self._follow_stream(flight, send, [*headers, SSE_CONTENT, status])
-        if not await flight.wait_finished(timeout) or flight.entry is None:
+            return await self._follow_stream(flight, send, [*headers, SSE_CONTENT])
+        finished = await flight.wait_finished(self.settings.request_timeout)
+        if not finished or flight.entry is None:
             return False
         if flight.reply is not None and not request.stream:
             reply = flight.reply
-            await send_response(send, reply.status, reply.body, [*reply.headers, *headers, status])
-        elif request.stream:
-            await self._replay_stream(send, flight.entry, request, [*headers, status])
+            await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
         else:
-            body = flight.entry.response_bytes()
-            await send_response(send, 200, body, [JSON_CONTENT, *headers, status])
+            await self._send_entry(send, flight.entry, None, request, headers)
         return True
 
     async def _follow_stream(self, flight: Flight, send: Send, headers: Headers) -> bool:
@@ -453,8 +451,7 @@ class ProxyApp:
                 if sent == 0:
                     return False  # nothing was said yet: this request calls upstream itself
                 if flight.failed:
-                    failure = error_body(502, "the upstream stream this request shared broke off")
-                    event = b"data: " + orjson.dumps(failure) + b"\n\n"
+                    event = _error_event("the upstream stream this request shared broke off")
                     await send({"type": "http.response.body", "body": event, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
                 return True
@@ -471,18 +468,30 @@ class ProxyApp:
         headers: Headers,
     ) -> None:
         headers += [HIT_STATUS, (b"age", str(int(age)).encode())]
-        if request.stream:
-            await self._replay_stream(send, entry, request, headers)
-        else:
-            content_type = (
-                JSON_CONTENT
-                if entry.media_type is None
-                else (b"content-type", entry.media_type.encode("latin-1"))
-            )
-            await send_response(send, 200, body, [content_type, *headers])
+        await self._send_entry(send, entry, body, request, headers)
         tokens = entry.usage.get("total_tokens") if entry.usage else None
         if isinstance(tokens, int):
             self.stats.tokens_saved += tokens
+
+    async def _send_entry(
+        self,
+        send: Send,
+        entry: CacheEntry,
+        body: bytes | None,
+        request: LLMRequest,
+        headers: Headers,
+    ) -> None:
+        """Answer from an entry, as a stream or whole (``body``: its bytes, if at hand)."""
+        if request.stream:
+            await self._replay_stream(send, entry, request, headers)
+            return
+        content_type = (
+            JSON_CONTENT
+            if entry.media_type is None
+            else (b"content-type", entry.media_type.encode("latin-1"))
+        )
+        body = entry.response_bytes() if body is None else body
+        await send_response(send, 200, body, [content_type, *headers])
 
     async def _replay_stream(
         self, send: Send, entry: CacheEntry, request: LLMRequest, headers: Headers
@@ -526,10 +535,10 @@ class ProxyApp:
                 for name, value in request.form
             ]
             return await self.upstream.post_form(
-                deployment, request.upstream_path, fields, request.file
+                deployment, LLM_PATHS[request.route], fields, request.file
             )
         body = {**request.body, "model": deployment.model}
-        return await self.upstream.post_json(deployment, request.upstream_path, body)
+        return await self.upstream.post_json(deployment, LLM_PATHS[request.route], body)
 
     def _entry_for(self, request: LLMRequest, reply: UpstreamReply) -> CacheEntry | None:
         """The entry to store for a successful reply, or None if it is not complete."""
@@ -586,7 +595,7 @@ class ProxyApp:
             )
         else:
             body = {**request.body, "model": deployment.model}
-            source = await self.upstream.open_stream(deployment, request.upstream_path, body)
+            source = await self.upstream.open_stream(deployment, LLM_PATHS[request.route], body)
         try:
             if source.status != 200:
                 content = await source.read()
@@ -594,8 +603,7 @@ class ProxyApp:
                 return "upstream_error"
             start_headers = [*source.headers, *headers]
             await send({"type": "http.response.start", "status": 200, "headers": start_headers})
-            writing = self.cache is not None and decision.write
-            recorder = StreamRecorder() if writing or flight is not None else None
+            recorder = StreamRecorder() if self._writes(decision) or flight else None
             entry: CacheEntry | None = None
 
             async def keep(recorder: StreamRecorder) -> None:
@@ -603,9 +611,7 @@ class ProxyApp:
                 # and asked again right away, the answer must already be stored.
                 nonlocal entry
                 entry = self._stream_entry(request, recorder)
-                if writing and self.cache is not None:
-                    stored = await self.cache.store(key, entry, decision.ttl)
-                    self.stats.stored += stored
+                await self._store(key, entry, decision)
 
             await self._relay(source, request, receive, send, recorder, flight, keep)
             if flight is not None and entry is not None:
@@ -622,9 +628,9 @@ class ProxyApp:
         send: Send,
         recorder: StreamRecorder | None,
         flight: Flight | None,
-        on_complete: Callable[[StreamRecorder], Awaitable[None]] | None = None,
-    ) -> bool:
-        """Forward the stream's bytes as they come; True if the client went away.
+        on_complete: Callable[[StreamRecorder], Awaitable[None]] | None,
+    ) -> None:
+        """Forward the stream's bytes as they come, until the end or the client goes away.
 
         ``on_complete`` runs once, as soon as the recorder holds the whole stream and
         before the piece that completed it (the one with ``[DONE]``) is sent on.
@@ -643,19 +649,16 @@ class ProxyApp:
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
                 # With followers relaying this stream, read on for them (and for the cache).
                 if gone.is_set() and not (flight is not None and flight.followers):
-                    return True
+                    return
         except UpstreamBroken as exc:
             log.warning("upstream stream for %s broke off: %s", request.model, exc)
             if recorder is not None:
                 recorder.failed = True
-            failure = error_body(502, f"upstream stream broke off: {exc}")
-            event = b"data: " + orjson.dumps(failure) + b"\n\n"
+            event = _error_event(f"upstream stream broke off: {exc}")
             await send({"type": "http.response.body", "body": event, "more_body": True})
         finally:
             watcher.cancel()
-        client_gone = gone.is_set()
         await send({"type": "http.response.body", "body": b""})
-        return client_gone
 
     def _stream_entry(self, request: LLMRequest, recorder: StreamRecorder) -> CacheEntry:
         return self._new_entry(
@@ -664,6 +667,11 @@ class ProxyApp:
             chunks=recorder.chunks,
             chunk_offsets=[round(offset, 4) for offset in recorder.offsets],
         )
+
+
+def _error_event(message: str) -> bytes:
+    """An OpenAI-style error as a server-sent event, for a stream that cannot go on."""
+    return sse_event(error_body(502, message))
 
 
 def _controls(raw: Any) -> CacheControls:

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from llmcache_tui.cache.entry import prompt_preview
+from llmcache_tui.proxy.streaming import DONE_EVENT, sse_event
 
 EMBEDDING_DIMENSIONS = 16
 
@@ -64,25 +65,19 @@ def mock_stream(route: str, model: str, body: dict[str, Any], mock: Any) -> Iter
         chunk = {"id": stream_id, "object": kind, "created": created, "model": model}
         chunk["choices"] = [choice] if choice else []
         chunk.update(extra)
-        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+        return sse_event(chunk)
 
     if chat:
         yield event({"index": 0, "delta": {"role": "assistant", "content": ""}})
     words = text.split(" ")
     for i, word in enumerate(words):
         piece = word if i == len(words) - 1 else word + " "
-        yield event(
-            {"index": 0, "delta": {"content": piece}} if chat else {"index": 0, "text": piece}
-        )
-    yield event(
-        {"index": 0, "delta": {}, "finish_reason": "stop"}
-        if chat
-        else {"index": 0, "text": "", "finish_reason": "stop"}
-    )
+        yield event(_piece(piece, chat))
+    yield event({**_piece("", chat), "finish_reason": "stop"})
     options = body.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage"):
         yield event({}, usage=_usage(prompt_preview(body), text))
-    yield b"data: [DONE]\n\n"
+    yield DONE_EVENT
 
 
 def _piece(text: str, chat: bool) -> dict[str, Any]:

@@ -24,7 +24,6 @@ OPENAI_COMPATIBLE = frozenset(
 class Deployment:
     """Where one request goes: a provider, its upstream model id and credentials."""
 
-    public_name: str
     provider: str  # "openai", "azure", "mock", or an unsupported provider's name
     model: str
     api_base: str | None
@@ -113,7 +112,6 @@ def deployment_for(entry: ModelEntry, requested: str, wildcard: str | None = Non
         api_base = api_base or os.environ.get("AZURE_API_BASE")
         api_key = api_key or os.environ.get("AZURE_API_KEY")
     return Deployment(
-        public_name=entry.model_name,
         provider=provider,
         model=model,
         api_base=api_base,

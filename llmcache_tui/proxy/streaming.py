@@ -18,6 +18,11 @@ import orjson
 DONE_EVENT = b"data: [DONE]\n\n"
 
 
+def sse_event(document: Any) -> bytes:
+    """One server-sent event carrying ``document`` as JSON."""
+    return b"data: " + orjson.dumps(document) + b"\n\n"
+
+
 @dataclass
 class StreamRecorder:
     """Parses relayed SSE bytes on the side; never alters what is relayed."""
@@ -204,5 +209,5 @@ def replay_events(
         if usage_only and not include_usage:
             continue
         last = offsets[i] if offsets and i < len(offsets) else last
-        yield last, b"data: " + orjson.dumps(chunk) + b"\n\n"
+        yield last, sse_event(chunk)
     yield last, DONE_EVENT

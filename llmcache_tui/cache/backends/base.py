@@ -71,8 +71,6 @@ class CacheBackend(ABC):
     #: entries live in this process only (the TUI must say so)
     process_local: ClassVar[bool] = False
     can_edit_ttl: ClassVar[bool] = True
-    can_report_size: ClassVar[bool] = True
-    can_search_similar: ClassVar[bool] = False
     #: keys a purge lists and deletes at a time (None: the purge's own default)
     purge_batch: ClassVar[int | None] = None
 

@@ -89,10 +89,6 @@ class RedisBackend(CacheBackend):
             return aioredis.Redis.from_url(options.url, **kwargs)
         return aioredis.Redis(**kwargs)
 
-    @property
-    def cluster(self) -> bool:
-        return isinstance(self.client, RedisCluster)
-
     # -- primitives -----------------------------------------------------------------
     async def _command(self, command: Callable[[], Awaitable[T]]) -> T:
         """Run one idempotent command; under Sentinel, once more after a failover (the

@@ -32,7 +32,7 @@ class LLMCacheApp(App[None]):
 
     TITLE = "llmcache-tui"
     CSS_PATH = "app.tcss"
-    MODES = {"overview": OverviewScreen, "browser": BrowserScreen, "proxy": ProxyScreen}
+    MODES = SCREENS_BY_MODE  # type: ignore[assignment]
     BINDINGS = [
         Binding("1", "switch_mode('overview')", "Overview", id="app.overview"),
         Binding("2", "switch_mode('browser')", "Browser", id="app.browser"),
@@ -78,10 +78,6 @@ class LLMCacheApp(App[None]):
         screen = self.screen
         if isinstance(screen, OverviewScreen | BrowserScreen):
             screen.on_screen_resume()
-
-    async def action_quit(self) -> None:
-        await self.session.stop_proxy()
-        self.exit()
 
     def action_leave_input(self) -> None:
         """Escape from a text field so single-key commands work again."""

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
-from llmcache_tui.config import ConfigError, Settings, load_settings
+from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend_or_problem
+from llmcache_tui.config import Settings, load_settings
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import EmbeddedProxy
 
@@ -40,6 +40,7 @@ class Session:
 
     def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
         self.settings = settings
+        self._read_only_flag = read_only  # --read-only holds whatever config is opened
         self.read_only = read_only or settings.app.read_only
         self.backend: CacheBackend | None = None
         self.backend_error: str | None = None
@@ -53,10 +54,7 @@ class Session:
         if self.settings.cache is None:
             self.backend_error = "caching is not enabled in this config (litellm_settings.cache)"
             return
-        try:
-            self.backend = build_backend(self.settings.cache)
-        except (CacheBackendError, ConfigError) as exc:
-            self.backend_error = str(exc)
+        self.backend, self.backend_error = build_backend_or_problem(self.settings.cache)
 
     @property
     def proxy_running(self) -> bool:
@@ -72,7 +70,8 @@ class Session:
             return Health(False, error=self.backend_error, checked_at=clock())
         started = clock()
         try:
-            await backend.ping()
+            if not await backend.ping():
+                return Health(False, error="ping returned a failure", checked_at=clock())
             ping_ms = max(0.0, clock() - started) * 1000
             stats = await backend.stats()
         except CacheBackendError as exc:
@@ -98,7 +97,7 @@ class Session:
         settings = load_settings(path)
         await self._close_backend()
         self.settings = settings
-        self.read_only = self.read_only or settings.app.read_only
+        self.read_only = self._read_only_flag or settings.app.read_only
         self._build_backend()
 
     def start_proxy(self, host: str, port: int) -> asyncio.Task[None]:

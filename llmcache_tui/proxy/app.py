@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend
+from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.entry import CacheEntry, prompt_preview
 from llmcache_tui.cache.keys import request_digest, storage_key
 from llmcache_tui.cache.policy import (
@@ -32,7 +32,7 @@ from llmcache_tui.cache.policy import (
     parse_controls,
 )
 from llmcache_tui.cache.service import ResponseCache
-from llmcache_tui.config import ConfigError, Settings
+from llmcache_tui.config import Settings
 from llmcache_tui.proxy import admin
 from llmcache_tui.proxy.asgi import (
     JSON_CONTENT,
@@ -154,13 +154,10 @@ class ProxyApp:
     @classmethod
     def from_settings(cls, settings: Settings) -> ProxyApp:
         """Build the app and its own backend; a backend that cannot start leaves caching off."""
-        backend = None
-        problem = None
+        backend = problem = None
         if settings.cache is not None:
-            try:
-                backend = build_backend(settings.cache)
-            except (CacheBackendError, ConfigError) as exc:
-                problem = str(exc)
+            backend, problem = build_backend_or_problem(settings.cache)
+            if problem:
                 log.warning("caching is off: %s", problem)
         return cls(settings, backend, backend_problem=problem, owns_backend=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from textual.screen import Screen
@@ -19,3 +20,15 @@ class AppScreen(Screen[None]):
 
         assert isinstance(self.app, LLMCacheApp)
         return self.app
+
+    def every(self, seconds: float, refresh: Callable[[], object]) -> None:
+        """Call ``refresh`` every ``seconds`` while this screen is the one in view.
+
+        Textual keeps a hidden screen's timers running; its refreshes would be wasted.
+        """
+
+        def tick() -> None:
+            if self.is_current:
+                refresh()
+
+        self.set_interval(seconds, tick)

@@ -8,6 +8,7 @@ never looks like missing data.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from rich.text import Text
 from textual import work
@@ -111,6 +112,7 @@ class BrowserScreen(AppScreen):
 
     def reset_view(self) -> None:
         """Start over for a new backend or config."""
+        self.workers.cancel_group(self, "browser-explore")  # it may scan a closed backend
         tree = self.query_one("#namespaces", Tree)
         tree.root.remove_children()
         self.namespace_nodes.clear()
@@ -377,9 +379,7 @@ class BrowserScreen(AppScreen):
         self.notify(f"TTL of {key}: {humanize.duration(ttl)}")
         if key in self.rows:
             row = self.rows[key]
-            self.rows[key] = KeyRow(
-                row.key, ttl, row.size, row.model, row.route, row.created_at, row.origin
-            )
+            self.rows[key] = replace(row, ttl=ttl)
             table = self.query_one("#keys", DataTable)
             table.update_cell(key, "ttl", humanize.duration(ttl, none="-"))
         if self.selected_key() == key:

@@ -50,8 +50,8 @@ class OverviewScreen(AppScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.set_interval(REFRESH_SECONDS, self.action_refresh)
-        self.set_interval(1.0, self._show_proxy)
+        self.every(REFRESH_SECONDS, self.action_refresh)
+        self.every(1.0, self._show_proxy)
 
     def on_screen_resume(self) -> None:
         if self.generation != self.llm_app.generation:

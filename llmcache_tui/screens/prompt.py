@@ -20,20 +20,18 @@ class PromptScreen(ModalScreen[str | None]):
         self,
         question: str,
         *,
-        value: str = "",
         placeholder: str = "",
         validate: Callable[[str], str | None] | None = None,
     ) -> None:
         super().__init__()
         self.question = question
-        self.initial = value
         self.placeholder = placeholder
         self.validate = validate
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.question, classes="dialog-question")
-            yield Input(value=self.initial, placeholder=self.placeholder, id="prompt-input")
+            yield Input(placeholder=self.placeholder, id="prompt-input")
             yield Label("", id="prompt-error", classes="dialog-error")
             yield Label("Enter to accept, Escape to cancel", classes="dialog-hint")
 

@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, Footer, Header, Input, Label, RichLog, Static
 
+from llmcache_tui.log_bridge import MAX_LINES
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import ProxyStartError
 from llmcache_tui.screens.base import AppScreen
@@ -47,11 +48,11 @@ class ProxyScreen(AppScreen):
             yield Button("Stop (x)", id="proxy-stop", variant="error")
         yield Static(id="proxy-status")
         yield Static(id="proxy-stats")
-        yield RichLog(id="proxy-log", max_lines=2000, wrap=True, markup=False)
+        yield RichLog(id="proxy-log", max_lines=MAX_LINES, wrap=True, markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
-        self.set_interval(0.5, self.refresh_view)
+        self.every(0.5, self.refresh_view)
         self.refresh_view()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
@@ -94,9 +95,7 @@ class ProxyScreen(AppScreen):
             self.notify("The proxy is not running")
             return
         await session.stop_proxy()
-        self.notify("Proxy stopped")
-        self.refresh_view()
-        self.query_one("#proxy-start", Button).focus()
+        self.notify("Proxy stopped")  # watch_proxy refreshes the view as the task ends
 
     def action_clear_log(self) -> None:
         self.query_one("#proxy-log", RichLog).clear()

@@ -48,19 +48,18 @@ class EntryDetail(VerticalScroll):
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)
 
-    def show(self, loaded: LoadedEntry | None) -> None:
+    def show(self, loaded: LoadedEntry) -> None:
         self.loaded = loaded
         self.entry = None
-        body: RenderableType = ""
-        if loaded is not None:
-            try:
-                self.entry = CacheEntry.decode(loaded.raw)
-                body = _response_view(self.entry)
-            except EntryFormatError as exc:
-                body = Group(
-                    Text(f"Not an entry this app understands ({exc}); raw bytes:"),
-                    Text(_preview(loaded.raw)),
-                )
+        body: RenderableType
+        try:
+            self.entry = CacheEntry.decode(loaded.raw)
+            body = _response_view(self.entry)
+        except EntryFormatError as exc:
+            body = Group(
+                Text(f"Not an entry this app understands ({exc}); raw bytes:"),
+                Text(_preview(loaded.raw)),
+            )
         self.query_one("#detail-body", Static).update(body)
         self._tick()
         self.scroll_home(animate=False)

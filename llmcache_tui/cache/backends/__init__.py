@@ -24,6 +24,7 @@ __all__ = [
     "ScanPage",
     "UnsupportedCacheType",
     "build_backend",
+    "build_backend_or_problem",
 ]
 
 # LiteLLM keeps in-memory entries 10 minutes unless told otherwise.
@@ -57,6 +58,14 @@ def build_backend(cache: CacheSettings) -> CacheBackend:
         f"cache type {params.type!r} is not supported yet by this version of llmcache-tui"
         " (supported now: local, disk, redis, s3)"
     )
+
+
+def build_backend_or_problem(cache: CacheSettings) -> tuple[CacheBackend | None, str | None]:
+    """The backend, or None and the reason it cannot be built (for a caller that runs on)."""
+    try:
+        return build_backend(cache), None
+    except (CacheBackendError, ConfigError) as exc:
+        return None, str(exc)
 
 
 def _redis_backend(cache: CacheSettings) -> CacheBackend:

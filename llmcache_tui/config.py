@@ -64,29 +64,44 @@ BUILTIN_SOURCE = "built-in default"
 DEFAULT_MAX_REQUEST_MB = 32.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
 
-# Keys that other LiteLLM cache types (or later versions of ours) read. They are accepted
-# silently so a real LiteLLM config loads; anything else in cache_params draws a warning.
-KNOWN_CACHE_PARAM_KEYS = frozenset(
+# Redis client arguments a cache_params key (or a REDIS_<NAME> variable) may set.
+REDIS_CLIENT_PARAMS = frozenset(
     {
         "host",
         "port",
-        "password",
-        "username",
         "db",
-        "url",
-        "redis_url",
+        "username",
+        "password",
         "ssl",
         "ssl_cert_reqs",
         "ssl_check_hostname",
         "ssl_ca_certs",
         "ssl_certfile",
         "ssl_keyfile",
+        "ssl_ca_path",
+        "max_connections",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "socket_keepalive",
+        "health_check_interval",
+        "client_name",
+        "retry_on_timeout",
+        "decode_responses",
+        "encoding",
+        "protocol",
+    }
+)
+# Keys that other LiteLLM cache types (or later versions of ours) read. They are accepted
+# silently so a real LiteLLM config loads; anything else in cache_params draws a warning.
+KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
+    {
+        "url",
+        "redis_url",
         "redis_startup_nodes",
         "startup_nodes",
         "service_name",
         "sentinel_nodes",
         "sentinel_password",
-        "max_connections",
         "gcp_service_account",
         "gcp_ssl_ca_certs",
         "similarity_threshold",
@@ -109,7 +124,6 @@ KNOWN_CACHE_PARAM_KEYS = frozenset(
         "s3_path",
         "s3_config",
         "redis_flush_size",
-        "socket_timeout",
     }
 )
 

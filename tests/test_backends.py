@@ -591,6 +591,13 @@ async def test_local_value_bigger_than_max_bytes_is_not_stored() -> None:
     assert backend.evictions == 0
 
 
+async def test_local_oversized_rewrite_drops_the_old_value() -> None:
+    backend = LocalBackend(max_bytes=10, clock=FakeClock())
+    await backend.set("k", b"old")
+    await backend.set("k", b"x" * 11)  # not kept, and the old value is outdated
+    assert await backend.get("k") is None
+
+
 async def test_local_overwrite_does_not_evict_others() -> None:
     backend = LocalBackend(max_entries=2, clock=FakeClock())
     await backend.set("a", b"1")

@@ -100,7 +100,8 @@ async def purge(
     while not cancelled():
         page = await backend.scan(match, cursor, batch, details=False)
         progress.scanned += page.scanned
-        progress.total = page.total
+        if page.total is not None:  # a backend may count only on the first page
+            progress.total = page.total
         if page.keys:
             progress.deleted += await backend.delete([info.key for info in page.keys])
         if on_progress is not None:

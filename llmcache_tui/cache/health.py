@@ -43,7 +43,9 @@ async def probe_backend(backend: CacheBackend) -> ProbeResult:
             return replace(result, error="ping returned a failure")
         await backend.set(key, value, PROBE_TTL)
         result = replace(result, write=True)
-        read = await backend.get(key)
+        # get_many goes to the shared store even behind a memory tier: the probe must
+        # prove Redis or S3 answers, not the process's own memory.
+        (read,) = await backend.get_many([key])
         if read != value:
             return replace(result, error="wrote a probe entry but could not read it back")
         result = replace(result, read_back=True)

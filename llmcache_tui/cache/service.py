@@ -53,6 +53,7 @@ class ResponseCache:
         if raw is None:
             return MISS
         known = self._decoded.get(key)
+        body = None
         if known is not None and (known[0] is raw or known[0] == raw):
             _, entry, body = known
         else:
@@ -61,8 +62,6 @@ class ResponseCache:
             except EntryFormatError as exc:
                 log.warning("ignoring unreadable cache entry %s: %s", key, exc)
                 return MISS
-            body = entry.response_bytes()
-            self._remember(key, raw, entry, body)
         # A digest collision is not a realistic risk, but a shared keyspace is: only ever
         # serve an entry we wrote for this very route and model.
         if entry.foreign or entry.route != route or entry.model != model:
@@ -70,12 +69,15 @@ class ResponseCache:
         age = max(0.0, self.clock() - entry.created_at)
         if max_age is not None and age > max_age:
             return Lookup(None, fwd="stale")
+        if body is None:
+            body = entry.response_bytes()
+            self._remember(key, raw, entry, body)
         return Lookup(entry, fwd="hit", age=age, body=body)
 
     def _remember(self, key: str, raw: bytes, entry: CacheEntry, body: bytes) -> None:
         if len(raw) > DECODED_MAX_BYTES:
             return
-        if len(self._decoded) >= DECODED_ENTRIES:
+        if key not in self._decoded and len(self._decoded) >= DECODED_ENTRIES:
             del self._decoded[next(iter(self._decoded))]  # oldest first
         self._decoded[key] = (raw, entry, body)
 

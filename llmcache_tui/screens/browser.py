@@ -157,7 +157,8 @@ class BrowserScreen(AppScreen):
                 rows = await describe_keys(backend, page.keys)
                 self.scanned += page.scanned
                 examined += page.scanned
-                self.total = page.total
+                if page.total is not None:  # a backend may count only on the first page
+                    self.total = page.total
                 self.cursor = page.cursor
                 added += await self._add_rows(table, rows)
                 if page.cursor is None:

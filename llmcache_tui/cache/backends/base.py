@@ -159,6 +159,12 @@ class CacheBackend(ABC):
     async def list_namespaces(self, parent: str | None) -> list[str] | None:
         """The namespaces directly under ``parent``, where the store can list them (S3's
         common prefixes); ``None`` means: discover them by scanning keys."""
+        try:
+            return await self._list_namespaces(parent)
+        except Exception as exc:
+            raise self._failure("list", exc) from exc
+
+    async def _list_namespaces(self, parent: str | None) -> list[str] | None:
         return None
 
     async def ttl(self, key: str) -> float | None:
@@ -237,7 +243,9 @@ class CacheBackend(ABC):
 
     def _failure(self, operation: str, exc: Exception) -> CacheBackendError:
         self.errors += 1
-        if self.breaker is not None:
+        # Only the proxy's own reads and writes open the breaker; a person's scan or
+        # delete failing in the terminal app should not keep requests off the cache.
+        if self.breaker is not None and operation in ("get", "set"):
             self.breaker.failed()
         if isinstance(exc, CacheBackendError):
             return exc

@@ -71,9 +71,9 @@ class LocalBackend(CacheBackend):
         return item.value
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        self._remove(key)  # even if the new value is not kept: the old one is outdated
         if len(value) > self.max_bytes:
             return  # could never fit; storing it would only flush everything else
-        self._remove(key)
         expires_at = None if ttl is None else self._clock() + ttl
         self._seq += 1
         self._items[key] = _Item(value, expires_at, self._seq)

@@ -138,7 +138,6 @@ class RedisBackend(CacheBackend):
             keys, next_cursor, node_done = await self._scan_cluster(
                 self.client, match, cursor, count
             )
-            total = sum(await self._per_primary(self.client, "dbsize"))
         else:
             node_cursor = int(cursor or 0)
             node_cursor, raw_keys = await self.client.scan(
@@ -147,11 +146,17 @@ class RedisBackend(CacheBackend):
             keys = [_text(k) for k in raw_keys]
             next_cursor = str(node_cursor) if node_cursor else None
             node_done = next_cursor is None
-            total = int(await self.client.dbsize())
+        # The key count is asked once per scan, not per page (a purge reads many pages).
+        total = None if cursor else await self._key_count()
         # SCAN examines about COUNT entries per call whatever MATCH keeps, except the call
         # that finishes a node (on a cluster the cursor then moves on to the next primary).
         scanned = len(keys) if node_done else max(len(keys), count)
         return ScanPage([KeyInfo(key) for key in keys], next_cursor, scanned=scanned, total=total)
+
+    async def _key_count(self) -> int:
+        if isinstance(self.client, RedisCluster):
+            return sum(await self._per_primary(self.client, "dbsize"))
+        return int(await self.client.dbsize())
 
     async def _scan_cluster(
         self, client: RedisCluster, match: str, cursor: str | None, count: int
@@ -214,10 +219,9 @@ class RedisBackend(CacheBackend):
     async def _stats(self) -> BackendStats:
         if isinstance(self.client, RedisCluster):
             infos = await self._per_primary(self.client, "info")
-            entries = sum(await self._per_primary(self.client, "dbsize"))
         else:
             infos = [await self.client.info()]
-            entries = int(await self.client.dbsize())
+        entries = await self._key_count()
 
         def total(field: str) -> int:
             return sum(int(info.get(field, 0) or 0) for info in infos)

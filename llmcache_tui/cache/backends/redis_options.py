@@ -14,36 +14,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from llmcache_tui.config import CacheSettings, ConfigError, mask_secrets, mask_url
+from llmcache_tui.config import (
+    REDIS_CLIENT_PARAMS,
+    CacheSettings,
+    ConfigError,
+    mask_secrets,
+    mask_url,
+)
 
 PARAMS = "litellm_settings.cache_params"
 # Client keyword arguments a cache_params key or REDIS_<NAME> variable may set.
-CLIENT_KWARGS = frozenset(
-    {
-        "host",
-        "port",
-        "db",
-        "username",
-        "password",
-        "ssl",
-        "ssl_cert_reqs",
-        "ssl_check_hostname",
-        "ssl_ca_certs",
-        "ssl_certfile",
-        "ssl_keyfile",
-        "ssl_ca_path",
-        "max_connections",
-        "socket_timeout",
-        "socket_connect_timeout",
-        "socket_keepalive",
-        "health_check_interval",
-        "client_name",
-        "retry_on_timeout",
-        "decode_responses",
-        "encoding",
-        "protocol",
-    }
-)
+CLIENT_KWARGS = REDIS_CLIENT_PARAMS
 # Variables with a meaning of their own, never passed through as client kwargs.
 SPECIAL_VARIABLES = frozenset(
     {
@@ -143,6 +124,11 @@ def redis_options(cache: CacheSettings, env: Mapping[str, str] | None = None) ->
         return RedisOptions(
             "cluster", kwargs, startup_nodes=startup_nodes, gcp_service_account=gcp_account
         )
+    if gcp_account:
+        raise ConfigError(
+            f"{PARAMS}.gcp_service_account: GCP IAM authentication needs a Redis Cluster"
+            " (redis_startup_nodes or REDIS_CLUSTER_NODES), as in LiteLLM"
+        )
     if sentinel_nodes:
         if not service_name:
             raise ConfigError(
@@ -157,11 +143,6 @@ def redis_options(cache: CacheSettings, env: Mapping[str, str] | None = None) ->
             sentinel_nodes=sentinel_nodes,
             service_name=str(service_name),
             sentinel_password=sentinel_password,
-        )
-    if gcp_account:
-        raise ConfigError(
-            f"{PARAMS}.gcp_service_account: GCP IAM authentication needs a Redis Cluster"
-            " (redis_startup_nodes or REDIS_CLUSTER_NODES), as in LiteLLM"
         )
     url = _url(cache, environ)
     if url:

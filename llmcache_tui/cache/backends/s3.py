@@ -174,15 +174,9 @@ class S3Backend(CacheBackend):
         next_cursor = answer.get("NextContinuationToken") if answer.get("IsTruncated") else None
         return ScanPage(infos, next_cursor, scanned=len(objects), total=None)
 
-    async def list_namespaces(self, parent: str | None) -> list[str] | None:
+    async def _list_namespaces(self, parent: str | None) -> list[str] | None:
         """The namespaces directly under ``parent``: S3 common prefixes on ``:``."""
         base = f"{parent}{NAMESPACE_SEPARATOR}" if parent else ""
-        try:
-            return await self._list_prefixes(base)
-        except Exception as exc:
-            raise self._failure("list", exc) from exc
-
-    async def _list_prefixes(self, base: str) -> list[str]:
         found: list[str] = []
         token: str | None = None
         while True:

@@ -23,6 +23,7 @@ class TieredBackend(CacheBackend):
         self.memory_ttl = memory_ttl
         self.cache_type = shared.cache_type  # type: ignore[misc]
         self.can_edit_ttl = shared.can_edit_ttl  # type: ignore[misc]
+        self.purge_batch = shared.purge_batch  # type: ignore[misc]
 
     async def _get(self, key: str) -> bytes | None:
         value = await self.memory.get(key)
@@ -37,8 +38,8 @@ class TieredBackend(CacheBackend):
         return await self.shared.get_many(keys)
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
+        await self.shared.set(key, value, ttl)  # if this fails, memory must not serve it
         await self.memory.set(key, value, self._memory_ttl(ttl))
-        await self.shared.set(key, value, ttl)
 
     async def _delete(self, keys: list[str]) -> int:
         await self.memory.delete(keys)
@@ -52,6 +53,9 @@ class TieredBackend(CacheBackend):
 
     async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
         return await self.shared.scan(match, cursor, count, details=False)
+
+    async def _list_namespaces(self, parent: str | None) -> list[str] | None:
+        return await self.shared.list_namespaces(parent)
 
     async def _ttl(self, key: str) -> float | None:
         return await self.shared.ttl(key)

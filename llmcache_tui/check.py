@@ -10,6 +10,7 @@ import json
 import time
 from typing import Any
 
+from llmcache_tui import defaults
 from llmcache_tui.cache.backends import CacheBackendError, build_backend
 from llmcache_tui.cache.health import ProbeResult, probe_backend
 from llmcache_tui.config import (
@@ -22,7 +23,7 @@ from llmcache_tui.config import (
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
-EXIT_CONFIG_ERROR = 2
+EXIT_CONFIG_ERROR = defaults.EXIT_CONFIG_ERROR
 
 
 def run_check(config_path: str | None, *, as_json: bool) -> int:

@@ -9,8 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from llmcache_tui import __version__
+from llmcache_tui.defaults import DEFAULT_HOST, DEFAULT_PORT, EXIT_CONFIG_ERROR, valid_port
+
+if TYPE_CHECKING:
+    from llmcache_tui.config import Settings
 
 EXAMPLES = """\
 examples:
@@ -35,8 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--headless", action="store_true", help="no terminal UI (with serve)")
     parser.add_argument("--check", action="store_true", help="probe the cache and exit")
     parser.add_argument("--json", action="store_true", help="with --check: JSON output")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=4000, help="port (default 4000)")
+    parser.add_argument(
+        "--host", default=DEFAULT_HOST, help=f"bind address (default {DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument(
         "--log-level",
@@ -55,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if not 0 < args.port < 65536:
+    if not valid_port(args.port):
         parser.error("--port must be between 1 and 65535")
     if args.json and not args.check:
         parser.error("--json only applies to --check: llmcache-tui --check --json")
@@ -72,15 +81,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _tui(args)
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> Settings | None:
+    """The settings for ``--config`` (or the usual lookup); None after saying why not."""
     from llmcache_tui.config import ConfigError, load_settings, resolve_config_path
-    from llmcache_tui.proxy.server import serve
 
     try:
-        settings = load_settings(resolve_config_path(args.config))
+        return load_settings(resolve_config_path(args.config))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from llmcache_tui.proxy.server import serve
+
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG_ERROR
     return serve(
         settings,
         host=args.host,
@@ -92,13 +109,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _tui(args: argparse.Namespace) -> int:
-    from llmcache_tui.config import ConfigError, load_settings, resolve_config_path
-
-    try:
-        settings = load_settings(resolve_config_path(args.config))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
+    settings = _load(args)
+    if settings is None:
+        return EXIT_CONFIG_ERROR
     from llmcache_tui.app import run_tui
     from llmcache_tui.session import Session
 

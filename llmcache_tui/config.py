@@ -31,7 +31,6 @@ CALL_TYPE_ROUTES: dict[str, str] = {
     "transcription": "transcription",
     "atranscription": "transcription",
 }
-ROUTE_KINDS: tuple[str, ...] = ("chat", "text_completion", "embedding", "transcription")
 # LiteLLM call types for endpoints this proxy does not serve: accepted (a LiteLLM config
 # may list them) with a warning, so only a misspelling is an error.
 UNSERVED_CALL_TYPES = frozenset(
@@ -234,10 +233,10 @@ class CacheSettings:
     def default_off(self) -> bool:
         return self.params.mode == "default_off"
 
-    def extra(self, key: str, default: Any = None) -> Any:
-        """A cache_params key this module does not model (backend-specific)."""
+    def extra(self, key: str) -> Any:
+        """A cache_params key this module does not model (backend-specific), or None."""
         extras = self.params.model_extra or {}
-        return extras.get(key, default)
+        return extras.get(key)
 
 
 @dataclass(frozen=True)
@@ -377,7 +376,7 @@ def _cache_settings(parsed: ConfigFile, warnings: list[str]) -> CacheSettings | 
 
 def _routes(call_types: list[str] | None, warnings: list[str]) -> frozenset[str]:
     if call_types is None:
-        return frozenset(ROUTE_KINDS)
+        return frozenset(CALL_TYPE_ROUTES.values())
     routes = set()
     for index, name in enumerate(call_types):
         route = CALL_TYPE_ROUTES.get(name)

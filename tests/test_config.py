@@ -441,7 +441,7 @@ def test_docs_sentinel_and_gcp_values_survive() -> None:
     assert gcp.cache is not None
     assert gcp.cache.extra("ssl") is True
     assert gcp.cache.extra("ssl_check_hostname") is False
-    assert gcp.cache.extra("ssl_cert_reqs", "absent") is None
+    assert (gcp.cache.params.model_extra or {})["ssl_cert_reqs"] is None
     assert gcp.cache.extra("redis_startup_nodes")[1] == {"host": "10.128.0.2", "port": 11008}
 
 
@@ -501,7 +501,7 @@ def test_docs_cache_params_listing_nested_under_litellm_settings(docs_env: dict[
     assert settings.cache.type == "s3"
     assert settings.cache.namespace == "team-a"
     assert settings.cache.extra("port") == "6379"
-    assert settings.cache.extra("ssl_cert_reqs", "absent") is None
+    assert (settings.cache.params.model_extra or {})["ssl_cert_reqs"] is None
     assert not settings.warnings
     masked = settings.masked()["litellm_settings"]["cache_params"]
     for secret_key in ("password", "s3_aws_access_key_id", "s3_aws_secret_access_key"):
@@ -531,7 +531,7 @@ def test_unset_env_vars_warn_with_key_path(monkeypatch: pytest.MonkeyPatch) -> N
         "litellm_settings.cache_params.s3_aws_secret_access_key:"
         " environment variable AWS_SECRET_ACCESS_KEY is not set"
     ) in settings.warnings
-    assert settings.cache.extra("s3_aws_access_key_id", "absent") is None
+    assert (settings.cache.params.model_extra or {})["s3_aws_access_key_id"] is None
 
 
 def test_unset_env_var_in_model_list_names_index(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,14 +12,12 @@ from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.widgets import Button, Footer, Header, Input, Label, RichLog, Static
 
+from llmcache_tui.defaults import DEFAULT_HOST, DEFAULT_PORT, valid_port
 from llmcache_tui.log_bridge import MAX_LINES
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import ProxyStartError
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.session import SessionError
-
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 4000
 
 
 class ProxyScreen(AppScreen):
@@ -65,7 +63,7 @@ class ProxyScreen(AppScreen):
         session = self.llm_app.session
         host = self.query_one("#proxy-host", Input).value.strip() or DEFAULT_HOST
         port_text = self.query_one("#proxy-port", Input).value.strip()
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not port_text.isdigit() or not valid_port(int(port_text)):
             self.notify("Port must be a number from 1 to 65535", severity="error")
             return
         try:

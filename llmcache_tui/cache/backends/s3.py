@@ -109,7 +109,7 @@ class S3Backend(CacheBackend):
         return list(await asyncio.gather(*(self._get(key) for key in keys)))
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        metadata = {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+        metadata = self._expiry_metadata(ttl)
         await self._run(
             self._client.put_object,
             Bucket=self.bucket,
@@ -118,6 +118,9 @@ class S3Backend(CacheBackend):
             ContentType="application/json",
             Metadata=metadata,
         )
+
+    def _expiry_metadata(self, ttl: float | None) -> dict[str, str]:
+        return {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
 
     async def _delete(self, keys: list[str]) -> int:
         # DeleteObjects reports every key it is given as deleted, existing or not. For the
@@ -221,7 +224,7 @@ class S3Backend(CacheBackend):
         found, _ = await self._head(key)
         if not found:
             return False
-        metadata = {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+        metadata = self._expiry_metadata(ttl)
         name = self._object(key)
         # S3 metadata cannot be edited in place: copy the object onto itself with new metadata.
         await self._run(

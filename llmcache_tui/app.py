@@ -14,6 +14,7 @@ from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
 from llmcache_tui.log_bridge import LogBridge
+from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.screens.help import HelpScreen
 from llmcache_tui.screens.overview import OverviewScreen
@@ -75,9 +76,8 @@ class LLMCacheApp(App[None]):
         self.generation += 1
         self._show_session_in_header()
         self.refresh_bindings()
-        screen = self.screen
-        if isinstance(screen, OverviewScreen | BrowserScreen):
-            screen.on_screen_resume()
+        if isinstance(self.screen, AppScreen):
+            self.screen.catch_up()
 
     def action_leave_input(self) -> None:
         """Escape from a text field so single-key commands work again."""

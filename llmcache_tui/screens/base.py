@@ -12,7 +12,29 @@ if TYPE_CHECKING:
 
 
 class AppScreen(Screen[None]):
-    """A screen of :class:`~llmcache_tui.app.LLMCacheApp`."""
+    """A screen of :class:`~llmcache_tui.app.LLMCacheApp`.
+
+    When the session connects elsewhere, each screen reloads (``session_changed``) the
+    next time it is shown, or at once if it is in view.
+    """
+
+    _seen_generation = -1
+
+    def on_screen_resume(self) -> None:
+        self.catch_up()
+
+    def catch_up(self) -> None:
+        """Reload if the session changed since this screen last looked; then refresh."""
+        if self._seen_generation != self.llm_app.generation:
+            self._seen_generation = self.llm_app.generation
+            self.session_changed()
+        self.shown()
+
+    def session_changed(self) -> None:
+        """Reload everything that depends on the session's config or backend."""
+
+    def shown(self) -> None:
+        """Refresh what may have changed while the screen was hidden."""
 
     @property
     def llm_app(self) -> LLMCacheApp:

@@ -70,7 +70,6 @@ class BrowserScreen(AppScreen):
         self.rows: dict[str, KeyRow] = {}
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
-        self.generation = -1
 
     @property
     def backend(self) -> CacheBackend | None:
@@ -105,10 +104,8 @@ class BrowserScreen(AppScreen):
         tree = self.query_one("#namespaces", Tree)
         tree.display = not tree.display
 
-    def on_screen_resume(self) -> None:
-        if self.generation != self.llm_app.generation:
-            self.generation = self.llm_app.generation
-            self.reset_view()
+    def session_changed(self) -> None:
+        self.reset_view()
 
     def reset_view(self) -> None:
         """Start over for a new backend or config."""

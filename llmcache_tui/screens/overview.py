@@ -38,7 +38,6 @@ class OverviewScreen(AppScreen):
     def __init__(self) -> None:
         super().__init__()
         self.health: Health | None = None
-        self.generation = -1
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,11 +52,11 @@ class OverviewScreen(AppScreen):
         self.every(REFRESH_SECONDS, self.action_refresh)
         self.every(1.0, self._show_proxy)
 
-    def on_screen_resume(self) -> None:
-        if self.generation != self.llm_app.generation:
-            self.generation = self.llm_app.generation
-            self.health = None
-            self._show_config()
+    def session_changed(self) -> None:
+        self.health = None
+        self._show_config()
+
+    def shown(self) -> None:
         self.action_refresh()
         self._show_proxy()
 

@@ -53,6 +53,9 @@ class ProxyScreen(AppScreen):
         self.every(0.5, self.refresh_view)
         self.refresh_view()
 
+    def shown(self) -> None:
+        self.refresh_view()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "proxy-start":
             self.action_start()

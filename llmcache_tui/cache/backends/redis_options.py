@@ -229,23 +229,26 @@ def _url_with_tls(url: str, kwargs: dict[str, Any]) -> str:
 
 
 def _cluster_nodes(cache: CacheSettings, env: Mapping[str, str]) -> list[tuple[str, int]]:
-    raw = cache.extra("redis_startup_nodes") or cache.extra("startup_nodes")
-    where = f"{PARAMS}.redis_startup_nodes"
-    if raw is None and env.get("REDIS_CLUSTER_NODES"):
-        raw, where = _json(env["REDIS_CLUSTER_NODES"], "REDIS_CLUSTER_NODES"), "REDIS_CLUSTER_NODES"
-    if raw is None:
-        return []
-    return [_node(item, f"{where}[{i}]") for i, item in enumerate(_list(raw, where))]
+    return _nodes(cache, env, ("redis_startup_nodes", "startup_nodes"), "REDIS_CLUSTER_NODES")
 
 
 def _sentinel_nodes(cache: CacheSettings, env: Mapping[str, str]) -> list[tuple[str, int]]:
-    raw = cache.extra("sentinel_nodes")
-    where = f"{PARAMS}.sentinel_nodes"
-    if raw is None and env.get("REDIS_SENTINEL_NODES"):
-        raw = _json(env["REDIS_SENTINEL_NODES"], "REDIS_SENTINEL_NODES")
-        where = "REDIS_SENTINEL_NODES"
-    if raw is None:
-        return []
+    return _nodes(cache, env, ("sentinel_nodes",), "REDIS_SENTINEL_NODES")
+
+
+def _nodes(
+    cache: CacheSettings, env: Mapping[str, str], keys: tuple[str, ...], variable: str
+) -> list[tuple[str, int]]:
+    """Nodes from the first of ``keys`` set in cache_params, else the JSON ``variable``."""
+    for key in keys:
+        raw = cache.extra(key)
+        if raw is not None:
+            where = f"{PARAMS}.{key}"
+            break
+    else:
+        if not env.get(variable):
+            return []
+        raw, where = _json(env[variable], variable), variable
     return [_node(item, f"{where}[{i}]") for i, item in enumerate(_list(raw, where))]
 
 

@@ -470,25 +470,27 @@ class ProxyApp:
         if isinstance(tokens, int):
             self.stats.tokens_saved += tokens
 
-    async def _send_entry(
+    def _send_entry(
         self,
         send: Send,
         entry: CacheEntry,
         body: bytes | None,
         request: LLMRequest,
         headers: Headers,
-    ) -> None:
-        """Answer from an entry, as a stream or whole (``body``: its bytes, if at hand)."""
+    ) -> Awaitable[None]:
+        """Answer from an entry, as a stream or whole (``body``: its bytes, if at hand).
+
+        Returns the sending coroutine itself: on the hit path, no extra layer.
+        """
         if request.stream:
-            await self._replay_stream(send, entry, request, headers)
-            return
+            return self._replay_stream(send, entry, request, headers)
         content_type = (
             JSON_CONTENT
             if entry.media_type is None
             else (b"content-type", entry.media_type.encode("latin-1"))
         )
         body = entry.response_bytes() if body is None else body
-        await send_response(send, 200, body, [content_type, *headers])
+        return send_response(send, 200, body, [content_type, *headers])
 
     async def _replay_stream(
         self, send: Send, entry: CacheEntry, request: LLMRequest, headers: Headers

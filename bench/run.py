@@ -7,6 +7,9 @@ with ratios against baselines measured in the same run:
 * cache hits against the floor (a bare ASGI app on the proxy's server stack);
 * the miss overhead: proxy p50 minus fake-upstream p50, both at one connection.
 
+With ``--soak`` it then runs the memory soak of ``bench/soak.py`` (RSS under many
+distinct entries, against the cache's byte bound and the proxy's RSS at start).
+
 Servers share CPU 0 and wrk runs on CPU 1 (one thread), so each number is one server
 process on one core. Targets are reported as PASS/MISS only; the exit code is 0 unless
 something failed to run or a check showed a run did not measure what it claims.
@@ -26,12 +29,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import orjson
 
-from bench import loadgen, servers, sysload
+from bench import loadgen, servers, soak, sysload
 from bench.loadgen import Load, LoadError, LoadResult
 from bench.servers import Server, ServerError
+from bench.soak import SoakFailure
 
 MODEL = "gpt-4o-mini"
 CHAT_PATH = "/v1/chat/completions"
@@ -379,6 +384,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="measure every scenario this many times and keep, per scenario, the round least"
         " disturbed by other processes (1)",
     )
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="then run the memory soak (bench/soak.py) with its defaults",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.rounds < 1:
@@ -394,7 +404,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         report = measure(args, wrk)
-    except (BenchFailure, LoadError, ServerError, httpx.HTTPError, OSError) as exc:
+        if args.soak:
+            print()
+            report["soak"] = soak.soak(soak.defaults(), pinning()[0])
+    except (
+        BenchFailure,
+        LoadError,
+        ServerError,
+        SoakFailure,
+        aiohttp.ClientError,
+        httpx.HTTPError,
+        OSError,
+    ) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
     if args.json:

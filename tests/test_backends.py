@@ -29,11 +29,12 @@ from llmcache_tui.cache.backends import (
 )
 from llmcache_tui.cache.backends.base import glob_matcher
 from llmcache_tui.cache.backends.disk import DiskBackend
-from llmcache_tui.cache.backends.local import LocalBackend
+from llmcache_tui.cache.backends.local import LocalBackend, held_bytes
+from llmcache_tui.cache.backends.tiered import TieredBackend
 from llmcache_tui.cache.browse import glob_escape, namespace_pattern
 from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.cache.health import PROBE_NAMESPACE, probe_backend
-from llmcache_tui.cache.service import ResponseCache
+from llmcache_tui.cache.service import DECODED_BUDGET, ResponseCache
 from llmcache_tui.config import parse_settings
 
 BACKENDS = ["local", "disk"]
@@ -536,9 +537,9 @@ async def test_local_stats_bytes_exact() -> None:
     await backend.set("a", b"x" * 4)  # overwrite replaces the old size
     stats = await backend.stats()
     assert stats.entries == 2
-    assert stats.bytes_used == 24
+    assert stats.bytes_used == held_bytes("a", b"x" * 4) + held_bytes("b", b"y" * 20)
     await backend.delete(["b"])
-    assert (await backend.stats()).bytes_used == 4
+    assert (await backend.stats()).bytes_used == held_bytes("a", b"x" * 4)
 
 
 async def test_local_stats_drops_expired() -> None:
@@ -549,7 +550,7 @@ async def test_local_stats_drops_expired() -> None:
     clock.advance(6)
     stats = await backend.stats()
     assert stats.entries == 1
-    assert stats.bytes_used == 3
+    assert stats.bytes_used == held_bytes("b", b"yyy")
 
 
 # --------------------------------------------------------------------------- local only
@@ -569,21 +570,22 @@ async def test_local_lru_by_entry_count() -> None:
 
 
 async def test_local_lru_by_bytes() -> None:
-    backend = LocalBackend(max_bytes=10, clock=FakeClock())
+    one = held_bytes("a", b"aaaa")
+    backend = LocalBackend(max_bytes=2 * one + 1, clock=FakeClock())
     await backend.set("a", b"aaaa")
     await backend.set("b", b"bbbb")
     assert await backend.get("a") == b"aaaa"
-    await backend.set("c", b"cccc")  # 12 bytes > 10: evict the least recently used (b)
+    await backend.set("c", b"cccc")  # three do not fit: evict the least recently used (b)
     assert await backend.get("b") is None
     assert await backend.get("a") == b"aaaa"
     assert await backend.get("c") == b"cccc"
     stats = await backend.stats()
-    assert stats.bytes_used == 8
+    assert stats.bytes_used == 2 * one
     assert stats.entries == 2
 
 
 async def test_local_value_bigger_than_max_bytes_is_not_stored() -> None:
-    backend = LocalBackend(max_bytes=10, clock=FakeClock())
+    backend = LocalBackend(max_bytes=held_bytes("huge", b"x" * 10), clock=FakeClock())
     await backend.set("small", b"12345")
     await backend.set("huge", b"x" * 11)
     assert await backend.get("huge") is None
@@ -592,7 +594,7 @@ async def test_local_value_bigger_than_max_bytes_is_not_stored() -> None:
 
 
 async def test_local_oversized_rewrite_drops_the_old_value() -> None:
-    backend = LocalBackend(max_bytes=10, clock=FakeClock())
+    backend = LocalBackend(max_bytes=held_bytes("k", b"x" * 10), clock=FakeClock())
     await backend.set("k", b"old")
     await backend.set("k", b"x" * 11)  # not kept, and the old value is outdated
     assert await backend.get("k") is None
@@ -654,6 +656,95 @@ async def test_local_scan_survives_heavy_churn_mid_scan() -> None:
 async def test_local_backend_flags() -> None:
     assert LocalBackend.process_local is True
     assert DiskBackend.process_local is False
+
+
+# ------------------------------------------------------------------- memory really held
+
+
+def _answer(number: int, size: int) -> CacheEntry:
+    text = f"{number} " + "x" * size
+    return CacheEntry(
+        response={"id": f"chatcmpl-{number}", "choices": [{"message": {"content": text}}]},
+        route="chat",
+        model="m",
+        prompt_preview="p",
+        created_at=0.0,
+    )
+
+
+def _traced(before: int) -> int:
+    return tracemalloc.get_traced_memory()[0] - before
+
+
+@pytest.mark.parametrize(("size", "count"), [(20_000, 400), (40, 6_000)])
+async def test_local_counted_bytes_track_held_memory(size: int, count: int) -> None:
+    """The byte bound counts what the process holds for its entries.
+
+    Entries come straight from ``CacheEntry.encode`` (orjson over-allocates its output,
+    4 KiB for a small answer, 256 KiB for 20 KB); the backend keeps exact copies and
+    counts keys and bookkeeping, so held memory is close to the counted bytes and never
+    well above the bound, whether entries are large or tiny.
+    """
+    bound = 2 * 1024 * 1024  # a quarter of what is written
+    backend = LocalBackend(max_entries=1_000_000, max_bytes=bound, clock=FakeClock())
+    await backend.set("warm-up", b"v")
+    await backend.delete(["warm-up"])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            await backend.set(f"ns:{i:064x}", _answer(i, size).encode())
+        held = _traced(before)  # only what the backend keeps is left
+    finally:
+        tracemalloc.stop()
+    stats = await backend.stats()
+    assert backend.evictions > 0
+    assert stats.bytes_used is not None
+    assert stats.bytes_used <= bound
+    assert held <= 1.1 * stats.bytes_used
+    assert held >= 0.5 * stats.bytes_used  # the count is not a wild overestimate either
+
+
+async def test_memory_tier_serves_its_own_compact_copy(tmp_path: Path) -> None:
+    """A read that fills the memory tier answers with the tier's copy, so the next read
+    returns the very same object (the decoded-entry cache keeps no second copy)."""
+    shared = DiskBackend(tmp_path / "c")
+    memory = LocalBackend(clock=FakeClock())
+    tiered = TieredBackend(memory, shared, memory_ttl=30)
+    value = _answer(1, 20_000).encode()
+    try:
+        await shared.set("k", value)
+        first = await tiered.get("k")
+        assert first == value
+        assert await tiered.get("k") is first
+        assert (await memory.stats()).bytes_used == held_bytes("k", value)
+        details = (await tiered.stats()).details
+        assert details["memory_tier_bytes"] == held_bytes("k", value)
+    finally:
+        await tiered.close()
+
+
+async def test_decoded_entries_stay_within_their_budget() -> None:
+    """Hits on many distinct 20 KB entries: the decoded entries kept for fast hits stay
+    within ``DECODED_BUDGET`` (their bodies come from orjson and are kept compact)."""
+    backend = LocalBackend(max_entries=1_000, max_bytes=64 * 1024 * 1024, clock=FakeClock())
+    cache = ResponseCache(backend, clock=FakeClock())
+    count = 600  # 12 MB of entries, more than the budget
+    for i in range(count):
+        assert await cache.store(f"k{i}", _answer(i, 20_000), None)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(count):
+            found = await cache.lookup(f"k{i}", "chat", "m", None)
+            assert found.fwd == "hit"
+        del found
+        held = _traced(before)
+    finally:
+        tracemalloc.stop()
+    assert held <= 1.25 * DECODED_BUDGET
+    again = await cache.lookup(f"k{count - 1}", "chat", "m", None)  # kept: the newest
+    assert again.body == _answer(count - 1, 20_000).response_bytes()
 
 
 # ---------------------------------------------------------------------------- disk only

@@ -256,6 +256,17 @@ class CacheBackend(ABC):
         return f"{type(exc).__name__}: {exc}"
 
 
+def compact(value: bytes) -> bytes:
+    """An exactly sized copy of ``value``, for bytes that are kept in memory.
+
+    ``orjson.dumps`` over-allocates its output and never shrinks it (20 KB of JSON can
+    sit in a 256 KiB block), so whatever keeps such bytes keeps a copy. ``bytes(value)``
+    and ``value[:]`` return the very same object; a copy through a memoryview allocates
+    just ``len(value)`` bytes.
+    """
+    return bytes(memoryview(value))
+
+
 @lru_cache(maxsize=256)
 def glob_matcher(pattern: str) -> re.Pattern[str]:
     """Compile a Redis-style glob, case-sensitive, matching the whole key.

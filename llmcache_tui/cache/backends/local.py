@@ -1,8 +1,15 @@
-"""The in-memory backend: LRU bounded by entry count and bytes, TTL on an injectable clock."""
+"""The in-memory backend: LRU bounded by entry count and bytes, TTL on an injectable clock.
+
+The byte bound counts what the process really holds for an entry: the value and key
+objects and the bookkeeping around them, not just the value's length. Values are kept as
+exactly sized copies: ``orjson.dumps`` over-allocates its output (a 20 KB entry can sit in
+a 256 KiB block), and keeping that block would hold many times the bound.
+"""
 
 from __future__ import annotations
 
 import bisect
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -13,8 +20,22 @@ from llmcache_tui.cache.backends.base import (
     CacheBackend,
     KeyInfo,
     ScanPage,
+    compact,
     glob_matcher,
 )
+
+# Bytes held per entry besides its key and value: the item with its expiry and counters,
+# its place in the LRU dict, and two write-order rows (measured with tracemalloc).
+ITEM_OVERHEAD = 320
+
+
+def held_bytes(key: str, value: bytes) -> int:
+    """What keeping ``value`` under ``key`` costs this process, as counted against the bound.
+
+    The key counts twice: write-order rows of removed keys, which keep those keys alive,
+    are compacted away only once there are about as many of them as live entries.
+    """
+    return sys.getsizeof(value) + 2 * sys.getsizeof(key) + ITEM_OVERHEAD
 
 
 @dataclass(slots=True)
@@ -22,6 +43,7 @@ class _Item:
     value: bytes
     expires_at: float | None
     seq: int  # write order; scan cursors are write sequence numbers
+    size: int  # held_bytes() when stored, so removal subtracts exactly what was added
 
 
 class LocalBackend(CacheBackend):
@@ -72,13 +94,14 @@ class LocalBackend(CacheBackend):
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         self._remove(key)  # even if the new value is not kept: the old one is outdated
-        if len(value) > self.max_bytes:
+        size = held_bytes(key, value)
+        if size > self.max_bytes:
             return  # could never fit; storing it would only flush everything else
         expires_at = None if ttl is None else self._clock() + ttl
         self._seq += 1
-        self._items[key] = _Item(value, expires_at, self._seq)
+        self._items[key] = _Item(compact(value), expires_at, self._seq, size)
         self._writes.append((self._seq, key))
-        self._bytes += len(value)
+        self._bytes += size
         while len(self._items) > self.max_entries or self._bytes > self.max_bytes:
             oldest = next(iter(self._items))
             self._remove(oldest)
@@ -97,7 +120,7 @@ class LocalBackend(CacheBackend):
         Rows keep their sequence numbers, so scan cursors stay valid; the cost is amortised
         (the list at least doubles between compactions).
         """
-        if len(self._writes) > 2 * len(self._items) + 1024:
+        if len(self._writes) > 2 * len(self._items) + 256:
             self._writes = sorted((item.seq, key) for key, item in self._items.items())
 
     async def _scan(self, match: str, cursor: str | None, count: int) -> ScanPage:
@@ -166,7 +189,7 @@ class LocalBackend(CacheBackend):
         item = self._items.pop(key, None)
         if item is None:
             return False
-        self._bytes -= len(item.value)
+        self._bytes -= item.size
         return True
 
 

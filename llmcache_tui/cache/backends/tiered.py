@@ -30,9 +30,13 @@ class TieredBackend(CacheBackend):
         if value is not None:
             return value
         value = await self.shared.get(key)
-        if value is not None:
-            await self.memory.set(key, value, self.memory_ttl)
-        return value
+        if value is None:
+            return None
+        await self.memory.set(key, value, self.memory_ttl)
+        # Answer with memory's own copy: the next read returns that very object, which lets
+        # the decoded-entry cache recognise it instead of keeping a second copy.
+        held = await self.memory.get(key)
+        return value if held is None else held
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return await self.shared.get_many(keys)
@@ -67,7 +71,11 @@ class TieredBackend(CacheBackend):
     async def _stats(self) -> BackendStats:
         stats = await self.shared.stats()
         memory = await self.memory.stats()
-        details = {**stats.details, "memory_tier_entries": memory.entries}
+        details = {
+            **stats.details,
+            "memory_tier_entries": memory.entries,
+            "memory_tier_bytes": memory.bytes_used,
+        }
         return BackendStats(stats.entries, stats.bytes_used, details)
 
     async def server_info(self) -> dict[str, Any]:

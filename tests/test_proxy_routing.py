@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
+from llmcache_tui.config import parse_settings
+from llmcache_tui.proxy.routing import MATCHED_NAMES, Router
 from tests.conftest import ProxyFactory
 from tests.fake_upstream import FakeUpstreamServer
 from tests.servers import DEFAULT_MODELS
@@ -92,6 +95,35 @@ def test_provider_prefix_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstre
     assert upstream.app.calls[0].body["model"] == "gpt-4o"
     assert raw.headers["cache-status"] == "llmcache; fwd=miss; stored"
     assert caught.value.code == "model_not_found"
+
+
+def test_wildcard_names_do_not_grow_memory() -> None:
+    """Clients may send any number of made-up names, of any length, to a wildcard: what
+    the router remembers of them stays bounded (a few hundred KB, not their total size)."""
+    settings = parse_settings(
+        "model_list:\n"
+        "  - model_name: 'team/*'\n"
+        "    litellm_params: {model: 'openai/*', api_base: 'http://127.0.0.1:9/v1'}\n"
+    )
+    router = Router(settings.model_list)
+    filler = "x" * 4000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for number in range(MATCHED_NAMES + 2000):
+            deployment = router.resolve(f"team/{number}-{filler}")
+            assert deployment is not None
+            assert deployment.model == f"{number}-{filler}"
+        del deployment
+        long_names = tracemalloc.get_traced_memory()[0] - before
+        for number in range(3 * MATCHED_NAMES):
+            router.resolve(f"team/{number}")
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert long_names < 200_000  # 6,000 names of 4 KB, each kept twice, would be 48 MB
+    assert grown < 4_000_000
+    assert router.resolve("team/1") is not None
 
 
 def test_exact_name_wins_over_a_wildcard(

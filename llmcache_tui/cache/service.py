@@ -11,7 +11,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError, CacheSkipped
+from llmcache_tui.cache.backends.base import (
+    CacheBackend,
+    CacheBackendError,
+    CacheSkipped,
+    compact,
+)
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
 
 log = logging.getLogger("llmcache_tui.cache")
@@ -30,9 +35,12 @@ class Lookup:
 
 MISS = Lookup(None)
 # Decoded entries kept per key, so a hot entry is not parsed and re-serialised on every hit.
-# Each is reused only while the backend returns the very same bytes; large ones are not kept.
+# Each is reused only while the backend returns the very same bytes; large ones are not kept,
+# and all of them together stay under a byte budget: a kept entry may outlive its backend
+# copy, so this memory comes on top of the backend's bound.
 DECODED_ENTRIES = 512
 DECODED_MAX_BYTES = 32 * 1024
+DECODED_BUDGET = 8 * 1024 * 1024
 
 
 class ResponseCache:
@@ -43,6 +51,7 @@ class ResponseCache:
         self.clock = clock
         self.errors = 0
         self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
+        self._decoded_bytes = 0
 
     async def lookup(self, key: str, route: str, model: str, max_age: float | None) -> Lookup:
         try:
@@ -77,9 +86,20 @@ class ResponseCache:
     def _remember(self, key: str, raw: bytes, entry: CacheEntry, body: bytes) -> None:
         if len(raw) > DECODED_MAX_BYTES:
             return
-        if key not in self._decoded and len(self._decoded) >= DECODED_ENTRIES:
-            del self._decoded[next(iter(self._decoded))]  # oldest first
-        self._decoded[key] = (raw, entry, body)
+        self._forget(key)
+        size = _decoded_size(raw, body)
+        while self._decoded and (
+            len(self._decoded) >= DECODED_ENTRIES or self._decoded_bytes + size > DECODED_BUDGET
+        ):
+            self._forget(next(iter(self._decoded)))  # oldest first
+        # The body comes from orjson.dumps, whose buffer is larger than the JSON in it.
+        self._decoded[key] = (raw, entry, compact(body))
+        self._decoded_bytes += size
+
+    def _forget(self, key: str) -> None:
+        known = self._decoded.pop(key, None)
+        if known is not None:
+            self._decoded_bytes -= _decoded_size(known[0], known[2])
 
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
         try:
@@ -94,3 +114,8 @@ class ResponseCache:
         if isinstance(exc, CacheSkipped):
             return  # the failure that opened the breaker was logged already
         log.warning("cache unavailable, serving from upstream: %s", exc)
+
+
+def _decoded_size(raw: bytes, body: bytes) -> int:
+    # The stored bytes, the body, and the decoded entry (about as large as its JSON).
+    return len(raw) + 2 * len(body)

@@ -13,7 +13,10 @@ from llmcache_tui.config import ModelEntry
 
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 AZURE_DEFAULT_VERSION = "2024-02-01"
+# Wildcard-matched names remembered (at most this many, each at most this long): clients
+# may send any number of names, of any length, to a wildcard.
 MATCHED_NAMES = 4096
+MATCHED_NAME_CHARS = 256
 # Providers that speak the OpenAI HTTP API as it is (LiteLLM's prefixes for them).
 OPENAI_COMPATIBLE = frozenset(
     {"openai", "custom_openai", "text-completion-openai", "hosted_vllm", "lm_studio", "openai_like"}
@@ -83,9 +86,11 @@ class Router:
             match = regex.fullmatch(requested)
             if match:
                 deployments = [deployment_for(e, requested, match.group(1)) for e in group]
-                if len(self._matched) >= MATCHED_NAMES:
-                    self._matched.clear()  # clients inventing names must not grow memory
-                self._matched[requested] = cycle = itertools.cycle(deployments)
+                cycle = itertools.cycle(deployments)
+                if len(requested) <= MATCHED_NAME_CHARS:  # longer ones start at the first
+                    if len(self._matched) >= MATCHED_NAMES:
+                        self._matched.clear()  # clients inventing names must not grow memory
+                    self._matched[requested] = cycle
                 return next(cycle)
         return None
 

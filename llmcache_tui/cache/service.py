@@ -1,7 +1,8 @@
 """Entry-level cache operations for the proxy: decode, check freshness, and fail open.
 
 A backend that fails never fails a request: errors are logged and counted here and the
-request is served from upstream.
+request is served from upstream. The same failure over and over is logged once a minute,
+with a count, whichever backend it comes from.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 
 from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError, CacheSkipped
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+from llmcache_tui.cache.log_limit import RepeatedWarnings
 
 log = logging.getLogger("llmcache_tui.cache")
 
@@ -42,6 +44,7 @@ class ResponseCache:
         self.backend = backend
         self.clock = clock
         self.errors = 0
+        self.warnings = RepeatedWarnings(log, clock=clock)
         self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
 
     async def lookup(self, key: str, route: str, model: str, max_age: float | None) -> Lookup:
@@ -82,15 +85,18 @@ class ResponseCache:
         self._decoded[key] = (raw, entry, body)
 
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
+        """Write ``entry``; False if the backend failed (logged and counted here)."""
         try:
             await self.backend.set(key, entry.encode(), ttl)
         except CacheBackendError as exc:
             self._failed(exc)
             return False
+        if self.warnings.pending:
+            self.warnings.flush()  # writes work again: say how many failed meanwhile
         return True
 
     def _failed(self, exc: CacheBackendError) -> None:
         self.errors += 1
         if isinstance(exc, CacheSkipped):
             return  # the failure that opened the breaker was logged already
-        log.warning("cache unavailable, serving from upstream: %s", exc)
+        self.warnings.warning(f"cache unavailable, serving from upstream: {exc}")

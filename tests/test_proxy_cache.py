@@ -6,20 +6,18 @@ the cache through what a client sees (ids, headers) and what the upstream was as
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import diskcache
 import httpx
 import orjson
 import pytest
 
 from tests.conftest import ProxyFactory
+from tests.disk_support import fill_up
 from tests.fake_upstream import FakeUpstreamServer, expected_embedding
 from tests.servers import CLIENT_TLS, RunningProxy
 
@@ -312,31 +310,13 @@ def test_concurrent_misses_and_an_upstream_error(
     assert upstream.app.call_count() == len(callers) + (after.headers["cache-status"] != HIT)
 
 
-def _fill_up(directory: Path) -> None:
-    """Make a disk cache directory whose database is full, as on a full disk.
-
-    SQLite's ``max_page_count`` (kept in the cache's settings, so every later opening uses
-    it too) caps the database just above its size; filling it makes every write fail with
-    the error a full disk gives. Reads still work.
-    """
-    cache = diskcache.Cache(str(directory))
-    pages = cache._sql("PRAGMA page_count").fetchone()[0]
-    cache.close()
-    cache = diskcache.Cache(str(directory), sqlite_max_page_count=pages + 2)
-    for size in (1000, 100, 10):
-        with contextlib.suppress(sqlite3.OperationalError):
-            for n in range(10_000):
-                cache.set(f"filler-{size}-{n}", b"x" * size)
-    cache.close()
-
-
 def test_a_failed_write_says_so_and_is_logged_once(
     make_proxy: ProxyFactory,
     upstream: FakeUpstreamServer,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    _fill_up(tmp_path / "disk-cache")  # the directory make_proxy's disk cache uses
+    fill_up(tmp_path / "disk-cache")  # the directory make_proxy's disk cache uses
     proxy = make_proxy()
 
     with caplog.at_level(logging.WARNING, logger="llmcache_tui.cache"), proxy.http() as http:

@@ -13,7 +13,7 @@ Every path works with and without the ``/v1`` prefix. Every response carries an
 ``x-fake-call: <n>`` header and every generated id embeds ``n``, the app's global call
 number, so a test can tell a cached response (old id) from a fresh one (new id).
 
-Failure behaviours (queued HTTP errors, delays, broken streams, mid-stream error events)
+Failure behaviours (queued HTTP errors, delays and broken streams, mid-stream error events)
 are plain attributes/methods on the app and may be set from the test thread while the
 server runs in a background thread (``FakeUpstreamServer``).
 
@@ -395,6 +395,8 @@ class FakeOpenAI:
         self._calls: list[RecordedCall] = []
         self._counter = 0
         self._errors: deque[_QueuedError] = deque()
+        self._delays: deque[float] = deque()
+        self._stream_cuts: deque[int] = deque()
 
         created = int(time.time())
         self._models_body = orjson.dumps(
@@ -451,6 +453,8 @@ class FakeOpenAI:
         with self._lock:
             self._calls.clear()
             self._errors.clear()
+            self._delays.clear()
+            self._stream_cuts.clear()
         self.delay = self._default_delay
         self.chunk_delay = self._default_chunk_delay
         self.break_stream_after = None
@@ -476,6 +480,17 @@ class FakeOpenAI:
         with self._lock:
             for _ in range(times):
                 self._errors.append(_QueuedError(status, payload, extra))
+
+    def queue_delay(self, seconds: float, times: int = 1) -> None:
+        """Make the next ``times`` requests wait ``seconds`` more before answering."""
+        with self._lock:
+            self._delays.extend([seconds] * times)
+
+    def queue_broken_stream(self, after: int, times: int = 1) -> None:
+        """Cut the next ``times`` streamed answers after ``after`` events, as
+        ``break_stream_after`` does for every stream (the connection is dropped)."""
+        with self._lock:
+            self._stream_cuts.extend([after] * times)
 
     # ---------------------------------------------------------------- ASGI entry point
 
@@ -536,8 +551,9 @@ class FakeOpenAI:
                 assert headers is not None
                 self._calls.append(RecordedCall(n, method, path, headers, body, raw_body))
             queued = self._errors.popleft() if self._errors else None
+            extra_delay = self._delays.popleft() if self._delays else 0.0
 
-        delay = self.delay
+        delay = self.delay + extra_delay
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -617,7 +633,10 @@ class FakeOpenAI:
         # Decide up front where (if anywhere) the stream is cut short; a cut exactly at
         # len(events) means "all chunks, but no [DONE]".
         cut, mode = len(events), ""
+        with self._lock:
+            queued_cut = self._stream_cuts.popleft() if self._stream_cuts else None
         for after, name in (
+            (queued_cut, "break"),
             (self.break_stream_after, "break"),
             (self.error_mid_stream_after, "error"),
         ):

@@ -292,6 +292,21 @@ def test_break_stream_after_drops_connection(
     assert "[DONE]" not in "".join(events)
 
 
+def test_queued_broken_stream_cuts_only_the_next_stream(
+    upstream: FakeUpstreamServer, http: httpx.Client
+) -> None:
+    upstream.app.queue_broken_stream(0)
+    body = {"messages": MESSAGES, "stream": True}
+    assert http.post("/embeddings", json={"input": "a"}).status_code == 200  # not a stream
+    with (
+        pytest.raises(httpx.RemoteProtocolError),
+        http.stream("POST", "/chat/completions", json=body) as response,
+    ):
+        list(response.iter_lines())
+    with http.stream("POST", "/chat/completions", json=body) as response:
+        assert sse_events(response.iter_lines())[-1] == "[DONE]"
+
+
 def test_break_stream_seen_by_sdk(upstream: FakeUpstreamServer, client: openai.OpenAI) -> None:
     upstream.app.break_stream_after = 1
     stream = client.chat.completions.create(model="m", messages=MESSAGES, stream=True)
@@ -319,6 +334,18 @@ def test_delay_applies_before_answer(upstream: FakeUpstreamServer, http: httpx.C
     started = time.monotonic()
     assert http.get("/models").status_code == 200
     assert time.monotonic() - started >= 0.2
+
+
+def test_queued_delay_applies_to_the_next_calls_only(
+    upstream: FakeUpstreamServer, http: httpx.Client
+) -> None:
+    upstream.app.queue_delay(10)
+    with pytest.raises(httpx.ReadTimeout):
+        http.get("/models", timeout=0.5)
+    assert http.get("/models", timeout=5).status_code == 200  # the next one is not held
+    upstream.app.queue_delay(10)
+    upstream.app.reset()  # clears what is still queued
+    assert http.get("/models", timeout=5).status_code == 200
 
 
 # --------------------------------------------------------------------------- accounting

@@ -6,14 +6,18 @@ the cache through what a client sees (ids, headers) and what the upstream was as
 
 from __future__ import annotations
 
+import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from tests.conftest import ProxyFactory
+from tests.disk_support import fill_up
 from tests.fake_upstream import FakeUpstreamServer, expected_embedding
 from tests.servers import CLIENT_TLS, RunningProxy
 
@@ -304,3 +308,34 @@ def test_concurrent_misses_and_an_upstream_error(
     assert len({r.content for r in replies if r.status_code == 429}) == 1
     assert after.status_code == 200
     assert upstream.app.call_count() == len(callers) + (after.headers["cache-status"] != HIT)
+
+
+def test_a_failed_write_says_so_and_is_logged_once(
+    make_proxy: ProxyFactory,
+    upstream: FakeUpstreamServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fill_up(tmp_path / "disk-cache")  # the directory make_proxy's disk cache uses
+    proxy = make_proxy()
+
+    with caplog.at_level(logging.WARNING, logger="llmcache_tui.cache"), proxy.http() as http:
+        answers = [
+            post_json(
+                http,
+                "/v1/chat/completions",
+                {
+                    "model": "gpt-4o-mini",
+                    "messages": [{"role": "user", "content": f"question {n}"}],
+                },
+            )
+            for n in range(20)
+        ]
+
+    assert {r.status_code for r in answers} == {200}
+    assert {r.headers["cache-status"] for r in answers} == {
+        "llmcache; fwd=miss; detail=cache-error"
+    }
+    full = [r for r in caplog.records if "database or disk is full" in r.getMessage()]
+    assert len(full) == 1  # not one line per request
+    assert proxy.app.cache is not None and proxy.app.cache.errors == 20  # all counted

@@ -1,7 +1,8 @@
 """Entry-level cache operations for the proxy: decode, check freshness, and fail open.
 
 A backend that fails never fails a request: errors are logged and counted here and the
-request is served from upstream.
+request is served from upstream. The same failure over and over is logged once a minute,
+with a count, whichever backend it comes from.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from llmcache_tui.cache.backends.base import (
     compact,
 )
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+from llmcache_tui.cache.log_limit import RepeatedWarnings
 
 log = logging.getLogger("llmcache_tui.cache")
 
@@ -50,6 +52,7 @@ class ResponseCache:
         self.backend = backend
         self.clock = clock
         self.errors = 0
+        self.warnings = RepeatedWarnings(log, clock=clock)
         self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
         self._decoded_bytes = 0
 
@@ -102,18 +105,21 @@ class ResponseCache:
             self._decoded_bytes -= _decoded_size(known[0], known[2])
 
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
+        """Write ``entry``; False if the backend failed (logged and counted here)."""
         try:
             await self.backend.set(key, entry.encode(), ttl)
         except CacheBackendError as exc:
             self._failed(exc)
             return False
+        if self.warnings.pending:
+            self.warnings.flush()  # writes work again: say how many failed meanwhile
         return True
 
     def _failed(self, exc: CacheBackendError) -> None:
         self.errors += 1
         if isinstance(exc, CacheSkipped):
             return  # the failure that opened the breaker was logged already
-        log.warning("cache unavailable, serving from upstream: %s", exc)
+        self.warnings.warning(f"cache unavailable, serving from upstream: {exc}")
 
 
 def _decoded_size(raw: bytes, body: bytes) -> int:

@@ -47,7 +47,7 @@ from llmcache_tui.proxy.asgi import (
     send_json,
     send_response,
 )
-from llmcache_tui.proxy.coalesce import Flight
+from llmcache_tui.proxy.coalesce import MAX_LEADERS, Flight
 from llmcache_tui.proxy.errors import ProxyError, error_body
 from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
@@ -360,12 +360,10 @@ class ProxyApp:
             detail = "cache-error" if found.failed else None
         flight = None
         if decision.read and self.coalesce:
-            leader = self._inflight.get(key)
-            if leader is None:
-                flight = self._inflight[key] = Flight(streamed=request.stream)
-            elif await self._follow(leader, request, send, headers, fwd):
-                self.stats.coalesced += 1
-                return "miss"
+            joined = await self._join(key, deployment, request, send, headers, fwd, detail)
+            if isinstance(joined, str):
+                return joined  # answered from another request's upstream call
+            flight = joined
         try:
             if request.stream:
                 headers.append(_cache_status(fwd, False, detail))
@@ -373,11 +371,18 @@ class ProxyApp:
                     deployment, request, receive, send, headers, decision, key, flight
                 )
             reply, stored = await self._fetch(deployment, request, decision, key, flight)
+        except ProxyError as exc:
+            if flight is not None:
+                flight.fail(exc)
+            raise
         finally:
             if flight is not None:
                 flight.fail()  # no effect once finished; frees followers otherwise
-                del self._inflight[key]
-        headers.append(_cache_status(fwd, stored, detail))
+                if self._inflight.get(key) is flight:  # a follower may lead a new one
+                    del self._inflight[key]
+        if stored is False:
+            detail = "cache-error"
+        headers.append(_cache_status(fwd, bool(stored), detail))
         await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
         if reply.status >= 400:
             return "upstream_error"
@@ -395,48 +400,145 @@ class ProxyApp:
         decision: Decision,
         key: str,
         flight: Flight | None,
-    ) -> tuple[UpstreamReply, bool]:
-        """Call upstream; store a complete successful answer when allowed."""
+    ) -> tuple[UpstreamReply, bool | None]:
+        """Call upstream; store a complete successful answer when allowed.
+
+        Also returns what :meth:`_store` said (None: nothing to store, or not allowed).
+        """
         reply = await self._call(deployment, request)
         entry = None
         if reply.status == 200 and (self._writes(decision) or flight is not None):
             entry = self._entry_for(request, reply)
         if flight is not None:
-            flight.finish(entry=entry, reply=reply if entry is not None else None)
-        stored = entry is not None and await self._store(key, entry, decision)
+            flight.finish(entry=entry, reply=reply)
+        stored = None if entry is None else await self._store(key, entry, decision)
         return reply, stored
 
     def _writes(self, decision: Decision) -> bool:
         return self.cache is not None and decision.write
 
-    async def _store(self, key: str, entry: CacheEntry, decision: Decision) -> bool:
-        """Store ``entry`` if the decision allows; True if it was stored."""
+    async def _store(self, key: str, entry: CacheEntry, decision: Decision) -> bool | None:
+        """Store ``entry`` if the decision allows: True if stored, False if the write
+        failed, None if it was not to be stored."""
         if self.cache is None or not decision.write:
-            return False
+            return None
         stored = await self.cache.store(key, entry, decision.ttl)
         self.stats.stored += stored
         return stored
 
-    async def _follow(
-        self, flight: Flight, request: LLMRequest, send: Send, headers: Headers, fwd: str
-    ) -> bool:
-        """Answer from another request's upstream call; False if this one must call itself."""
-        headers = [*headers, _cache_status(fwd, False, None, collapsed=True)]
-        flight.followers += 1
-        if request.stream and flight.streamed:
-            return await self._follow_stream(flight, send, [*headers, SSE_CONTENT])
-        finished = await flight.wait_finished(self.settings.request_timeout)
-        if not finished or flight.entry is None:
-            return False
-        if flight.reply is not None and not request.stream:
-            reply = flight.reply
-            await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
-        else:
-            await self._send_entry(send, flight.entry, None, request, headers)
-        return True
+    async def _join(
+        self,
+        key: str,
+        deployment: Deployment,
+        request: LLMRequest,
+        send: Send,
+        headers: Headers,
+        fwd: str,
+        detail: str | None,
+    ) -> Flight | str:
+        """Lead the upstream call for ``key``, or be answered from the one in flight.
 
-    async def _follow_stream(self, flight: Flight, send: Send, headers: Headers) -> bool:
-        """Relay the leader's stream bytes as they arrive, from the first one."""
+        Returns the :class:`Flight` this request now leads, or, once it has been answered
+        from another request's call, the outcome.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deployment.timeout or self.settings.request_timeout)
+        attempt = 1
+        while True:
+            flight = self._inflight.get(key)
+            if flight is None or flight.failed:  # failed: its leader is on its way out
+                flight = Flight(
+                    streamed=request.stream,
+                    body=request.body,
+                    deployment=deployment,
+                    attempt=attempt,
+                    detail=detail,
+                )
+                self._inflight[key] = flight
+                return flight
+            outcome = await self._follow(
+                flight, request, deployment, send, headers, fwd, detail, deadline
+            )
+            if outcome is not None:
+                self.stats.coalesced += 1
+                return outcome
+            attempt = flight.attempt + 1
+
+    async def _follow(
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        deployment: Deployment,
+        send: Send,
+        headers: Headers,
+        fwd: str,
+        detail: str | None,
+        deadline: float,
+    ) -> str | None:
+        """Answer from another request's upstream call and return the outcome; None if
+        that call failed before anything was sent here and this request should lead (or
+        follow) the next one."""
+        # The leader's lookup may have failed where this one's did not: say so as well.
+        status = _cache_status(fwd, False, detail or flight.detail, collapsed=True)
+        headers = [*headers, status]
+        flight.followers += 1
+        loop = asyncio.get_running_loop()
+        if request.stream and flight.streamed:
+            outcome = await self._follow_stream(flight, send, [*headers, SSE_CONTENT], deadline)
+            if outcome is not None:
+                return outcome
+        else:
+            await flight.wait_finished(max(0.0, deadline - loop.time()))
+            if flight.entry is not None:
+                if flight.reply is not None and not request.stream:
+                    reply = flight.reply
+                    await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
+                else:
+                    await self._send_entry(send, flight.entry, None, request, headers)
+                return "miss"
+        if not flight.finished:
+            # As long as this request's own call would have been allowed: it timed out.
+            limit = deployment.timeout or self.settings.request_timeout
+            message = (
+                f"upstream did not answer in time (limit {limit:g}s) the identical"
+                " request this one waited for"
+            )
+            await send_json(send, 504, error_body(504, message), headers)
+            return "upstream_error"
+        return await self._after_failure(flight, request, deployment, send, headers, deadline)
+
+    async def _after_failure(
+        self,
+        flight: Flight,
+        request: LLMRequest,
+        deployment: Deployment,
+        send: Send,
+        headers: Headers,
+        deadline: float,
+    ) -> str | None:
+        """Pass on a failed leader's answer where retrying would not help; None: retry."""
+        reply = flight.final_reply(request.body, deployment)
+        retry = flight.attempt < MAX_LEADERS and asyncio.get_running_loop().time() < deadline
+        if reply is None and retry:
+            return None
+        reply = reply or flight.reply
+        if reply is not None and (reply.status >= 400 or flight.asked_as(request.body, deployment)):
+            await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
+            return "upstream_error" if reply.status >= 400 else "miss"
+        error = flight.error or ProxyError(
+            502, f"upstream gave no complete answer ({flight.attempt} calls in a row)"
+        )
+        await send_json(send, error.status, error.body(), headers)
+        return "upstream_error"
+
+    async def _follow_stream(
+        self, flight: Flight, send: Send, headers: Headers, deadline: float
+    ) -> str | None:
+        """Relay the leader's stream bytes as they arrive, from the first one.
+
+        None if nothing was sent: the leader failed first, or ``deadline`` passed.
+        """
+        loop = asyncio.get_running_loop()
         sent = 0
         while True:
             for piece in flight.pieces[sent:]:
@@ -446,14 +548,20 @@ class ProxyApp:
                 sent += 1
             if flight.finished:
                 if sent == 0:
-                    return False  # nothing was said yet: this request calls upstream itself
+                    return None
+                outcome = "miss"
                 if flight.failed:
+                    outcome = "upstream_error"
                     event = _error_event("the upstream stream this request shared broke off")
                     await send({"type": "http.response.body", "body": event, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
-                return True
-            if not await flight.wait(self.settings.request_timeout) and sent == 0:
-                return False
+                return outcome
+            # Once under way, the leader's own read timeout bounds the stream.
+            timeout = self.settings.request_timeout if sent else deadline - loop.time()
+            if not await flight.wait(max(0.0, timeout)) and not (
+                sent or flight.pieces or flight.finished  # it may have come meanwhile
+            ):
+                return None
 
     async def _send_hit(
         self,
@@ -598,6 +706,10 @@ class ProxyApp:
         try:
             if source.status != 200:
                 content = await source.read()
+                if flight is not None:
+                    flight.finish(
+                        entry=None, reply=UpstreamReply(source.status, content, source.headers)
+                    )
                 await send_response(send, source.status, content, [*source.headers, *headers])
                 return "upstream_error"
             start_headers = [*source.headers, *headers]
@@ -653,6 +765,8 @@ class ProxyApp:
             log.warning("upstream stream for %s broke off: %s", request.model, exc)
             if recorder is not None:
                 recorder.failed = True
+            if flight is not None:
+                flight.error = ProxyError(502, f"upstream stream broke off: {exc}")
             event = _error_event(f"upstream stream broke off: {exc}")
             await send({"type": "http.response.body", "body": event, "more_body": True})
         finally:

@@ -480,3 +480,40 @@ def test_printable_unicode_namespace_is_served(
     assert second.headers["cache-status"] == "llmcache; hit"
     assert second.content == first.content
     upstream.app.reset()
+
+
+@pytest.mark.parametrize(
+    ("part_headers", "param"),
+    [
+        (b'Content-Disposition: form-data; name="\x1f"', "\x1f"),
+        (b'Content-Disposition: form-data; name="caf\xc3\xa9"', "café"),
+        (b'Content-Disposition: form-data; name="\xc2\x80"', "\x80"),
+    ],
+    ids=["control", "non-ascii", "c1-control"],
+)
+def test_upload_field_name_that_cannot_be_forwarded(
+    http: httpx.Client, part_headers: bytes, param: str
+) -> None:
+    parts = [
+        b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1',
+        part_headers + b"\r\n\r\nvalue",
+        b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nabc',
+    ]
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    error = assert_client_error(reply)
+    assert error["param"] == param
+    assert "printable ASCII" in error["message"]
+
+
+def test_upload_file_type_with_a_control_character(http: httpx.Client) -> None:
+    parts = [
+        b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1',
+        b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        b"Content-Type: audio/\x01wav\r\n\r\nabc",
+    ]
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    assert assert_client_error(reply)["param"] == "file"

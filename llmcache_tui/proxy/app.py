@@ -69,6 +69,8 @@ from llmcache_tui.proxy.upstream import (
 from llmcache_tui.proxy.validation import (
     body_headers,
     check_encoding,
+    check_field_name,
+    check_part_type,
     check_prompt,
     json_media,
     unsupported_media,
@@ -240,14 +242,17 @@ class ProxyApp:
         given = header(scope, b"authorization")
         if given is None:
             given = header(scope, b"api-key")
+            if given is None:
+                return False
         else:
             # "Bearer", "bearer", "BEARER": the scheme is case-insensitive (RFC 9110 11.1),
             # and one or more spaces separate it from the token; the key itself is not.
-            scheme, _, token = given.partition(b" ")
+            scheme, _, given = given.partition(b" ")
             if scheme.lower() != b"bearer":
                 return False
-            given = token.lstrip(b" ")
-        return given is not None and hmac.compare_digest(given, key)
+        # Whitespace around a field value is not part of it (RFC 9110 5.5); the HTTP
+        # parser leaves trailing whitespace in.
+        return hmac.compare_digest(given.strip(b" \t"), key)
 
     # -- LLM calls -----------------------------------------------------------------------
     async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -326,12 +331,15 @@ class ProxyApp:
             for part in parts
             if part.filename is None
         ]
+        for name, _ in fields:
+            check_field_name(name)
         controls = _controls(_form_controls(fields))
         fields = [(name, value) for name, value in fields if not _is_cache_field(name)]
         model = next((value for name, value in fields if name == "model"), "")
         if not model:
             raise ProxyError(400, "missing required field 'model'", param="model")
         upload = files[0]
+        check_part_type(upload.content_type or "")
         file = (upload.filename or "audio", bytes(upload.data), upload.content_type or "")
         body = {"model": model, "fields": sorted(fields), "file_name": file[0]}
         return LLMRequest(route, model, body, controls, form=fields, file=file)

@@ -9,6 +9,7 @@ parsed request.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from llmcache_tui.proxy.asgi import Scope
@@ -28,6 +29,9 @@ _PLAIN_JSON = frozenset(
 FORM_URLENCODED = "application/x-www-form-urlencoded"
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii"})
 _IDENTITY_ONLY = [(b"accept-encoding", b"identity")]
+
+# What may not appear in a header value (RFC 9110 5.5), so not in a form part's headers.
+_HEADER_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
 
 _JSON_NAMES = {
     dict: "an object",
@@ -98,6 +102,29 @@ def _charset(params: str) -> str | None:
         if name.strip().lower() == "charset":
             return value.strip().strip('"').lower()
     return None
+
+
+def check_field_name(name: str) -> None:
+    """Refuse a form field name that is not printable ASCII (OpenAI's all are).
+
+    Names are written again into the upload forwarded upstream, whose writer (aiohttp)
+    cannot send any other name: a control character is forbidden in a header, and a
+    non-ASCII name fails its own check of the part's headers.
+    """
+    if not (name.isascii() and name.isprintable()):
+        raise _invalid(f"form field name {echo(name)} must be printable ASCII", name)
+
+
+def check_part_type(content_type: str) -> None:
+    """Refuse an uploaded file's content type that holds a control character.
+
+    It is forwarded as a header of the upload, where control characters are forbidden
+    (and CR or LF would inject a header); the file name is percent-quoted, so any will do.
+    """
+    if _HEADER_CONTROLS.search(content_type) is not None:
+        raise _invalid(
+            f"file content type {echo(content_type)} contains a control character", "file"
+        )
 
 
 def check_prompt(route: str, body: dict[str, Any]) -> None:

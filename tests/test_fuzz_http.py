@@ -398,13 +398,14 @@ def test_fuzz_big_numbers(
 @pytest.mark.xfail(
     strict=False,
     reason="open: bodies nested deeper than about 250 levels give 500 (key and upstream"
-    " serialisers hit their recursion limit)",
+    " serialisers hit their recursion limit; quoting a cache control nested about 1000"
+    " deep in its error message too)",
 )
 @fuzz_known
 @given(
     case=valid_bodies(),
-    name=st.sampled_from(["metadata", "user", "tools", "x-extra"]),
-    depth=st.integers(200, 1100),
+    name=st.sampled_from(["metadata", "user", "tools", "x-extra", "cache.ttl", "cache.no-cache"]),
+    depth=st.integers(200, 1020),
     kind=st.sampled_from(["[", "{"]),
 )
 def test_fuzz_deep_nesting(
@@ -413,9 +414,11 @@ def test_fuzz_deep_nesting(
     route, body = case
     body.pop(name, None)
     nested = b"[" * depth + b"]" * depth if kind == "[" else b'{"a":' * depth + b"1" + b"}" * depth
-    raw = (
-        encode(body)[:-1] + (b"," if len(body) else b"") + orjson.dumps(name) + b":" + nested + b"}"
-    )
+    if name.startswith("cache."):
+        member = b'"cache":{' + orjson.dumps(name[len("cache.") :]) + b":" + nested + b"}"
+    else:
+        member = orjson.dumps(name) + b":" + nested
+    raw = encode(body)[:-1] + b"," + member + b"}"
     first, second = post_twice(disk_proxy, route, raw, JSON_HEADERS)
     check_repeat(first, second, plain=True)
 

@@ -43,7 +43,13 @@ BAD_CREDENTIALS: list[dict[str, str]] = [
     {"Authorization": "Bearer sk-wrong"},
     {"Authorization": "sk-1234"},
     {"Authorization": "Bearer sk-12345"},
+    {"Authorization": "bearer sk-wrong"},
+    {"Authorization": "Bearer SK-1234"},  # the scheme is case-insensitive, the key is not
+    {"Authorization": "Bearersk-1234"},
+    {"Authorization": "Basic sk-1234"},
+    {"Authorization": "Bearer sk-1234 sk-1234"},
     {"api-key": "nope"},
+    {"api-key": "Bearer sk-1234"},
 ]
 
 
@@ -84,6 +90,13 @@ def test_master_key_accepted(locked: RunningProxy) -> None:
     assert by_api_key.status_code == 200
     assert by_api_key.headers["cache-status"] == "llmcache; hit"
     assert ping.status_code == 200
+
+
+@pytest.mark.parametrize("value", ["bearer sk-1234", "BEARER sk-1234", "Bearer   sk-1234"])
+def test_bearer_scheme_is_case_insensitive(locked: RunningProxy, value: str) -> None:
+    with locked.http() as http:
+        reply = http.get("/cache/ping", headers={"Authorization": value})
+    assert reply.status_code == 200, reply.text
 
 
 def test_sdk_with_wrong_key_gets_authentication_error(locked: RunningProxy) -> None:

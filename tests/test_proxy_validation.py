@@ -5,6 +5,7 @@ None of these may reach the upstream, answer 500, or leak a traceback.
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -212,3 +213,307 @@ def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:
     assert wrong.status_code == 405
     assert wrong.headers["allow"] == "POST"
     assert orjson.loads(wrong.content)["error"]["message"].endswith("not GET")
+
+
+# --------------------------------------------------------------------------- prompt shapes
+
+
+def accepted(http: httpx.Client, upstream: FakeUpstreamServer, path: str, body: Any) -> None:
+    """``body`` is forwarded (a 200 from the fake upstream), unlike everything refused here."""
+    reply = http.post(path, json=body)
+    assert reply.status_code == 200, reply.text
+    upstream.app.reset()  # this request may reach upstream (or be a hit)
+
+
+@pytest.mark.parametrize(
+    ("messages", "param", "message"),
+    [
+        (None, "messages", "missing required parameter 'messages'"),
+        ("Hello", "messages", "non-empty array of message objects, got a string"),
+        ([], "messages", "got an empty array"),
+        (["Hello"], "messages[0]", "must be an object with a 'role', got a string"),
+        ([{"content": "Hello"}], "messages[0].role", "must be a string such as 'user'"),
+        ([*MESSAGES, {"role": 7}], "messages[1].role", "got an integer"),
+        ([{"role": ""}], "messages[0].role", "must be a string"),
+        ([{"role": "user", "content": 5}], "messages[0].content", "got an integer"),
+        ([{"role": "user", "content": ["hi"]}], "messages[0].content", "content part objects"),
+    ],
+)
+def test_malformed_messages(http: httpx.Client, messages: Any, param: str, message: str) -> None:
+    body: dict[str, Any] = {"model": "gpt-4o-mini"}
+    if messages is not None:
+        body["messages"] = messages
+    error = assert_client_error(http.post("/v1/chat/completions", json=body))
+    assert error["param"] == param
+    assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "param", "value"),
+    [
+        ("/v1/completions", "prompt", None),
+        ("/v1/completions", "prompt", 5),
+        ("/v1/completions", "prompt", {"text": "hi"}),
+        ("/v1/completions", "prompt", []),
+        ("/v1/completions", "prompt", [1, "a"]),
+        ("/v1/completions", "prompt", [True, False]),
+        ("/v1/completions", "prompt", [1.5]),
+        ("/v1/completions", "prompt", [[1, 2], []]),
+        ("/v1/completions", "prompt", [[1, 2], 3]),
+        ("/v1/embeddings", "input", None),
+        ("/v1/embeddings", "input", ""),
+        ("/v1/embeddings", "input", ["a", ""]),
+        ("/v1/embeddings", "input", []),
+        ("/v1/embeddings", "input", [None]),
+        ("/v1/embeddings", "input", [[]]),
+        ("/v1/embeddings", "input", [["a"]]),
+    ],
+)
+def test_malformed_prompt_or_input(http: httpx.Client, route: str, param: str, value: Any) -> None:
+    model = "gpt-3.5-turbo-instruct" if param == "prompt" else "text-embedding-3-small"
+    body: dict[str, Any] = {"model": model}
+    if value is not None:
+        body[param] = value
+    error = assert_client_error(http.post(route, json=body))
+    assert error["param"] == param
+    assert f"'{param}'" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [
+        ("/v1/completions", {"prompt": ""}),
+        ("/v1/completions", {"prompt": ["first", "second"]}),
+        ("/v1/completions", {"prompt": [1, 2, 3]}),
+        ("/v1/completions", {"prompt": [[1, 2], [3]]}),
+        ("/v1/embeddings", {"input": "x"}),
+        ("/v1/embeddings", {"input": ["a", "b"]}),
+        ("/v1/embeddings", {"input": [1, 2]}),
+        ("/v1/embeddings", {"input": [[1, 2], [3]]}),
+        ("/v1/chat/completions", {"messages": [{"role": "assistant", "content": None}, *MESSAGES]}),
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": "Hi"}]}]},
+        ),
+    ],
+)
+def test_well_formed_prompts_are_forwarded(
+    http: httpx.Client, upstream: FakeUpstreamServer, route: str, body: dict[str, Any]
+) -> None:
+    model = {
+        "/v1/completions": "gpt-3.5-turbo-instruct",
+        "/v1/embeddings": "text-embedding-3-small",
+    }
+    accepted(http, upstream, route, {"model": model.get(route, "gpt-4o-mini"), **body})
+
+
+# --------------------------------------------------------------------------- media types
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "text/plain; charset=utf-8",
+        "multipart/form-data; boundary=x",
+        "application/octet-stream",
+        "application/json; charset=utf-16",
+        "application/xml",
+    ],
+)
+def test_json_route_refuses_a_body_that_is_not_json(http: httpx.Client, content_type: str) -> None:
+    reply = http.post(
+        "/v1/chat/completions", content=orjson.dumps(CHAT), headers={"content-type": content_type}
+    )
+    error = assert_client_error(reply, 415)
+    assert "application/json" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,  # raw clients that send none: read as JSON, as LiteLLM does
+        "application/json",
+        'Application/JSON; Charset="UTF-8"',
+        "application/vnd.example+json",
+        "application/x-www-form-urlencoded",  # curl -d without -H: read as JSON if it is
+    ],
+)
+def test_json_route_reads_json_under_lenient_content_types(
+    http: httpx.Client, upstream: FakeUpstreamServer, content_type: str | None
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    request = http.build_request("POST", "/v1/chat/completions", content=orjson.dumps(CHAT))
+    if content_type is None:
+        request.headers.pop("content-type", None)  # httpx sends none for bytes; be sure
+    request.headers.update(headers)
+    reply = http.send(request)
+    assert reply.status_code == 200, reply.text
+    upstream.app.reset()
+
+
+def test_form_encoded_body_that_is_not_json(http: httpx.Client) -> None:
+    reply = http.post("/v1/chat/completions", data={"model": "gpt-4o-mini", "messages": "hi"})
+    assert "form-encoded" in assert_client_error(reply, 415)["message"]
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "gzip, identity", "x-unknown"])
+def test_encoded_body_is_refused(http: httpx.Client, encoding: str) -> None:
+    body = gzip.compress(orjson.dumps(CHAT)) if encoding.startswith("gzip") else b"\x00\x01"
+    headers = {"content-type": "application/json", "content-encoding": encoding}
+    reply = http.post("/v1/chat/completions", content=body, headers=headers)
+    assert "Content-Encoding" in assert_client_error(reply, 415)["message"]
+    assert reply.headers["accept-encoding"] == "identity"
+
+
+def test_encoded_upload_is_refused(http: httpx.Client) -> None:
+    request = http.build_request(
+        "POST",
+        "/v1/audio/transcriptions",
+        data={"model": "whisper-1"},
+        files={"file": ("a.wav", b"abc")},
+    )
+    request.headers["content-encoding"] = "gzip"
+    assert_client_error(http.send(request), 415)
+
+
+def test_identity_encoding_is_plain(http: httpx.Client, upstream: FakeUpstreamServer) -> None:
+    headers = {"content-type": "application/json", "content-encoding": "identity"}
+    reply = http.post("/v1/chat/completions", content=orjson.dumps(CHAT), headers=headers)
+    assert reply.status_code == 200, reply.text
+    upstream.app.reset()
+
+
+# --------------------------------------------------------------------------- multipart, echoes
+
+
+def upload_request(http: httpx.Client) -> httpx.Request:
+    return http.build_request(
+        "POST",
+        "/v1/audio/transcriptions",
+        data={"model": "whisper-1"},
+        files={"file": ("a.wav", b"RIFF" + b"\x01" * 300, "audio/wav")},
+    )
+
+
+@pytest.mark.parametrize("cut", [3, 4, 40, 200])  # 1, 2: only the optional final CRLF
+def test_truncated_upload_is_refused(http: httpx.Client, cut: int) -> None:
+    whole = upload_request(http)
+    body = whole.read()[:-cut]
+    headers = {"content-type": whole.headers["content-type"]}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    assert "malformed multipart body" in assert_client_error(reply)["message"]
+
+
+def test_whole_upload_with_an_epilogue_is_read(
+    http: httpx.Client, upstream: FakeUpstreamServer
+) -> None:
+    whole = upload_request(http)
+    body = whole.read() + b"\r\nan epilogue, which RFC 2046 allows"
+    headers = {"content-type": whole.headers["content-type"]}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    upstream.app.reset()
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**CHAT, "model": "m" * 1_000_000}, "model"),
+        ({**CHAT, "cache": {"namespace": ["n" * 1_000_000]}}, "cache.namespace"),
+        ({**CHAT, "cache": {"ttl": "t" * 1_000_000}}, "cache.ttl"),
+        ({**CHAT, "cache": {"k" * 1_000_000: 1}}, None),
+    ],
+    ids=["model", "namespace", "ttl", "control-name"],
+)
+def test_long_input_is_not_echoed_whole(
+    http: httpx.Client, body: dict[str, Any], param: str | None
+) -> None:
+    reply = http.post("/v1/chat/completions", json=body)
+    assert reply.status_code == 400
+    error = reply.json()["error"]
+    assert len(reply.content) < 5000
+    assert "…" in error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_long_path_is_not_echoed_whole(http: httpx.Client) -> None:
+    reply = http.get("/v1/" + "p" * 8000)
+    assert reply.status_code == 404
+    assert len(reply.content) < 1000
+    assert "(8004 characters)" in reply.json()["error"]["message"]
+
+
+# --------------------------------------------------------------------------- namespaces
+
+
+@pytest.mark.parametrize(
+    "namespace",
+    [
+        "a\x00b",
+        "tab\there",
+        "a\x1fb",
+        "del\x7f",
+        "c1\x85",
+        "zero\u200bwidth",
+        "line\u2028",
+        "n" * 257,
+    ],
+    ids=["nul", "tab", "unit-sep", "del", "c1", "zero-width", "line-sep", "too-long"],
+)
+def test_namespace_that_cannot_go_in_a_header(http: httpx.Client, namespace: str) -> None:
+    reply = http.post("/v1/chat/completions", json={**CHAT, "cache": {"namespace": namespace}})
+    assert assert_client_error(reply)["param"] == "cache.namespace"
+    # and every repeat says the same: nothing was stored
+    again = http.post("/v1/chat/completions", json={**CHAT, "cache": {"namespace": namespace}})
+    assert again.status_code == 400
+
+
+def test_printable_unicode_namespace_is_served(
+    http: httpx.Client, upstream: FakeUpstreamServer
+) -> None:
+    body = {**CHAT, "cache": {"namespace": "équipe-日本"}}
+    first = http.post("/v1/chat/completions", json=body)
+    second = http.post("/v1/chat/completions", json=body)
+    assert first.status_code == second.status_code == 200
+    assert second.headers["cache-status"] == "llmcache; hit"
+    assert second.content == first.content
+    upstream.app.reset()
+
+
+@pytest.mark.parametrize(
+    ("part_headers", "param"),
+    [
+        (b'Content-Disposition: form-data; name="\x1f"', "\x1f"),
+        (b'Content-Disposition: form-data; name="caf\xc3\xa9"', "café"),
+        (b'Content-Disposition: form-data; name="\xc2\x80"', "\x80"),
+    ],
+    ids=["control", "non-ascii", "c1-control"],
+)
+def test_upload_field_name_that_cannot_be_forwarded(
+    http: httpx.Client, part_headers: bytes, param: str
+) -> None:
+    parts = [
+        b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1',
+        part_headers + b"\r\n\r\nvalue",
+        b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\nabc',
+    ]
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    error = assert_client_error(reply)
+    assert error["param"] == param
+    assert "printable ASCII" in error["message"]
+
+
+def test_upload_file_type_with_a_control_character(http: httpx.Client) -> None:
+    parts = [
+        b'Content-Disposition: form-data; name="model"\r\n\r\nwhisper-1',
+        b'Content-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+        b"Content-Type: audio/\x01wav\r\n\r\nabc",
+    ]
+    body = b"".join(b"--b\r\n" + part + b"\r\n" for part in parts) + b"--b--\r\n"
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    reply = http.post("/v1/audio/transcriptions", content=body, headers=headers)
+    assert assert_client_error(reply)["param"] == "file"

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmcache_tui.config import CacheSettings
+from llmcache_tui.echo import echo
 
 CONTROL_KEYS = ("ttl", "s-maxage", "no-cache", "no-store", "namespace", "use-cache")
+NAMESPACE_MAX_LENGTH = 256  # keeps the x-litellm-cache-key header short
 
 
 class InvalidControls(ValueError):
@@ -127,11 +129,20 @@ def _namespace(raw: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise InvalidControls(
-            f"'cache.namespace' must be a non-empty string, got {value!r}", "cache.namespace"
+            f"'cache.namespace' must be a non-empty string, got {echo(value)}", "cache.namespace"
         )
-    if any(ch.isspace() or ch in "*?[]" for ch in value):
+    if len(value) > NAMESPACE_MAX_LENGTH:
         raise InvalidControls(
-            "'cache.namespace' must not contain spaces or glob characters (* ? [ ])",
+            f"'cache.namespace' must be at most {NAMESPACE_MAX_LENGTH} characters,"
+            f" got {len(value)}",
+            "cache.namespace",
+        )
+    # The key, namespace included, goes back in a response header: a control character
+    # there would break the response after the answer was stored.
+    if not value.isprintable() or any(ch.isspace() or ch in "*?[]" for ch in value):
+        raise InvalidControls(
+            "'cache.namespace' must not contain spaces, control characters or glob"
+            " characters (* ? [ ])",
             "cache.namespace",
         )
     return value

@@ -48,7 +48,7 @@ from llmcache_tui.proxy.asgi import (
     send_response,
 )
 from llmcache_tui.proxy.coalesce import MAX_LEADERS, Flight
-from llmcache_tui.proxy.errors import ProxyError, error_body
+from llmcache_tui.proxy.errors import ProxyError, echo, error_body
 from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
 from llmcache_tui.proxy.routing import Deployment, Router
@@ -65,6 +65,15 @@ from llmcache_tui.proxy.upstream import (
     UpstreamClient,
     UpstreamReply,
     UpstreamStream,
+)
+from llmcache_tui.proxy.validation import (
+    body_headers,
+    check_encoding,
+    check_field_name,
+    check_part_type,
+    check_prompt,
+    json_media,
+    unsupported_media,
 )
 
 log = logging.getLogger("llmcache_tui.proxy")
@@ -143,9 +152,7 @@ class ProxyApp:
         self._plain_decisions = {
             route: decide(settings.cache, route, NO_CONTROLS) for route in LLM_PATHS
         }
-        self._expected_auth = (
-            None if not settings.master_key else f"Bearer {settings.master_key}".encode()
-        )
+        self._master_key = settings.master_key.encode() if settings.master_key else None
         self._routes: dict[str, tuple[str, Handler | None]] = {
             **{path: ("POST", None) for path in LLM_ROUTES},  # None: the LLM path below
             **admin.ROUTES,
@@ -203,11 +210,11 @@ class ProxyApp:
             path = path.rstrip("/")
         found = self._routes.get(path)
         if found is None:
-            await send_json(send, 404, error_body(404, f"no route {scope['path']!r}"))
+            await send_json(send, 404, error_body(404, f"no route {echo(scope['path'])}"))
             return
         method, handler = found
         if scope["method"] != method:
-            message = f"{scope['path']} accepts {method}, not {scope['method']}"
+            message = f"{echo(scope['path'])} accepts {method}, not {scope['method']}"
             await send_json(send, 405, error_body(405, message), [(b"allow", method.encode())])
             return
         if path not in PUBLIC_PATHS and not self._authorized(scope):
@@ -229,13 +236,23 @@ class ProxyApp:
                 await send_json(send, 500, error_body(500, "internal error in llmcache-tui"))
 
     def _authorized(self, scope: Scope) -> bool:
-        if self._expected_auth is None:
+        key = self._master_key
+        if key is None:
             return True
         given = header(scope, b"authorization")
         if given is None:
-            api_key = header(scope, b"api-key")
-            given = None if api_key is None else b"Bearer " + api_key
-        return given is not None and hmac.compare_digest(given, self._expected_auth)
+            given = header(scope, b"api-key")
+            if given is None:
+                return False
+        else:
+            # "Bearer", "bearer", "BEARER": the scheme is case-insensitive (RFC 9110 11.1),
+            # and one or more spaces separate it from the token; the key itself is not.
+            scheme, _, given = given.partition(b" ")
+            if scheme.lower() != b"bearer":
+                return False
+        # Whitespace around a field value is not part of it (RFC 9110 5.5); the HTTP
+        # parser leaves trailing whitespace in.
+        return hmac.compare_digest(given.strip(b" \t"), key)
 
     # -- LLM calls -----------------------------------------------------------------------
     async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
@@ -249,7 +266,7 @@ class ProxyApp:
             outcome = await self._answer(request, receive, send)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
-            await send_json(send, exc.status, exc.body())
+            await send_json(send, exc.status, exc.body(), exc.headers)
         finally:
             self.stats.record(outcome, time.perf_counter() - started)
 
@@ -267,14 +284,19 @@ class ProxyApp:
 
     async def _parse_json(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:
         raw = await self._read(scope, receive)
+        content_type, encoding = body_headers(scope)
+        check_encoding(encoding)
+        form_encoded = json_media(content_type)
         # Byte-identical bodies parse to the same request: repeats (the cache's business)
-        # skip parsing and hashing. Parsed requests are never changed after this.
+        # skip parsing, checking and hashing. Parsed requests are never changed after this.
         known = self._recent.get((route, raw))
         if known is not None:
             return known
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
+            if form_encoded:
+                raise unsupported_media("form-encoded body", "a JSON body") from None
             raise ProxyError(400, f"request body is not valid JSON: {exc}") from None
         if not isinstance(body, dict):
             raise ProxyError(400, "request body must be a JSON object")
@@ -285,6 +307,7 @@ class ProxyApp:
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ProxyError(400, "'stream' must be true or false", param="stream")
+        check_prompt(route, body)
         request = LLMRequest(route, model, body, controls, stream=bool(stream))
         if len(raw) <= RECENT_MAX_BYTES:
             if len(self._recent) >= RECENT_REQUESTS:
@@ -294,8 +317,10 @@ class ProxyApp:
 
     async def _parse_form(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:
         raw = await self._read(scope, receive)
+        content_type, encoding = body_headers(scope)
+        check_encoding(encoding)
         try:
-            parts = parse_multipart(header(scope, b"content-type") or b"", raw)
+            parts = parse_multipart(content_type or b"", raw)
         except MultipartError as exc:
             raise ProxyError(400, str(exc)) from None
         files = [part for part in parts if part.filename is not None and part.name == "file"]
@@ -306,12 +331,15 @@ class ProxyApp:
             for part in parts
             if part.filename is None
         ]
+        for name, _ in fields:
+            check_field_name(name)
         controls = _controls(_form_controls(fields))
         fields = [(name, value) for name, value in fields if not _is_cache_field(name)]
         model = next((value for name, value in fields if name == "model"), "")
         if not model:
             raise ProxyError(400, "missing required field 'model'", param="model")
         upload = files[0]
+        check_part_type(upload.content_type or "")
         file = (upload.filename or "audio", bytes(upload.data), upload.content_type or "")
         body = {"model": model, "fields": sorted(fields), "file_name": file[0]}
         return LLMRequest(route, model, body, controls, form=fields, file=file)
@@ -322,20 +350,20 @@ class ProxyApp:
             known = ", ".join(self.router.names) or "none configured"
             raise ProxyError(
                 400,
-                f"model {model!r} is not in model_list (models: {known})",
+                f"model {echo(model)} is not in model_list (models: {known})",
                 param="model",
                 code="model_not_found",
             )
         if not deployment.supported:
             raise ProxyError(
                 400,
-                f"model {model!r} routes to provider {deployment.provider!r}, which"
+                f"model {echo(model)} routes to provider {deployment.provider!r}, which"
                 " llmcache-tui does not call; use an OpenAI-compatible deployment"
                 " (openai/..., azure/..., or an api_base) or mock_response",
                 param="model",
             )
         if not deployment.api_base and deployment.provider != "mock":
-            raise ProxyError(502, f"model {model!r} has no api_base configured")
+            raise ProxyError(502, f"model {echo(model)} has no api_base configured")
         return deployment
 
     async def _answer(self, request: LLMRequest, receive: Receive, send: Send) -> str:

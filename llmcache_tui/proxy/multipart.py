@@ -23,12 +23,14 @@ class Part:
 
 
 def parse_multipart(content_type: bytes, body: bytes) -> list[Part]:
-    """Split a multipart body into its parts."""
+    """Split a multipart body into its parts; a body cut off before its closing boundary
+    is malformed (its last part may be cut short too)."""
     kind, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise MultipartError("expected a multipart/form-data body with a boundary")
     parts: list[Part] = []
+    ended = False
     header_name = bytearray()
     header_value = bytearray()
 
@@ -57,6 +59,10 @@ def parse_multipart(content_type: bytes, body: bytes) -> list[Part]:
     def on_part_data(data: bytes, start: int, end: int) -> None:
         parts[-1].data.extend(data[start:end])
 
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
     parser = MultipartParser(
         boundary,
         {
@@ -65,6 +71,7 @@ def parse_multipart(content_type: bytes, body: bytes) -> list[Part]:
             "on_header_value": on_header_value,
             "on_header_end": on_header_end,
             "on_part_data": on_part_data,
+            "on_end": on_end,
         },
     )
     try:
@@ -72,4 +79,8 @@ def parse_multipart(content_type: bytes, body: bytes) -> list[Part]:
         parser.finalize()
     except MultipartParseError as exc:
         raise MultipartError(f"malformed multipart body: {exc}") from exc
+    if not ended:
+        # The parser accepts a body that stops anywhere; only the closing boundary shows
+        # that the upload arrived whole.
+        raise MultipartError("malformed multipart body: it ends before its closing boundary")
     return parts

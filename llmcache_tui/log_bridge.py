@@ -10,7 +10,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from llmcache_tui.log_redaction import RedactingFilter
+from llmcache_tui.log_redaction import ACCESS_LOGGER, RedactingFilter
 from llmcache_tui.redact import NO_SECRETS, Redactor
 
 BRIDGED_LOGGERS = ("llmcache_tui", "uvicorn")
@@ -32,7 +32,8 @@ class LogBridge(logging.Handler):
     ) -> None:
         super().__init__(level=logging.INFO)
         self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
-        self.addFilter(RedactingFilter(redactor))
+        self._redacting = RedactingFilter(redactor)
+        self.addFilter(self._redacting)
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.total = 0
 
@@ -66,9 +67,12 @@ class LogBridge(logging.Handler):
             logger.addHandler(self)
             logger.setLevel(logging.INFO)
             logger.propagate = False
+        # Also for any handler someone else put on the access logger itself.
+        logging.getLogger(ACCESS_LOGGER).addFilter(self._redacting)
 
     def uninstall(self) -> None:
         for name in BRIDGED_LOGGERS:
             logger = logging.getLogger(name)
             logger.removeHandler(self)
             logger.propagate = True
+        logging.getLogger(ACCESS_LOGGER).removeFilter(self._redacting)

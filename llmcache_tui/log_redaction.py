@@ -45,7 +45,10 @@ class RedactingFilter(logging.Filter):
                 clean = redactor.scrub(path.partition("?")[0])
                 record.args = (*args[:_PATH], clean, *args[_PATH + 1 :])
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except Exception:  # arguments that do not fit: the handler reports it, not us
+            return True
         scrubbed = redactor.scrub(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None

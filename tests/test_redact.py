@@ -249,3 +249,9 @@ def test_install_covers_root_handlers_uvicorn_and_the_last_resort(
     assert f"x {MASK}" in out
     assert f"y {MASK}" in err
     assert "root-handler-secret" not in out + err
+
+
+def test_a_record_whose_arguments_do_not_fit_passes_unchanged() -> None:
+    record = _record("llmcache_tui.x", "%d items", "not a number")
+    assert RedactingFilter(Redactor(["a-secret"])).filter(record)
+    assert record.args == ("not a number",)

@@ -48,7 +48,7 @@ class LLMCacheApp(App[None]):
         self.session = session
         self.clock = clock
         self.generation = 0  # bumped when the session connects elsewhere
-        self.log_bridge = LogBridge()
+        self.log_bridge = LogBridge(redactor=lambda: self.session.settings.redactor)
 
     def _show_session_in_header(self) -> None:
         cache = self.session.settings.cache

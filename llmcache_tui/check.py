@@ -13,13 +13,9 @@ from typing import Any
 from llmcache_tui import defaults
 from llmcache_tui.cache.backends import CacheBackendError, build_backend
 from llmcache_tui.cache.health import ProbeResult, probe_backend
-from llmcache_tui.config import (
-    ConfigError,
-    Settings,
-    load_settings,
-    mask_secrets,
-    resolve_config_path,
-)
+from llmcache_tui.config import ConfigError, Settings, load_settings, resolve_config_path
+from llmcache_tui.log_redaction import install_log_redaction
+from llmcache_tui.redact import NO_SECRETS, Redactor
 
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
@@ -36,12 +32,14 @@ def run_check(config_path: str | None, *, as_json: bool) -> int:
     try:
         settings = load_settings(resolve_config_path(config_path))
     except ConfigError as exc:
-        return _report({"status": "config_error", "error": str(exc)}, as_json, EXIT_CONFIG_ERROR)
+        failed: dict[str, Any] = {"status": "config_error", "error": str(exc)}
+        return _report(failed, NO_SECRETS, as_json, EXIT_CONFIG_ERROR)
+    install_log_redaction(settings.redactor)
     report = asyncio.run(_probe(settings))
     report["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
     codes = {"healthy": EXIT_HEALTHY, "disabled": EXIT_HEALTHY, "config_error": EXIT_CONFIG_ERROR}
     code = codes.get(report["status"], EXIT_UNHEALTHY)
-    return _report(report, as_json, code)
+    return _report(report, settings.redactor, as_json, code)
 
 
 async def _probe(settings: Settings) -> dict[str, Any]:
@@ -63,7 +61,7 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         report.update(status="unhealthy", error=str(exc))
         return report
     try:
-        report["params"] = mask_secrets(backend.describe())
+        report["params"] = backend.describe()  # masked with the rest of the report
         result = await probe_backend(backend)
     finally:
         await backend.close()
@@ -88,7 +86,10 @@ def _probe_fields(result: ProbeResult) -> dict[str, Any]:
     return fields
 
 
-def _report(report: dict[str, Any], as_json: bool, code: int) -> int:
+def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int) -> int:
+    # One pass over everything printed: parameters, errors (a client's error may quote a
+    # URL or a password) and warnings.
+    report = redactor.redact(report)
     if as_json:
         print(json.dumps(report, indent=2))
         return code

@@ -8,7 +8,6 @@ whenever settings are shown.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,6 +16,12 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+
+# MASK, mask_secrets and mask_url are also imported from here; they live in redact.
+from llmcache_tui.redact import MASK as MASK
+from llmcache_tui.redact import NO_SECRETS, Redactor, is_secret_name, secrets_in
+from llmcache_tui.redact import mask_secrets as mask_secrets
+from llmcache_tui.redact import mask_url as mask_url
 
 CacheType = Literal["local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3"]
 
@@ -126,16 +131,6 @@ KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
     }
 )
 
-# "token" but not "max_tokens" or "tokenizer": a token count is not a secret. Any name
-# ending in "_key" is (OPENAI_KEY, private_key, ...).
-_SECRET_KEY = re.compile(
-    r"(password|passwd|secret|api_key|apikey|token(?![a-z])|master_key|credential|access_key"
-    r"|auth|(?:^|_)key$)",
-    re.IGNORECASE,
-)
-_URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<pw>[^@/]+)@")
-MASK = "********"
-
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the key path at fault."""
@@ -220,6 +215,8 @@ class CacheSettings:
 
     params: CacheParams = field(repr=False)  # holds passwords and access keys
     routes: frozenset[str]  # route kinds that may be cached ("chat", "embedding", ...)
+    # Knows every secret of the settings, for the backend's error messages.
+    redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
 
     @property
     def type(self) -> str:
@@ -252,29 +249,14 @@ class Settings:
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     app: AppSettings = field(default_factory=AppSettings)
+    # Knows the secret values of the config and of the variables backends read; every
+    # text or structure shown to a person or written to a log goes through it.
+    redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as a plain dict with every secret masked."""
-        masked: dict[str, Any] = mask_secrets(dict(self.raw))
+        masked: dict[str, Any] = self.redactor.redact(dict(self.raw))
         return masked
-
-
-def mask_secrets(value: Any, key: str = "") -> Any:
-    """Return ``value`` with secret-looking keys and URL passwords replaced by a mask."""
-    if isinstance(value, Mapping):
-        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [mask_secrets(v, key) for v in value]
-    if value is not None and key and _SECRET_KEY.search(key):
-        return MASK
-    if isinstance(value, str):
-        return mask_url(value)
-    return value
-
-
-def mask_url(text: str) -> str:
-    """Hide the password part of ``scheme://user:password@host`` URLs in ``text``."""
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
 
 
 def resolve_config_path(explicit: str | None) -> Path | None:
@@ -341,7 +323,8 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from exc
 
-    cache = _cache_settings(parsed, warnings)
+    redactor = Redactor(secrets_in(resolved) | secrets_in(_backend_variables()))
+    cache = _cache_settings(parsed, warnings, redactor)
     general = parsed.general_settings
     timeout = parsed.litellm_settings.request_timeout or DEFAULT_REQUEST_TIMEOUT
     return Settings(
@@ -354,10 +337,19 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         warnings=tuple(warnings),
         raw=resolved,
         app=parsed.llmcache,
+        redactor=redactor,
     )
 
 
-def _cache_settings(parsed: ConfigFile, warnings: list[str]) -> CacheSettings | None:
+def _backend_variables() -> dict[str, str]:
+    """The environment variables cache clients read by themselves (REDIS_PASSWORD,
+    REDIS_URL, AWS_SECRET_ACCESS_KEY, ...): their secrets are the config's too."""
+    return {k: v for k, v in os.environ.items() if k.startswith(("REDIS_", "AWS_"))}
+
+
+def _cache_settings(
+    parsed: ConfigFile, warnings: list[str], redactor: Redactor
+) -> CacheSettings | None:
     settings = parsed.litellm_settings
     if not settings.cache:
         if settings.cache_params is not None:
@@ -371,7 +363,7 @@ def _cache_settings(parsed: ConfigFile, warnings: list[str]) -> CacheSettings | 
     for key in sorted(params.model_extra or {}):
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
-    return CacheSettings(params=params, routes=routes)
+    return CacheSettings(params=params, routes=routes, redactor=redactor)
 
 
 def _routes(call_types: list[str] | None, warnings: list[str]) -> frozenset[str]:
@@ -416,7 +408,7 @@ def _describe_validation_error(source: str, exc: ValidationError) -> str:
         path = ""
         for part in error["loc"]:
             path = f"{path}[{part}]" if isinstance(part, int) else _join(path, str(part))
-        secret = bool(error["loc"]) and bool(_SECRET_KEY.search(str(error["loc"][-1])))
+        secret = bool(error["loc"]) and is_secret_name(str(error["loc"][-1]))
         lines.append(f"{path or '(top level)'}: {_error_text(error, secret)}")
     head = f"{source}: invalid config"
     return head + (": " + lines[0] if len(lines) == 1 else ":\n  " + "\n  ".join(lines))

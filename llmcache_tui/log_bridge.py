@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
+
+from llmcache_tui.log_redaction import ACCESS_LOGGER, RedactingFilter
+from llmcache_tui.redact import NO_SECRETS, Redactor
 
 BRIDGED_LOGGERS = ("llmcache_tui", "uvicorn")
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
@@ -15,11 +19,21 @@ MAX_LINES = 2000
 
 
 class LogBridge(logging.Handler):
-    """A bounded buffer of formatted log lines with a running count."""
+    """A bounded buffer of formatted log lines with a running count.
 
-    def __init__(self, max_lines: int = MAX_LINES) -> None:
+    Lines are scrubbed of secrets and access lines of query strings (``redactor``: the
+    settings' redactor, or a function giving the current one).
+    """
+
+    def __init__(
+        self,
+        max_lines: int = MAX_LINES,
+        redactor: Redactor | Callable[[], Redactor] = NO_SECRETS,
+    ) -> None:
         super().__init__(level=logging.INFO)
         self.setFormatter(logging.Formatter(LOG_FORMAT, "%H:%M:%S"))
+        self._redacting = RedactingFilter(redactor)
+        self.addFilter(self._redacting)
         self.lines: deque[str] = deque(maxlen=max_lines)
         self.total = 0
 
@@ -53,9 +67,12 @@ class LogBridge(logging.Handler):
             logger.addHandler(self)
             logger.setLevel(logging.INFO)
             logger.propagate = False
+        # Also for any handler someone else put on the access logger itself.
+        logging.getLogger(ACCESS_LOGGER).addFilter(self._redacting)
 
     def uninstall(self) -> None:
         for name in BRIDGED_LOGGERS:
             logger = logging.getLogger(name)
             logger.removeHandler(self)
             logger.propagate = True
+        logging.getLogger(ACCESS_LOGGER).removeFilter(self._redacting)

@@ -10,7 +10,7 @@ from llmcache_tui import __version__
 from llmcache_tui.cache.backends import CacheBackendError
 from llmcache_tui.cache.health import probe_backend
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
-from llmcache_tui.config import CALL_TYPE_ROUTES, mask_secrets
+from llmcache_tui.config import CALL_TYPE_ROUTES
 from llmcache_tui.proxy.asgi import (
     BodyTooLarge,
     Receive,
@@ -38,7 +38,7 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
     document: dict[str, Any] = {"status": "unhealthy", "cache_type": cache.type}
     if app.backend is None:
         document["error"] = app.backend_problem or "cache backend is not available"
-        await send_json(send, 503, document)
+        await send_json(send, 503, app.settings.redactor.redact(document))
         return
     result = await probe_backend(app.backend)
     call_types = cache.params.supported_call_types
@@ -57,7 +57,7 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
                 "ttl": cache.params.ttl,
             },
             f"{cache.type.replace('-', '_')}_cache_params": {
-                **mask_secrets(app.backend.describe()),
+                **app.backend.describe(),
                 **result.server,
             },
         }
@@ -66,7 +66,8 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
         document["ping_ms"] = round(result.ping_ms, 3)
     if not result.healthy:
         document["error"] = result.error
-    await send_json(send, 200 if result.healthy else 503, document)
+    # Parameters and errors alike: a client's error may quote a URL or a password.
+    await send_json(send, 200 if result.healthy else 503, app.settings.redactor.redact(document))
 
 
 async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +89,9 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         return
     if app.backend is None:
         reason = app.backend_problem or "caching is not enabled"
-        await send_json(send, 503, {"status": "failed", "error": reason})
+        await send_json(
+            send, 503, {"status": "failed", "error": app.settings.redactor.scrub(reason)}
+        )
         return
     namespace = app.settings.cache.namespace if app.settings.cache else None
     candidates = list(keys)
@@ -98,7 +101,8 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
     try:
         deleted = await app.backend.delete(candidates)
     except CacheBackendError as exc:
-        await send_json(send, 503, {"status": "failed", "error": str(exc)})
+        error = app.settings.redactor.scrub(str(exc))
+        await send_json(send, 503, {"status": "failed", "error": error})
         return
     await send_json(send, 200, {"status": "success", "deleted": deleted})
 
@@ -122,7 +126,7 @@ def _health_document(app: ProxyApp) -> dict[str, Any]:
     if cache is None:
         cache_state = "disabled"
     elif app.backend is None:
-        cache_state = f"unavailable: {app.backend_problem}"
+        cache_state = f"unavailable: {app.settings.redactor.scrub(str(app.backend_problem))}"
     else:
         cache_state = "configured"
     return {

@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 
 from llmcache_tui.config import BUILTIN_SOURCE, Settings, load_settings
+from llmcache_tui.log_redaction import install_log_redaction
 from llmcache_tui.proxy.app import ProxyApp
 
 log = logging.getLogger("llmcache_tui.proxy")
@@ -25,7 +26,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 def app_for_worker() -> ProxyApp:
     """The app factory uvicorn calls in each worker process."""
     path = os.environ.get(_WORKER_CONFIG_VAR) or None
-    return ProxyApp.from_settings(load_settings(path))
+    settings = load_settings(path)
+    install_log_redaction(settings.redactor)
+    return ProxyApp.from_settings(settings)
 
 
 def describe(settings: Settings, host: str, port: int) -> str:
@@ -55,6 +58,7 @@ def serve(
 ) -> int:
     """Serve until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
+    install_log_redaction(settings.redactor)
     for warning in settings.warnings:
         log.warning("config: %s", warning)
     if settings.cache is not None and settings.cache.type == "local" and workers > 1:

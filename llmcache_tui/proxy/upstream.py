@@ -19,6 +19,7 @@ import orjson
 
 from llmcache_tui.proxy.errors import ProxyError
 from llmcache_tui.proxy.routing import Deployment
+from llmcache_tui.redact import mask_url
 
 # Upstream response headers worth passing on to the client.
 _PASSED_HEADERS = frozenset({"content-type", "x-request-id", "openai-processing-ms", "retry-after"})
@@ -151,7 +152,8 @@ class UpstreamClient:
         )
 
     def _error(self, deployment: Deployment, path: str, exc: BaseException) -> ProxyError:
-        host = urlsplit(deployment.url(path)).netloc or "upstream"
+        # The host without any userinfo of the api_base.
+        host = urlsplit(deployment.url(path)).netloc.rpartition("@")[2] or "upstream"
         if isinstance(exc, asyncio.TimeoutError):
             limit = deployment.timeout or self.default_timeout
             return ProxyError(504, f"upstream {host} did not answer in time (limit {limit:g}s)")
@@ -170,4 +172,4 @@ def passed_headers(raw: Any) -> Headers:
 
 
 def _reason(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    return mask_url(str(exc)) or type(exc).__name__  # an invalid URL is quoted whole

@@ -16,7 +16,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from llmcache_tui import humanize
-from llmcache_tui.config import ConfigError, mask_secrets
+from llmcache_tui.config import ConfigError
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.prompt import PromptScreen
 from llmcache_tui.session import Health, SessionError
@@ -82,7 +82,7 @@ class OverviewScreen(AppScreen):
             table.add_row("mode", cache.params.mode)
             table.add_row("call types", ", ".join(sorted(cache.routes)) or "none")
         if session.backend is not None:
-            for name, value in mask_secrets(session.backend.describe()).items():
+            for name, value in settings.redactor.redact(session.backend.describe()).items():
                 table.add_row(name, _text(value))
         table.add_row("models", ", ".join(m.model_name for m in settings.model_list) or "-")
         table.add_row("auth", "master key set" if settings.master_key else "none")

@@ -15,6 +15,7 @@ from llmcache_tui.cache.backends.base import (
     UnsupportedCacheType,
 )
 from llmcache_tui.config import CacheSettings, ConfigError
+from llmcache_tui.redact import NO_SECRETS
 
 __all__ = [
     "BackendStats",
@@ -35,8 +36,16 @@ def build_backend(cache: CacheSettings) -> CacheBackend:
     """Construct the backend the settings ask for.
 
     Raises UnsupportedCacheType for a type not built yet and ConfigError for settings the
-    backend cannot use; connecting happens lazily, on first use.
+    backend cannot use; connecting happens lazily, on first use. The backend's error
+    messages are scrubbed of the settings' secrets.
     """
+    backend = _build(cache)
+    if backend.redactor is NO_SECRETS:
+        backend.redactor = cache.redactor
+    return backend
+
+
+def _build(cache: CacheSettings) -> CacheBackend:
     params = cache.params
     if params.type == "local":
         from llmcache_tui.cache.backends.local import LocalBackend
@@ -65,7 +74,7 @@ def build_backend_or_problem(cache: CacheSettings) -> tuple[CacheBackend | None,
     try:
         return build_backend(cache), None
     except (CacheBackendError, ConfigError) as exc:
-        return None, str(exc)
+        return None, cache.redactor.scrub(str(exc))
 
 
 def _redis_backend(cache: CacheSettings) -> CacheBackend:
@@ -80,11 +89,14 @@ def _redis_backend(cache: CacheSettings) -> CacheBackend:
 
         provider = GcpIamCredentialProvider(options.gcp_service_account)
     params = cache.params
-    return RedisBackend(
+    backend = RedisBackend(
         options,
         default_ttl=params.ttl or params.default_in_redis_ttl,
         credential_provider=provider,
     )
+    # The options may hold secrets from variables set since the settings were read.
+    backend.redactor = cache.redactor.extended(options.secrets())
+    return backend
 
 
 # cache_params key -> boto3 client argument. Unset ones fall back to boto3's own lookup:
@@ -131,7 +143,7 @@ def _s3_backend(cache: CacheSettings) -> CacheBackend:
             "cache type s3 needs boto3: pip install 'llmcache-tui[s3]'"
         ) from None
     try:
-        return S3Backend(
+        backend = S3Backend(
             bucket=bucket, prefix=str(path), client_options=options, default_ttl=cache.params.ttl
         )
     except Exception as exc:
@@ -140,6 +152,8 @@ def _s3_backend(cache: CacheSettings) -> CacheBackend:
         if problem is None:
             raise
         raise ConfigError(problem) from None
+    backend.redactor = cache.redactor
+    return backend
 
 
 BOOLS = {"true": True, "false": False}
@@ -168,4 +182,7 @@ def _with_memory_tier(cache: CacheSettings, shared: CacheBackend) -> CacheBacken
         max_bytes=params.max_bytes_in_memory,
         default_ttl=params.default_in_memory_ttl,
     )
-    return TieredBackend(memory, shared, params.default_in_memory_ttl)
+    memory.redactor = shared.redactor
+    tiered = TieredBackend(memory, shared, params.default_in_memory_ttl)
+    tiered.redactor = shared.redactor
+    return tiered

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from llmcache_tui.cache.backends.breaker import CircuitBreaker, CircuitOpen
+from llmcache_tui.redact import NO_SECRETS, Redactor
 
 log = logging.getLogger("llmcache_tui.cache")
 
@@ -79,6 +80,8 @@ class CacheBackend(ABC):
         self.errors = 0
         #: remote backends set one, so a dead server is skipped instead of waited for
         self.breaker: CircuitBreaker | None = None
+        #: knows the settings' secrets (set by build_backend): client errors may quote them
+        self.redactor: Redactor = NO_SECRETS
 
     # -- required core -------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
@@ -249,7 +252,8 @@ class CacheBackend(ABC):
             self.breaker.failed()
         if isinstance(exc, CacheBackendError):
             return exc
-        return CacheBackendError(f"{self.cache_type} {operation} failed: {self._explain(exc)}")
+        reason = self.redactor.scrub(self._explain(exc))
+        return CacheBackendError(f"{self.cache_type} {operation} failed: {reason}")
 
     def _explain(self, exc: Exception) -> str:
         """A short, secret-free reason; backends refine this for their client's errors."""

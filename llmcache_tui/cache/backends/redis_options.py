@@ -13,14 +13,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from llmcache_tui.config import (
-    REDIS_CLIENT_PARAMS,
-    CacheSettings,
-    ConfigError,
-    mask_secrets,
-    mask_url,
-)
+from llmcache_tui.config import REDIS_CLIENT_PARAMS, CacheSettings, ConfigError
+from llmcache_tui.redact import mask_secrets, mask_url, secrets_in
 
 PARAMS = "litellm_settings.cache_params"
 # Client keyword arguments a cache_params key or REDIS_<NAME> variable may set.
@@ -90,6 +86,14 @@ class RedisOptions:
             shown["gcp_service_account"] = self.gcp_service_account
         masked: dict[str, Any] = mask_secrets({k: v for k, v in shown.items() if v is not None})
         return masked
+
+    def secrets(self) -> set[str]:
+        """The secret values the client is given (passwords, tokens in the URL), wherever
+        they came from: they are scrubbed from this backend's error messages."""
+        found = secrets_in(self.kwargs) | secrets_in({"sentinel_password": self.sentinel_password})
+        if self.url:
+            found |= secrets_in(self.url)
+        return found
 
 
 def redis_options(cache: CacheSettings, env: Mapping[str, str] | None = None) -> RedisOptions:
@@ -213,6 +217,15 @@ def _url(cache: CacheSettings, env: Mapping[str, str]) -> str | None:
             f"{where}: expected a URL starting with redis://, rediss:// or unix://,"
             f" got {mask_url(str(url))!r}"
         )
+    try:
+        urlsplit(url).port  # noqa: B018 - reading it checks it
+    except ValueError:
+        # The parser's own message quotes what it took for the port, which may be part of
+        # the password: say what is wrong without it.
+        raise ConfigError(
+            f"{where}: not a usable URL ({mask_url(url)}): the port must be a number, and"
+            " characters such as / ? # in a password must be percent-encoded"
+        ) from None
     return url
 
 

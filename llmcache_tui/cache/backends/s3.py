@@ -35,7 +35,7 @@ from llmcache_tui.cache.backends.base import (
 )
 from llmcache_tui.cache.backends.breaker import CircuitBreaker
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
-from llmcache_tui.config import mask_secrets, mask_url
+from llmcache_tui.redact import mask_secrets, mask_url
 
 T = TypeVar("T")
 EXPIRES_AT = "expires-at"  # object metadata: Unix time after which the entry is a miss

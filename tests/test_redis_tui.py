@@ -23,9 +23,11 @@ from tests.redis_support import assert_no_password, cluster_params
 from tests.tui_support import (
     SIZE,
     Ask,
+    ask_purge,
     make_app,
     notified,
     open_browser,
+    purge_whole_cache,
     rendered_text,
     scan_status,
     screen_text,
@@ -150,18 +152,18 @@ async def test_delete_and_purge_change_redis(
             tree.move_cursor(team)
             await pilot.press("enter")
             await wait_for_group(pilot, "browser-scan")
-            await pilot.press("P")
-            assert "Delete every key matching team-a:*?" in screen_text(app)
+            question = await ask_purge(pilot)
+            assert question.startswith("Purge 2 cache entries matching 'team-a:*'?")
             await pilot.press("y")
             await wait_until(pilot, lambda: not isinstance(app.screen, PurgeScreen | ConfirmScreen))
             await wait_for_group(pilot, "browser-scan")
-            assert notified(app, "Purged 2 keys matching team-a:*")
+            assert notified(app, "Purged 2 cache entries matching team-a:*")
             assert raw.exists(keys["team question"], keys["team follow-up"]) == 0
             assert _dbsize(raw) == 2
 
             await pilot.press("slash", "ctrl+a", "ctrl+k", "*", "enter")
             await wait_for_group(pilot, "browser-scan")
-            await pilot.press("P", "y")  # everything left
-            await wait_until(pilot, lambda: notified(app, "Purged 2 keys matching *"))
+            await purge_whole_cache(pilot)  # everything left
+            await wait_until(pilot, lambda: notified(app, "Purged 2 cache entries matching *"))
             assert isinstance(app.screen, BrowserScreen)
             assert _dbsize(raw) == 0

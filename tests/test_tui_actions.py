@@ -230,6 +230,24 @@ async def test_purge_a_namespace_or_a_glob_deletes_only_what_matches(
         assert await all_keys(app.session.backend) == sorted(remaining)
 
 
+async def test_a_count_stopped_at_its_bound_says_at_least(
+    make_proxy: ProxyFactory, tui_disk_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert browse.count_purge.__kwdefaults__ is not None
+    monkeypatch.setitem(browse.count_purge.__kwdefaults__, "budget", 2)  # COUNT_BUDGET
+    keys = seed_served_proxy(make_proxy(cache_type="disk"), ASKS)
+    app = make_app(tui_disk_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_browser(pilot)
+        question = await ask_purge(pilot)
+        assert question.startswith("Purge at least 2 cache entries: every cache entry in the")
+        assert "Counted in the first 2 keys examined" in question
+        await pilot.press(*"purge", "enter")
+        await wait_until(pilot, lambda: notified(app, "Purged 5 cache entries matching *"))
+        assert await all_keys(app.session.backend) == []
+        assert len(keys) == 5
+
+
 @contextmanager
 def sqlite_write_lock(directory: Path) -> Iterator[None]:
     """Hold the disk cache's write lock: deletes wait (diskcache retries) until released."""

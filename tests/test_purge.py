@@ -1,8 +1,8 @@
 """What a purge deletes: cache entries only (ours and LiteLLM's), on every backend that can
 share its keyspace or directory, never another application's data.
 
-Run on the local and disk backends and on real Redis (one server, a 3-primary cluster, and
-one server behind the in-memory tier). Other applications' data is written the way they
+Run on the local and disk backends and on real Redis (one server, a 3-primary cluster, one
+server behind the in-memory tier, a Sentinel group, and a user whose ACL forbids scripts). Other applications' data is written the way they
 would write it: plain strings through the backend on local and disk, and with redis-py on
 Redis, where it also comes as lists, hashes, sets, sorted sets and streams. The dry-run
 count is checked against what the purge then deletes.
@@ -11,7 +11,7 @@ count is checked against what the purge then deletes.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,14 @@ from llmcache_tui.cache.browse import (
 )
 from llmcache_tui.cache.entry import CacheEntry
 from tests import redis_servers as rs
-from tests.redis_support import build, cluster_params, scan_all, scanned_keys, server_params
+from tests.redis_support import (
+    build,
+    cluster_params,
+    scan_all,
+    scanned_keys,
+    sentinel_params,
+    server_params,
+)
 
 KINDS = ["local", "disk", "redis", "redis-cluster", "redis+memory"]
 RawClient = redis.Redis | redis.RedisCluster
@@ -220,3 +227,50 @@ async def test_redis_keys_of_other_types_are_no_failure(store: Store) -> None:
     assert await backend.value_shapes(["myapp:queue", "gone"]) == [ValueShape("list", 3), None]
     assert describe_shape(ValueShape("list", 3)) == "list, 3 items"
     assert describe_shape(ValueShape("zset", 1)) == "zset, 1 item"
+
+
+async def test_a_server_that_refuses_scripts_is_read_with_a_pipeline(
+    make_redis_server: Callable[..., rs.RedisProcess],
+) -> None:
+    """Value heads come from one script call where the server runs scripts; a user whose
+    ACL forbids them (as some managed services do) gets the same answers, pipelined."""
+    server = make_redis_server()
+    with server.client() as raw:
+        raw.execute_command("ACL", "SETUSER", "noscripts", "on", ">pw", "~*", "&*", "+@all")
+        raw.execute_command("ACL", "SETUSER", "noscripts", "-@scripting")
+        for key, value in {**ENTRIES, **OTHER_STRINGS}.items():
+            raw.set(key, value)
+        raw.rpush("myapp:queue", "a")
+        keys = [*ENTRIES, *OTHER_STRINGS, "myapp:queue", "missing"]
+        for user in ({}, {"username": "noscripts", "password": "pw"}):
+            raw.config_resetstat()
+            backend = build({"host": server.host, "port": server.port, **user})
+            try:
+                assert set(await cache_entry_keys(backend, keys)) == set(ENTRIES), user
+                assert (await purge(backend, "ns:*")).deleted == len(matching(ENTRIES, "ns:"))
+                assert backend.errors == 0
+            finally:
+                await backend.close()
+            evalsha = raw.info("commandstats")["cmdstat_evalsha"]
+            if user:  # refused once, then never asked again
+                assert (evalsha["calls"], evalsha["rejected_calls"]) == (0, 1)
+            else:
+                assert evalsha["calls"] > 0
+            for key, value in ENTRIES.items():  # for the next user
+                raw.set(key, value)
+        assert raw.get("ns:config") == OTHER_STRINGS["ns:config"]
+
+
+async def test_purge_through_sentinel_keeps_other_data(
+    redis_sentinel: rs.RedisSentinelGroup,
+) -> None:
+    made = Store("redis-sentinel", build(sentinel_params(redis_sentinel)))
+    made.raw = redis_sentinel.primary.client()
+    try:
+        await made.seed()
+        progress = await purge(made.backend, "*")
+        assert (progress.deleted, progress.skipped) == (len(ENTRIES), len(made.others))
+        assert await made.keys() == set(made.others)
+    finally:
+        await made.backend.close()
+        made.raw.close()

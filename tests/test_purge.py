@@ -2,10 +2,12 @@
 share its keyspace or directory, never another application's data.
 
 Run on the local and disk backends and on real Redis (one server, a 3-primary cluster, one
-server behind the in-memory tier, a Sentinel group, and a user whose ACL forbids scripts). Other applications' data is written the way they
-would write it: plain strings through the backend on local and disk, and with redis-py on
-Redis, where it also comes as lists, hashes, sets, sorted sets and streams. The dry-run
-count is checked against what the purge then deletes.
+server behind the in-memory tier, a Sentinel group, and a user whose ACL forbids scripts).
+Other applications' data is written the way they would write it: plain strings through the
+backend on local and disk, and with redis-py on Redis, where it also comes as lists, hashes,
+sets, sorted sets and streams. A single Redis judges values in a script and a cluster in
+this process: both must give every value the same verdict. The dry-run count is checked
+against what the purge then deletes.
 """
 
 from __future__ import annotations
@@ -33,7 +35,12 @@ from llmcache_tui.cache.browse import (
     describe_shape,
     purge,
 )
-from llmcache_tui.cache.entry import CacheEntry
+from llmcache_tui.cache.entry import (
+    ENTRY_HEAD_BYTES,
+    ENTRY_HEAD_LUA_PATTERNS,
+    CacheEntry,
+    entry_origin,
+)
 from tests import redis_servers as rs
 from tests.redis_support import (
     build,
@@ -274,3 +281,42 @@ async def test_purge_through_sentinel_keeps_other_data(
     finally:
         await made.backend.close()
         made.raw.close()
+
+
+#: Values at the edge of the rule, beside ENTRIES and OTHER_STRINGS.
+EDGE_VALUES = [
+    b"",
+    b"42",
+    b"{}",
+    b' \n{ "v" : 1 , "response" : {} }',
+    b'{"v": 2, "response": {}}',
+    b'{"v": "1", "response": {}}',
+    b'{"response": {}, "v": 1}',
+    b'{"timestamp": -1.5e+9, "response": "x"}',
+    b'{"timestamp": "today", "response": "{}"}',
+    b'{"timestamp":1,"response":',
+    b'[{"v":1,"response":{}}]',
+    b"\x00\xff" + our_entry(),
+    b" " * 90 + b'{"v":1,"response":{}}',  # the test starts past the bytes read: not one
+]
+
+
+async def test_the_server_side_check_agrees_with_the_client_side_one(
+    redis_plain: rs.RedisProcess,
+) -> None:
+    """A single server judges values in a script (Lua patterns), a cluster here (regexes):
+    every value must get the same verdict from both."""
+    backend = build(server_params(redis_plain))
+    try:
+        values = [*ENTRIES.values(), *OTHER_STRINGS.values(), *EDGE_VALUES]
+        with redis_plain.client() as raw:
+            for index, value in enumerate(values):
+                raw.set(f"v:{index}", value)
+        for index, value in enumerate(values):
+            swept = await backend.sweep_entries(
+                [f"v:{index}"], ENTRY_HEAD_LUA_PATTERNS, ENTRY_HEAD_BYTES, delete=False
+            )
+            expected = entry_origin(value[:ENTRY_HEAD_BYTES]) is not None
+            assert swept == (int(expected), 0), value
+    finally:
+        await backend.close()

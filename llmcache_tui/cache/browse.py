@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from llmcache_tui.cache.backends.base import CacheBackend, KeyInfo, ValueShape
-from llmcache_tui.cache.entry import ENTRY_HEAD_BYTES, CacheEntry, EntryFormatError, entry_origin
+from llmcache_tui.cache.entry import (
+    ENTRY_HEAD_BYTES,
+    ENTRY_HEAD_LUA_PATTERNS,
+    CacheEntry,
+    EntryFormatError,
+    entry_origin,
+)
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
 
 PURGE_BATCH = 500
@@ -129,6 +135,22 @@ async def cache_entry_keys(backend: CacheBackend, keys: list[str]) -> list[str]:
     ]
 
 
+async def _sweep(backend: CacheBackend, keys: list[str], *, delete: bool) -> tuple[int, int]:
+    """(cache entries among ``keys``, how many of them were deleted): on the server in one
+    call where it can judge values itself, else from the start of each value read here."""
+    if not keys:
+        return 0, 0
+    if backend.purge_reads_values:
+        swept = await backend.sweep_entries(
+            keys, ENTRY_HEAD_LUA_PATTERNS, ENTRY_HEAD_BYTES, delete=delete
+        )
+        if swept is not None:
+            return swept
+    entries = await cache_entry_keys(backend, keys)
+    deleted = await backend.delete(entries) if delete and entries else 0
+    return len(entries), deleted
+
+
 @dataclass(frozen=True, slots=True)
 class PurgeEstimate:
     """What a purge of a pattern would delete, from a bounded dry run.
@@ -160,7 +182,7 @@ async def count_purge(
         )
         scanned += page.scanned
         keys = [info.key for info in page.keys]
-        found = len(await cache_entry_keys(backend, keys))
+        found, _ = await _sweep(backend, keys, delete=False)
         entries += found
         others += len(keys) - found
         cursor = page.cursor
@@ -202,10 +224,9 @@ async def purge(
         if page.total is not None:  # a backend may count only on the first page
             progress.total = page.total
         keys = [info.key for info in page.keys]
-        entries = await cache_entry_keys(backend, keys)
-        progress.skipped += len(keys) - len(entries)
-        if entries:
-            progress.deleted += await backend.delete(entries)
+        found, deleted = await _sweep(backend, keys, delete=True)
+        progress.skipped += len(keys) - found
+        progress.deleted += deleted
         if on_progress is not None:
             on_progress(progress)
         cursor = page.cursor

@@ -27,6 +27,11 @@ ORIGIN_LITELLM = "litellm"
 # the dict it builds). Whitespace is allowed, as a JSON writer may put it there.
 _OURS_HEAD = re.compile(rb'\s*\{\s*"v"\s*:\s*%d\s*,\s*"response"\s*:' % FORMAT_VERSION)
 _LITELLM_HEAD = re.compile(rb'\s*\{\s*"timestamp"\s*:\s*-?[0-9][0-9.eE+-]*\s*,\s*"response"\s*:')
+#: The same two tests as Lua patterns, for a store that judges values itself (a Redis script).
+ENTRY_HEAD_LUA_PATTERNS = (
+    '^%s*{%s*"v"%s*:%s*' + str(FORMAT_VERSION) + '%s*,%s*"response"%s*:',
+    '^%s*{%s*"timestamp"%s*:%s*%-?%d[%d%.eE%+%-]*%s*,%s*"response"%s*:',
+)
 
 
 class EntryFormatError(ValueError):

@@ -179,6 +179,21 @@ class CacheBackend(ABC):
         except Exception as exc:
             raise self._failure("read", exc) from exc
 
+    async def sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, *, delete: bool
+    ) -> tuple[int, int] | None:
+        """Find the cache entries among ``keys`` on the server itself, and delete them unless
+        ``delete`` is False, in one call: (entries found, entries deleted). An entry is a plain
+        value whose first ``head_size`` bytes match one of the Lua ``patterns``.
+
+        ``None``: this store cannot (the default); the caller reads ``value_heads`` instead."""
+        if not keys:
+            return 0, 0
+        try:
+            return await self._sweep_entries(keys, patterns, head_size, delete)
+        except Exception as exc:
+            raise self._failure("delete" if delete else "read", exc) from exc
+
     async def value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
         """What each key holds, for keys that ``get_many`` found no plain value for; ``None``
         for a key that is gone. Only a store with other kinds of value (Redis) finds any."""
@@ -242,6 +257,11 @@ class CacheBackend(ABC):
 
     async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
         return [None] * len(keys)  # every value is a plain one: a key without one is gone
+
+    async def _sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, delete: bool
+    ) -> tuple[int, int] | None:
+        return None
 
     @abstractmethod
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None: ...

@@ -44,6 +44,13 @@ class TieredBackend(CacheBackend):
     async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
         return await self.shared.value_shapes(keys)
 
+    async def _sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, delete: bool
+    ) -> tuple[int, int] | None:
+        if delete:  # memory holds only copies of shared values: none may outlive them
+            await self.memory.delete(keys)
+        return await self.shared.sweep_entries(keys, patterns, head_size, delete=delete)
+
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self.shared.set(key, value, ttl)  # if this fails, memory must not serve it
         await self.memory.set(key, value, self._memory_ttl(ttl))

@@ -166,6 +166,14 @@ async def test_value_heads_read_the_start_of_plain_values_only(store: Store) -> 
     assert heads[3:] == [None] * (len(keys) - 3)  # lists, hashes...: no plain value
 
 
+async def test_value_heads_of_many_keys_come_back_in_order(store: Store) -> None:
+    keys = [f"many:{n}" for n in range(1_200)]
+    for key in keys[::2]:
+        await store.backend.set(key, key.encode())
+    heads = await store.backend.value_heads(keys, 96)
+    assert heads == [key.encode() if n % 2 == 0 else None for n, key in enumerate(keys)]
+
+
 async def test_purge_of_everything_leaves_other_data_alone(store: Store) -> None:
     estimate = await count_purge(store.backend, "*")
     assert estimate == PurgeEstimate(len(ENTRIES), len(store.others), estimate.scanned, True)

@@ -36,6 +36,7 @@ _HEADS_SQL = (
     "SELECT key, mode, filename, substr(value, 1, ?) FROM Cache WHERE raw = 1 AND key IN ({marks})"
 )
 MODE_RAW, MODE_BINARY = 1, 2  # diskcache's storage modes (diskcache.core)
+HEADS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 
 class DiskBackend(CacheBackend):
@@ -95,11 +96,14 @@ class DiskBackend(CacheBackend):
         return await self._run(self._value_heads_sync, keys, size)
 
     def _value_heads_sync(self, keys: list[str], size: int) -> list[bytes | None]:
-        # One query for the whole batch, on the read-only connection scans use: a get per
+        # A query per 500 keys, on the read-only connection scans use: a get per
         # key would make a purge much slower than its deletes.
-        sql = _HEADS_SQL.format(marks=",".join("?" * len(keys)))
+        rows = []
         with contextlib.closing(sqlite3.connect(self._scan_uri, uri=True, timeout=5)) as db:
-            rows = db.execute(sql, (size, *keys)).fetchall()
+            for start in range(0, len(keys), HEADS_PER_QUERY):
+                chunk = keys[start : start + HEADS_PER_QUERY]
+                sql = _HEADS_SQL.format(marks=",".join("?" * len(chunk)))
+                rows += db.execute(sql, (size, *chunk)).fetchall()
         found: dict[str, bytes] = {}
         for key, mode, filename, head in rows:
             if mode == MODE_RAW and isinstance(head, bytes):

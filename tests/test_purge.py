@@ -5,9 +5,9 @@ Run on the local and disk backends and on real Redis (one server, a 3-primary cl
 server behind the in-memory tier, a Sentinel group, and a user whose ACL forbids scripts).
 Other applications' data is written the way they would write it: plain strings through the
 backend on local and disk, and with redis-py on Redis, where it also comes as lists, hashes,
-sets, sorted sets and streams. A single Redis judges values in a script and a cluster in
-this process: both must give every value the same verdict. The dry-run count is checked
-against what the purge then deletes.
+sets, sorted sets and streams. Redis judges values in a script (per page, or per hash slot
+on a cluster) and, where scripts are refused, this process does: both must give every value
+the same verdict. The dry-run count is checked against what the purge then deletes.
 """
 
 from __future__ import annotations
@@ -312,8 +312,8 @@ EDGE_VALUES = [
 async def test_the_server_side_check_agrees_with_the_client_side_one(
     redis_plain: rs.RedisProcess,
 ) -> None:
-    """A single server judges values in a script (Lua patterns), a cluster here (regexes):
-    every value must get the same verdict from both."""
+    """Redis judges values in a script (Lua patterns), a server that refuses scripts leaves
+    it to this process (regexes): every value must get the same verdict from both."""
     backend = build(server_params(redis_plain))
     try:
         values = [*ENTRIES.values(), *OTHER_STRINGS.values(), *EDGE_VALUES]
@@ -328,3 +328,31 @@ async def test_the_server_side_check_agrees_with_the_client_side_one(
             assert swept == (int(expected), 0), value
     finally:
         await backend.close()
+
+
+async def test_a_cluster_checks_and_deletes_with_the_script_per_hash_slot(
+    redis_cluster: rs.RedisClusterNodes,
+) -> None:
+    """Keys of one slot (a hash tag) share a script call; nodes that have not loaded the
+    script yet (flushed here) get it on the first call that misses it."""
+    with redis_cluster.client() as raw:
+        primaries = redis.RedisCluster.PRIMARIES
+        raw.script_flush()  # on every primary
+        tagged = {f"{{tenant-1}}:entry-{n}": our_entry(str(n)) for n in range(20)}
+        for key, value in {**ENTRIES, **OTHER_STRINGS, **tagged}.items():
+            raw.set(key, value)
+        raw.rpush("{tenant-1}:queue", "a")
+        raw.config_resetstat(target_nodes=primaries)
+        backend = build(cluster_params(redis_cluster))
+        try:
+            progress = await purge(backend, "*")
+        finally:
+            await backend.close()
+        assert (progress.deleted, progress.skipped) == (len(ENTRIES) + 20, len(OTHER_STRINGS) + 1)
+        assert raw.exists(*OTHER_STRINGS, "{tenant-1}:queue") == len(OTHER_STRINGS) + 1
+        stats = raw.info("commandstats", target_nodes=primaries).values()
+        evalsha = [node.get("cmdstat_evalsha", {}) for node in stats]
+        ran = sum(calls.get("calls", 0) - calls.get("failed_calls", 0) for calls in evalsha)
+        assert 0 < ran <= 1 + len(ENTRIES) + len(OTHER_STRINGS)  # 30 keys: one call per slot
+        assert sum(calls.get("rejected_calls", 0) for calls in evalsha) == 0
+        assert sum(calls.get("failed_calls", 0) for calls in evalsha) > 0  # NOSCRIPT: loaded

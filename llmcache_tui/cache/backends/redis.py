@@ -46,11 +46,12 @@ LENGTH_COMMANDS = {
     "zset": "ZCARD",
     "stream": "XLEN",
 }
-# A purge's check and delete in one call per page, on the server: a pipeline of GETRANGEs
-# costs the client about 14 us per key (a reply read and a timeout per command), more than the
-# deletes themselves, and check and delete become one atomic step. ARGV: the last byte of a
-# value's head to read, "delete" or "count", then the Lua patterns an entry's head matches.
-# A key of another type fails GETRANGE (caught by pcall): never an entry.
+# A purge's check and delete in one call, on the server: a pipeline of GETRANGEs costs the
+# client about 14 us per key (a reply read and a timeout per command), more than the deletes
+# themselves, and check and delete become one atomic step. One call per page on a single
+# server; on a cluster one per hash slot (a script's keys must share one), pipelined.
+# ARGV: the last byte of a value's head to read, "delete" or "count", then the Lua patterns
+# an entry's head matches. A key of another type fails GETRANGE (caught by pcall): no entry.
 SWEEP_SCRIPT = """
 local found, deleted = 0, 0
 for _, key in ipairs(KEYS) do
@@ -86,11 +87,9 @@ class RedisBackend(CacheBackend):
         self.breaker = CircuitBreaker()
         self._sentinel: Sentinel | None = None
         self.client: Client = self._connect(credential_provider)
-        # A script's keys must share one hash slot on a cluster, and a server may refuse
-        # scripts (ACLs, some managed services): then a purge reads value heads pipelined.
-        self._sweep_script: Any = None
-        if not isinstance(self.client, RedisCluster):
-            self._sweep_script = self.client.register_script(SWEEP_SCRIPT)
+        # A server may refuse scripts (ACLs, some managed services): then None, and a purge
+        # reads value heads pipelined instead.
+        self._sweep_script: Any = self.client.register_script(SWEEP_SCRIPT)
 
     def _connect(self, credential_provider: Any) -> Client:
         options = self.options
@@ -175,11 +174,41 @@ class RedisBackend(CacheBackend):
             return None
         args = [head_size - 1, "delete" if delete else "count", *patterns]
         try:
+            if isinstance(self.client, RedisCluster):
+                return await self._sweep_by_slot(self.client, script, keys, args)
             found, deleted = await self._command(lambda: script(keys=keys, args=args))
         except redis_errors.ResponseError:  # scripts refused here: pipelines from now on
             self._sweep_script = None
             return None
         return int(found), int(deleted)
+
+    async def _sweep_by_slot(
+        self, client: RedisCluster, script: Any, keys: list[str], args: list[Any]
+    ) -> tuple[int, int]:
+        """The sweep script once per hash slot, pipelined to each slot's primary; loaded on
+        every primary first when one does not have it yet (a new or restarted node)."""
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            groups.setdefault(client.keyslot(key), []).append(key)
+        pending = list(groups.values())
+        found = deleted = 0
+        for attempt in range(2):
+            pipe = client.pipeline()
+            for group in pending:
+                pipe.execute_command("EVALSHA", script.sha, len(group), *group, *args)
+            unloaded = []
+            for group, reply in zip(pending, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis_errors.NoScriptError) and not attempt:
+                    unloaded.append(group)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    found, deleted = found + int(reply[0]), deleted + int(reply[1])
+            if not unloaded:
+                break
+            await client.script_load(script.script)  # sent to every primary
+            pending = unloaded
+        return found, deleted
 
     async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
         types = [_text(reply) for reply in await self._pipelined([("TYPE", key) for key in keys])]

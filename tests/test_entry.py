@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 import pytest
 
 from llmcache_tui.cache.entry import (
+    ENTRY_HEAD_BYTES,
     FORMAT_VERSION,
+    ORIGIN_LITELLM,
+    ORIGIN_OURS,
     PREVIEW_CHARS,
     CacheEntry,
     EntryFormatError,
+    entry_origin,
     prompt_preview,
 )
 
@@ -266,3 +271,58 @@ def test_preview_is_bounded() -> None:
 
 def test_preview_of_nothing() -> None:
     assert prompt_preview({"model": "m"}) == ""
+
+
+# --------------------------------------------------------------------------- entry_origin
+
+
+def test_our_entries_are_recognised_from_their_first_bytes() -> None:
+    for entry in (_entry(), _entry(media_type="text/plain", response="hi"), _entry(usage=None)):
+        raw = entry.encode()
+        assert entry_origin(raw[:ENTRY_HEAD_BYTES]) == ORIGIN_OURS
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # json.dumps, as LiteLLM writes them, and compact writers
+        json.dumps({"timestamp": 1764150000.1234567, "response": json.dumps(CHAT_RESPONSE)}),
+        json.dumps({"timestamp": 1764150000, "response": "plain text"}),
+        orjson.dumps({"timestamp": 5, "response": EMBEDDING_RESPONSE}).decode(),
+        '{ "timestamp" : 1.7e9 , "response" : "{}" }',
+    ],
+)
+def test_litellm_entries_are_recognised_from_their_first_bytes(raw: str) -> None:
+    assert entry_origin(raw.encode()[:ENTRY_HEAD_BYTES]) == ORIGIN_LITELLM
+    assert CacheEntry.decode(raw).foreign  # and the browser reads them
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"session-token-123",
+        b"\x80\x81\x82",
+        b"42",
+        b'"a string"',
+        b"[1, 2, 3]",
+        b"{}",
+        b'{"user": "ada", "response": "x"}',  # JSON, but not an entry
+        b'{"response": {}, "v": 1}',  # our fields, but not as we write them
+        b'{"v": 2, "response": {}}',  # a format version this app does not write
+        b'{"v": "1", "response": {}}',
+        b'{"timestamp": "today", "response": "{}"}',
+        b'{"timestamp": 1}',
+        b'  [{"v":1,"response":{}}]',
+    ],
+)
+def test_other_data_is_not_taken_for_an_entry(raw: bytes) -> None:
+    assert entry_origin(raw[:ENTRY_HEAD_BYTES]) is None
+
+
+def test_a_damaged_entry_is_still_an_entry() -> None:
+    """Cut short, it no longer decodes, but it is ours: a purge may delete it."""
+    raw = _entry().encode()[:40]
+    assert entry_origin(raw) == ORIGIN_OURS
+    with pytest.raises(EntryFormatError):
+        CacheEntry.decode(raw)

@@ -25,10 +25,12 @@ from tests.s3_server import BUCKET, SECRETS, ApiCalls, S3Bucket
 from tests.tui_support import (
     SIZE,
     Ask,
+    ask_purge,
     detail_text,
     make_app,
     notified,
     open_browser,
+    purge_whole_cache,
     rendered_text,
     scan_status,
     screen_text,
@@ -163,12 +165,13 @@ async def test_delete_and_purge_change_the_bucket(
                 [keys["team question"], keys["team follow-up"]]
             )
             calls.clear()
-            await pilot.press("P")
-            assert "Delete every key matching team-a:*?" in screen_text(app)
+            question = await ask_purge(pilot)
+            assert question.startswith("Purge 2 cache entries matching 'team-a:*'?")
+            assert "Every key this cache lists is taken for a cache entry." in question
             await pilot.press("y")
             await wait_until(pilot, lambda: not isinstance(app.screen, PurgeScreen | ConfirmScreen))
             await wait_for_group(pilot, "browser-scan")
-            assert notified(app, "Purged 2 keys matching team-a:*")
+            assert notified(app, "Purged 2 cache entries matching team-a:*")
             batches = calls.of("DeleteObjects")
             assert [sorted(item["Key"] for item in b["Delete"]["Objects"]) for b in batches] == [
                 sorted([keys["team question"], keys["team follow-up"]])
@@ -180,7 +183,7 @@ async def test_delete_and_purge_change_the_bucket(
 
             await pilot.press("slash", "ctrl+a", "ctrl+k", "*", "enter")
             await wait_for_group(pilot, "browser-scan")
-            await pilot.press("P", "y")  # everything left
-            await wait_until(pilot, lambda: notified(app, "Purged 2 keys matching *"))
+            await purge_whole_cache(pilot)  # everything left
+            await wait_until(pilot, lambda: notified(app, "Purged 2 cache entries matching *"))
             assert isinstance(app.screen, BrowserScreen)
             assert s3_bucket.names() == []

@@ -20,7 +20,7 @@ from textual.widgets import Button, Label, ProgressBar, Tree
 from llmcache_tui.cache import browse
 from llmcache_tui.cache.backends import CacheBackend
 from llmcache_tui.screens.browser import BrowserScreen
-from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen
 from llmcache_tui.screens.purge import PurgeScreen
 from tests.conftest import ProxyFactory
@@ -30,6 +30,7 @@ from tests.tui_support import (
     SIZE,
     STORED,
     Ask,
+    ask_purge,
     cache_key,
     chat_body,
     detail_text,
@@ -196,10 +197,11 @@ async def test_purge_a_namespace_or_a_glob_deletes_only_what_matches(
     app = make_app(tui_disk_config)
     async with app.run_test(size=SIZE) as pilot:
         await open_browser(pilot)
-        await pilot.press("P")  # everything: declined
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "Delete EVERY key in the cache?" in screen_text(app)
-        await pilot.press("n")
+        question = await ask_purge(pilot)  # everything: declined
+        assert isinstance(app.screen, TypedConfirmScreen)
+        assert question.startswith("Purge 5 cache entries: every cache entry in the cache?")
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen))
         assert await all_keys(app.session.backend) == sorted(keys.values())
 
         tree = app.screen.query_one("#namespaces", Tree)
@@ -207,23 +209,43 @@ async def test_purge_a_namespace_or_a_glob_deletes_only_what_matches(
         tree.move_cursor(tree.root.children[0])  # team-a
         await pilot.press("enter")
         await wait_for_group(pilot, "browser-scan")
-        await pilot.press("P")
-        assert "Delete every key matching team-a:*?" in screen_text(app)
+        question = await ask_purge(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert question.startswith("Purge 2 cache entries matching 'team-a:*'?")
         await pilot.press("y")
         await wait_until(pilot, lambda: not isinstance(app.screen, PurgeScreen | ConfirmScreen))
         await wait_for_group(pilot, "browser-scan")
 
-        assert notified(app, "Purged 2 keys matching team-a:*")
+        assert notified(app, "Purged 2 cache entries matching team-a:*")
         remaining = [keys[text] for text in ("hello", "what is a cache?", "eu question")]
         assert await all_keys(app.session.backend) == sorted(remaining)
         assert table_keys(app) == []  # the view reloads: team-a:* is empty now
 
         await pilot.press("slash", "ctrl+a", "ctrl+k", *"t*:e?:*", "enter")  # a glob
         await wait_for_group(pilot, "browser-scan")
-        await pilot.press("P", "y")
-        await wait_until(pilot, lambda: notified(app, "Purged 1 keys matching t*:e?:*"))
+        assert (await ask_purge(pilot)).startswith("Purge 1 cache entry matching 't*:e?:*'?")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: notified(app, "Purged 1 cache entries matching t*:e?:*"))
         remaining = [keys[text] for text in ("hello", "what is a cache?")]
         assert await all_keys(app.session.backend) == sorted(remaining)
+
+
+async def test_a_count_stopped_at_its_bound_says_at_least(
+    make_proxy: ProxyFactory, tui_disk_config: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert browse.count_purge.__kwdefaults__ is not None
+    monkeypatch.setitem(browse.count_purge.__kwdefaults__, "budget", 2)  # COUNT_BUDGET
+    keys = seed_served_proxy(make_proxy(cache_type="disk"), ASKS)
+    app = make_app(tui_disk_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_browser(pilot)
+        question = await ask_purge(pilot)
+        assert question.startswith("Purge at least 2 cache entries: every cache entry in the")
+        assert "Counted in the first 2 keys examined" in question
+        await pilot.press(*"purge", "enter")
+        await wait_until(pilot, lambda: notified(app, "Purged 5 cache entries matching *"))
+        assert await all_keys(app.session.backend) == []
+        assert len(keys) == 5
 
 
 @contextmanager
@@ -249,10 +271,11 @@ async def test_cancelling_a_purge_stops_after_the_current_batch(
     app = make_app(tui_disk_config)
     async with app.run_test(size=SIZE) as pilot:
         await open_browser(pilot)
+        await ask_purge(pilot)
         with sqlite_write_lock(tmp_path / "disk-cache"):
-            await pilot.press("P", "y")  # the first batch's delete now waits for the lock
+            await pilot.press(*"purge", "enter")  # the first batch's delete waits for the lock
             assert isinstance(app.screen, PurgeScreen)
-            assert "Purging keys matching *" in screen_text(app)
+            assert "Purging cache entries matching *" in screen_text(app)
             assert app.screen.query_one("#purge-bar", ProgressBar).display
             await pilot.press("escape")
             assert "cancelling after this batch" in screen_text(app)
@@ -260,7 +283,7 @@ async def test_cancelling_a_purge_stops_after_the_current_batch(
         await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen), what="dismiss")
         await wait_for_group(pilot, "browser-scan")
 
-        assert notified(app, "Purge stopped after deleting 2 keys matching *")
+        assert notified(app, "Purge stopped after deleting 2 cache entries matching *")
         assert len(await all_keys(app.session.backend)) == 10
         assert len(table_keys(app)) == 10
 

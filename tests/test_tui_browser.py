@@ -260,12 +260,16 @@ async def test_entries_written_by_litellm_are_shown_as_such(
         assert backend is not None
         await backend.set("litellm-key-1", litellm_raw, ttl=3600)
         await backend.set("garbage-key", b"\x00not json")
+        await backend.set("damaged-key", b'{"v":1,"response":{"id":')  # cut short
         await open_browser(pilot, refresh=True)
 
-        assert sorted(table_keys(app)) == sorted(["litellm-key-1", "garbage-key", keys["ours"]])
+        assert sorted(table_keys(app)) == sorted(
+            ["litellm-key-1", "garbage-key", "damaged-key", keys["ours"]]
+        )
         row = table_row(app, "litellm-key-1")
         assert (row["model"], row["type"]) == ("gpt-4o", "chat")
-        assert table_row(app, "garbage-key")["model"] == "(unreadable)"
+        assert table_row(app, "garbage-key")["model"] == "(not an entry)"
+        assert table_row(app, "damaged-key")["model"] == "(unreadable)"
 
         await select_row(pilot, "litellm-key-1")
         detail = detail_text(app)
@@ -280,7 +284,10 @@ async def test_entries_written_by_litellm_are_shown_as_such(
         assert line("origin", "llmcache-tui").search(detail_text(app))
 
         await select_row(pilot, "garbage-key")
-        assert "Not an entry this app understands" in detail_text(app)
+        assert line("kind", "not a cache entry").search(detail_text(app))
+        assert "Not a cache entry; raw bytes:" in detail_text(app)
+        await select_row(pilot, "damaged-key")
+        assert "A damaged cache entry (not JSON" in detail_text(app)
 
 
 async def test_streamed_entries_show_their_answer_and_chunk_count(

@@ -13,7 +13,7 @@ from textual.widgets import Button, DataTable, Input, Static, Tree
 
 from llmcache_tui.app import SCREENS_BY_MODE, LLMCacheApp
 from llmcache_tui.screens.browser import BrowserScreen
-from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.screens.help import HelpScreen
 from llmcache_tui.screens.overview import OverviewScreen
 from llmcache_tui.screens.prompt import PromptScreen
@@ -79,7 +79,7 @@ async def test_number_keys_switch_screens_and_escape_leaves_a_text_field(
 
 
 def test_every_binding_has_a_unique_id_for_the_keymap() -> None:
-    dialogs = [ConfirmScreen, PromptScreen, HelpScreen, PurgeScreen]
+    dialogs = [ConfirmScreen, TypedConfirmScreen, PromptScreen, HelpScreen, PurgeScreen]
     bindings = all_bindings() + [b for d in dialogs for b in d.BINDINGS if isinstance(b, Binding)]
     ids = [binding.id for binding in bindings]
     assert all(ids), [b for b in bindings if not b.id]
@@ -97,7 +97,7 @@ async def test_help_lists_every_binding(tui_config: Callable[..., str]) -> None:
         for row in [
             r"overview +│ r +│ Reconnect",
             r"│ ctrl\+o +│ Open config",
-            r"│ shift\+p +│ Purge - Delete all matching keys",
+            r"│ shift\+p +│ Purge - Delete all matching cache entries",
             r"│ d, Del +│ Delete - Delete the key",
             r"│ / +│ Filter - Glob filter",
             r"proxy +│ s +│ Start - Start the proxy",

@@ -27,6 +27,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.config import parse_settings
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.session import Session
 from tests.ports import free_port
 from tests.servers import RunningProxy, litellm_config
@@ -209,6 +210,26 @@ async def select_row(pilot: Pilot[Any], key: str) -> None:
     assert selected_key(app) == key, f"{key} is not in the table"
     await wait_for_group(pilot, "browser-detail")
     await wait_until(pilot, lambda: key in detail_text(app), what=f"the detail of {key}")
+
+
+async def ask_purge(pilot: Pilot[Any]) -> str:
+    """Press P and wait for the purge's question (it comes after the dry-run count);
+    return the question's text."""
+    app = pilot.app
+    await pilot.press("P")
+    await wait_until(
+        pilot,
+        lambda: isinstance(app.screen, ConfirmScreen | TypedConfirmScreen),
+        what="the purge confirmation",
+    )
+    return str(app.screen.query_one(".dialog-question", Label).content)
+
+
+async def purge_whole_cache(pilot: Pilot[Any]) -> None:
+    """Press P and confirm a purge of everything by typing the word it asks for."""
+    await ask_purge(pilot)
+    assert isinstance(pilot.app.screen, TypedConfirmScreen)
+    await pilot.press(*"purge", "enter")
 
 
 # --------------------------------------------------------------------------- the proxy

@@ -1,6 +1,9 @@
 """Browsing and bulk operations over any backend: what the terminal app shows and does.
 
-Kept free of the UI so that it is tested on its own and usable from scripts.
+A cache may share its server with other applications, so a purge deletes only keys whose
+value is a cache entry (ours or LiteLLM's, told apart by how the value starts) and leaves
+every other key alone; the browser shows those as "not a cache entry", with their type and
+size. Kept free of the UI so that it is tested on its own and usable from scripts.
 """
 
 from __future__ import annotations
@@ -9,11 +12,23 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmcache_tui.cache.backends.base import CacheBackend, KeyInfo
-from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+from llmcache_tui.cache.backends.base import CacheBackend, KeyInfo, ValueShape
+from llmcache_tui.cache.entry import (
+    ENTRY_HEAD_BYTES,
+    ENTRY_HEAD_LUA_PATTERNS,
+    CacheEntry,
+    EntryFormatError,
+    entry_origin,
+)
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
 
 PURGE_BATCH = 500
+#: keys a dry run examines before it stops and gives its count as a lower bound
+COUNT_BUDGET = 50_000
+#: ``KeyRow.origin`` of a value that starts like an entry but does not decode
+UNREADABLE = "unknown"
+#: ``KeyRow.origin`` of a key that is not a cache entry (another application's data)
+NOT_AN_ENTRY = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,26 +41,44 @@ class KeyRow:
     model: str = ""
     route: str = ""
     created_at: float | None = None
-    origin: str = "llmcache"  # "llmcache", "litellm", or "unknown" (unreadable value)
+    #: "llmcache", "litellm", UNREADABLE (a damaged entry) or NOT_AN_ENTRY
+    origin: str = "llmcache"
+    #: what a key that is not a cache entry holds; None for a plain value
+    shape: ValueShape | None = None
+
+    @property
+    def is_entry(self) -> bool:
+        """A cache entry (perhaps a damaged one): what a purge deletes."""
+        return self.origin != NOT_AN_ENTRY
 
 
 async def describe_keys(backend: CacheBackend, infos: list[KeyInfo]) -> list[KeyRow]:
     """Read the entries behind a page of keys in one batch and summarise each."""
     values = await backend.get_many([info.key for info in infos])
+    # No plain value: gone since the scan, or (on Redis) a list, hash... of another app.
+    valueless = [info.key for info, raw in zip(infos, values, strict=True) if raw is None]
+    shapes = dict(zip(valueless, await backend.value_shapes(valueless), strict=True))
     rows = []
     for info, raw in zip(infos, values, strict=True):
         if raw is None:
-            continue  # expired or deleted since the scan
+            shape = shapes.get(info.key)
+            if shape is not None:
+                rows.append(KeyRow(info.key, info.ttl, info.size, origin=NOT_AN_ENTRY, shape=shape))
+            continue
+        size = info.size if info.size is not None else len(raw)
+        if not _counts_as_entry(backend, raw[:ENTRY_HEAD_BYTES]):
+            rows.append(KeyRow(info.key, info.ttl, size, origin=NOT_AN_ENTRY))
+            continue
         try:
             entry = CacheEntry.decode(raw)
         except EntryFormatError:
-            rows.append(KeyRow(info.key, info.ttl, info.size, origin="unknown"))
+            rows.append(KeyRow(info.key, info.ttl, size, origin=UNREADABLE))
             continue
         rows.append(
             KeyRow(
                 info.key,
                 info.ttl,
-                info.size if info.size is not None else len(raw),
+                size,
                 model=entry.model,
                 route=entry.route,
                 created_at=entry.created_at or None,
@@ -53,6 +86,13 @@ async def describe_keys(backend: CacheBackend, infos: list[KeyInfo]) -> list[Key
             )
         )
     return rows
+
+
+def describe_shape(shape: ValueShape) -> str:
+    """A key that is not a plain value, for people: ``list, 3 items``."""
+    if shape.items is None:
+        return shape.type
+    return f"{shape.type}, {shape.items:,} item{'' if shape.items == 1 else 's'}"
 
 
 def namespaces_of(key: str) -> list[str]:
@@ -75,12 +115,92 @@ def glob_escape(text: str) -> str:
     return "".join(f"\\{ch}" if ch in "*?[]\\" else ch for ch in text)
 
 
+def _counts_as_entry(backend: CacheBackend, head: bytes) -> bool:
+    """Whether a purge of ``backend`` would delete a key whose value starts with ``head``."""
+    return not backend.purge_reads_values or entry_origin(head) is not None
+
+
+async def cache_entry_keys(backend: CacheBackend, keys: list[str]) -> list[str]:
+    """The keys, of ``keys``, that hold cache entries: what a purge may delete.
+
+    Judged from the first bytes of each value, read in one batch; a backend that holds only
+    our entries and would pay a request per key to look (S3) is taken at its word."""
+    if not backend.purge_reads_values or not keys:
+        return keys
+    heads = await backend.value_heads(keys, ENTRY_HEAD_BYTES)
+    return [
+        key
+        for key, head in zip(keys, heads, strict=True)
+        if head is not None and entry_origin(head) is not None
+    ]
+
+
+async def _sweep(backend: CacheBackend, keys: list[str], *, delete: bool) -> tuple[int, int]:
+    """(cache entries among ``keys``, how many of them were deleted): on the server in one
+    call where it can judge values itself, else from the start of each value read here."""
+    if not keys:
+        return 0, 0
+    if backend.purge_reads_values:
+        swept = await backend.sweep_entries(
+            keys, ENTRY_HEAD_LUA_PATTERNS, ENTRY_HEAD_BYTES, delete=delete
+        )
+        if swept is not None:
+            return swept
+    entries = await cache_entry_keys(backend, keys)
+    deleted = await backend.delete(entries) if delete and entries else 0
+    return len(entries), deleted
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeEstimate:
+    """What a purge of a pattern would delete, from a bounded dry run.
+
+    ``complete`` False: the run stopped after examining its budget of keys, so ``entries``
+    is a lower bound (the purge itself goes through every key)."""
+
+    entries: int
+    others: int  # matching keys that are not cache entries: a purge leaves them alone
+    scanned: int
+    complete: bool
+
+
+async def count_purge(
+    backend: CacheBackend,
+    match: str,
+    *,
+    budget: int = COUNT_BUDGET,
+    batch: int | None = None,
+) -> PurgeEstimate:
+    """Count the cache entries a purge of ``match`` would delete, deleting nothing; stops
+    after examining about ``budget`` keys."""
+    batch = batch or backend.purge_batch or PURGE_BATCH
+    entries = others = scanned = 0
+    cursor: str | None = None
+    while True:
+        page = await backend.scan(
+            match, cursor, min(batch, max(1, budget - scanned)), details=False
+        )
+        scanned += page.scanned
+        keys = [info.key for info in page.keys]
+        found, _ = await _sweep(backend, keys, delete=False)
+        entries += found
+        others += len(keys) - found
+        cursor = page.cursor
+        if cursor is None or scanned >= budget:
+            return PurgeEstimate(entries, others, scanned, complete=cursor is None)
+        await asyncio.sleep(0)  # an in-memory backend never waits on I/O: let the UI draw
+
+
 @dataclass(slots=True)
 class PurgeProgress:
-    """How far a purge has got; ``total`` is the backend's estimate of all keys."""
+    """How far a purge has got; ``total`` is the backend's estimate of all keys.
+
+    ``skipped`` counts matching keys that are not cache entries, which a purge never deletes.
+    """
 
     scanned: int = 0
     deleted: int = 0
+    skipped: int = 0
     total: int | None = None
     done: bool = False
 
@@ -93,7 +213,8 @@ async def purge(
     cancelled: Callable[[], bool] = lambda: False,
     batch: int | None = None,
 ) -> PurgeProgress:
-    """Delete every key matching ``match``, in batches, reporting progress; stoppable."""
+    """Delete every cache entry matching ``match``, in batches, reporting progress; keys
+    that are not cache entries stay. Stoppable between batches."""
     batch = batch or backend.purge_batch or PURGE_BATCH
     progress = PurgeProgress()
     cursor: str | None = None
@@ -102,8 +223,10 @@ async def purge(
         progress.scanned += page.scanned
         if page.total is not None:  # a backend may count only on the first page
             progress.total = page.total
-        if page.keys:
-            progress.deleted += await backend.delete([info.key for info in page.keys])
+        keys = [info.key for info in page.keys]
+        found, deleted = await _sweep(backend, keys, delete=True)
+        progress.skipped += len(keys) - found
+        progress.deleted += deleted
         if on_progress is not None:
             on_progress(progress)
         cursor = page.cursor

@@ -2,12 +2,15 @@
 
 Our entries are self-describing JSON so that the terminal app can show what a key means.
 Entries written by LiteLLM itself (``{"timestamp": ..., "response": "<json string>"}``)
-decode too, marked as foreign, so an existing LiteLLM cache can be browsed.
+decode too, marked as foreign, so an existing LiteLLM cache can be browsed. Both formats
+are also recognised from the first bytes of a value alone (``entry_origin``), which is how
+a purge on a shared server tells cache entries from other applications' data cheaply.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +18,20 @@ import orjson
 
 FORMAT_VERSION = 1
 PREVIEW_CHARS = 200
+#: Bytes at the start of a value that ``entry_origin`` needs (a LiteLLM timestamp included).
+ENTRY_HEAD_BYTES = 96
+ORIGIN_OURS = "llmcache"
+ORIGIN_LITELLM = "litellm"
+# How each writer starts its document: ours with "v" then "response" (orjson, in the order
+# ``encode`` builds it), LiteLLM's with a numeric "timestamp" then "response" (json.dumps of
+# the dict it builds). Whitespace is allowed, as a JSON writer may put it there.
+_OURS_HEAD = re.compile(rb'\s*\{\s*"v"\s*:\s*%d\s*,\s*"response"\s*:' % FORMAT_VERSION)
+_LITELLM_HEAD = re.compile(rb'\s*\{\s*"timestamp"\s*:\s*-?[0-9][0-9.eE+-]*\s*,\s*"response"\s*:')
+#: The same two tests as Lua patterns, for a store that judges values itself (a Redis script).
+ENTRY_HEAD_LUA_PATTERNS = (
+    '^%s*{%s*"v"%s*:%s*' + str(FORMAT_VERSION) + '%s*,%s*"response"%s*:',
+    '^%s*{%s*"timestamp"%s*:%s*%-?%d[%d%.eE%+%-]*%s*,%s*"response"%s*:',
+)
 
 
 class EntryFormatError(ValueError):
@@ -108,6 +125,18 @@ class CacheEntry:
             usage=usage if isinstance(usage, dict) else None,
             foreign=True,
         )
+
+
+def entry_origin(head: bytes) -> str | None:
+    """Who wrote a stored value, judged from its first :data:`ENTRY_HEAD_BYTES` bytes:
+    :data:`ORIGIN_OURS`, :data:`ORIGIN_LITELLM`, or ``None`` for data that is not a cache
+    entry (another application's key on a shared server). A value that starts like an entry
+    but does not decode is still an entry, a damaged one."""
+    if _OURS_HEAD.match(head):
+        return ORIGIN_OURS
+    if _LITELLM_HEAD.match(head):
+        return ORIGIN_LITELLM
+    return None
 
 
 def prompt_preview(body: dict[str, Any]) -> str:

@@ -2,7 +2,9 @@
 
 Every backend call runs in a worker. Keys arrive page by page (bounded scans, "load more")
 and the status line says how much of the keyspace has been examined, so a partial scan
-never looks like missing data.
+never looks like missing data. Keys that are not cache entries (another application's, on a
+shared Redis) show as such and are never purged; a purge says first how many entries it
+will delete, and one of the whole cache asks for a typed word.
 """
 
 from __future__ import annotations
@@ -21,14 +23,18 @@ from textual.widgets.tree import TreeNode
 from llmcache_tui import humanize
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
 from llmcache_tui.cache.browse import (
+    NOT_AN_ENTRY,
+    UNREADABLE,
     KeyRow,
+    PurgeEstimate,
     PurgeProgress,
+    count_purge,
     describe_keys,
     namespace_pattern,
     namespaces_of,
 )
 from llmcache_tui.screens.base import AppScreen
-from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
 from llmcache_tui.screens.purge import PurgeScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
@@ -42,6 +48,8 @@ KEY_COLUMN_WIDTH = 24
 TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
 MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
 LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
+PURGE_WORD = "purge"  # typed to confirm a purge of the whole cache
+SHORT_TYPES = {"string": "str", "stream": "strm"}  # Redis types, for the 5-column type cell
 
 
 class BrowserScreen(AppScreen):
@@ -57,7 +65,9 @@ class BrowserScreen(AppScreen):
         Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
         Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
         Binding("c", "copy_key", "Copy key", id="browser.copy"),
-        Binding("P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching keys"),
+        Binding(
+            "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
+        ),
     ]
 
     def __init__(self) -> None:
@@ -283,18 +293,21 @@ class BrowserScreen(AppScreen):
         detail = self.query_one("#detail", EntryDetail)
         if backend is None:
             return
+        shape = None
         try:
             raw = await backend.get(key)
-            ttl = await backend.ttl(key) if raw is not None else None
+            if raw is None:  # gone, or a list, hash... of another application
+                (shape,) = await backend.value_shapes([key])
+            ttl = await backend.ttl(key) if raw is not None or shape is not None else None
         except KeyError:
-            raw = None
+            raw = shape = None
         except CacheBackendError as exc:
             detail.clear(f"Could not read {key}: {exc}")
             return
-        if raw is None:
+        if raw is None and shape is None:
             detail.clear(f"{key} no longer exists (expired or deleted).")
             return
-        detail.show(LoadedEntry(key, raw, ttl, self.llm_app.clock()))
+        detail.show(LoadedEntry(key, raw or b"", ttl, self.llm_app.clock(), shape=shape))
 
     def selected_key(self) -> str | None:
         table = self.query_one("#keys", DataTable)
@@ -387,21 +400,42 @@ class BrowserScreen(AppScreen):
         backend = self.backend
         if not self._may_change() or backend is None:
             return
-        pattern = self.pattern
-        scope = "EVERY key in the cache" if pattern == "*" else f"every key matching {pattern}"
-        question = f"Delete {scope}?\n\nThis cannot be undone."
+        self.prepare_purge(backend, self.pattern)
+
+    @work(exclusive=True, group="browser-purge-count", exit_on_error=False)
+    async def prepare_purge(self, backend: CacheBackend, pattern: str) -> None:
+        """Count what a purge would delete (a bounded dry run), then ask before it starts."""
+        self._status(f"counting the cache entries matching {pattern} ...")
+        try:
+            estimate = await count_purge(backend, pattern)
+        except CacheBackendError as exc:
+            self.notify(str(exc), title="Purge not started", severity="error", timeout=8)
+            return
+        finally:
+            self._show_scan_status()
+        if estimate.complete and estimate.entries == 0:
+            others = f"; {estimate.others:,} other keys left alone" if estimate.others else ""
+            self.notify(f"Nothing to purge: no cache entries match {pattern}{others}")
+            return
 
         def purged(progress: PurgeProgress | None) -> None:
             if progress is not None:
                 state = "Purged" if progress.done else "Purge stopped after deleting"
-                self.notify(f"{state} {progress.deleted:,} keys matching {pattern}")
+                others = f"; {progress.skipped:,} other keys left alone" if progress.skipped else ""
+                self.notify(
+                    f"{state} {progress.deleted:,} cache entries matching {pattern}{others}"
+                )
             self.reset_view()
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
                 self.app.push_screen(PurgeScreen(backend, pattern), purged)
 
-        self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
+        question = purge_question(pattern, estimate, reads_values=backend.purge_reads_values)
+        if is_whole_cache(pattern):
+            self.app.push_screen(TypedConfirmScreen(question, word=PURGE_WORD), answered)
+        else:
+            self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
 
     def _may_change(self) -> bool:
         if self.llm_app.session.read_only:
@@ -410,20 +444,60 @@ class BrowserScreen(AppScreen):
         return True
 
 
+def is_whole_cache(pattern: str) -> bool:
+    """Whether a purge of ``pattern`` reaches every key (no filter, or only ``*``)."""
+    return not pattern.strip("*")
+
+
+def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool) -> str:
+    """The confirmation of a purge: how many cache entries it deletes, and what it leaves."""
+    count = f"{estimate.entries:,}" if estimate.complete else f"at least {estimate.entries:,}"
+    noun = "cache entry" if count == "1" else "cache entries"
+    if is_whole_cache(pattern):
+        lines = [f"Purge {count} {noun}: every cache entry in the cache?"]
+    else:
+        lines = [f"Purge {count} {noun} matching '{pattern}'?"]
+    lines.append("")
+    if not estimate.complete:
+        lines.append(
+            f"Counted in the first {estimate.scanned:,} keys examined;"
+            " the purge goes through every matching key."
+        )
+    if estimate.others:
+        so_far = "" if estimate.complete else " so far"
+        lines.append(f"{estimate.others:,} matching keys{so_far} are not cache entries: they stay.")
+    elif not reads_values:
+        lines.append("Every key this cache lists is taken for a cache entry.")
+    lines.append("This cannot be undone.")
+    if is_whole_cache(pattern):
+        lines.append(f"Type {PURGE_WORD} and press Enter to confirm.")
+    return "\n".join(lines)
+
+
 def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
     age = None if row.created_at is None else max(0.0, now - row.created_at)
-    model = row.model or ("(unreadable)" if row.origin == "unknown" else "-")
-    kind = {"text_completion": "text", "embedding": "embed", "transcription": "audio"}.get(
-        row.route, row.route or "-"
-    )
-    # Keys and model names come from the cache: Text keeps "[...]" in them from being markup.
+    if row.origin == NOT_AN_ENTRY:
+        model = "(not an entry)"
+        value_type = row.shape.type if row.shape is not None else "string"
+        kind = SHORT_TYPES.get(value_type, value_type)
+    else:
+        model = row.model or ("(unreadable)" if row.origin == UNREADABLE else "-")
+        kind = {"text_completion": "text", "embedding": "embed", "transcription": "audio"}.get(
+            row.route, row.route or "-"
+        )
+    if row.shape is not None and row.shape.items is not None:
+        size = f"{row.shape.items:,} items"
+    else:
+        size = humanize.size(row.size)
+    # Keys, model names and Redis types come from the cache: Text keeps "[...]" in them
+    # from being read as markup.
     return (
         Text(_middle_truncate(row.key, KEY_COLUMN_WIDTH)),
         Text(model),
-        kind,
+        Text(kind),
         humanize.duration(age, none="-"),
         humanize.duration(row.ttl, none="-"),
-        humanize.size(row.size),
+        size,
     )
 
 

@@ -1,7 +1,9 @@
-"""The purge dialog: deletes every key matching a pattern with a progress bar; cancellable."""
+"""The purge dialog: deletes every cache entry matching a pattern with a progress bar, leaving
+keys that are not cache entries alone; cancellable."""
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -27,7 +29,8 @@ class PurgeScreen(ModalScreen[PurgeProgress]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Purging keys matching [b]{self.pattern}[/b]", classes="dialog-question")
+            question = Text.assemble("Purging cache entries matching ", (self.pattern, "bold"))
+            yield Label(question, classes="dialog-question")
             yield ProgressBar(id="purge-bar", show_eta=False)
             yield Label("starting...", id="purge-status")
             yield Button("Cancel (Esc)", id="purge-cancel", variant="warning")
@@ -56,8 +59,10 @@ class PurgeScreen(ModalScreen[PurgeProgress]):
             total=progress.total or None, progress=min(progress.scanned, progress.total or 0)
         )
         total = f" of about {progress.total:,}" if progress.total else ""
+        others = f", left {progress.skipped:,} other keys" if progress.skipped else ""
         self.query_one("#purge-status", Label).update(
             f"scanned {progress.scanned:,}{total} keys, deleted {progress.deleted:,}"
+            f" cache entries{others}"
         )
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -1,4 +1,8 @@
-"""The detail pane: what a cache entry was asked, what it answered, and how long it lives."""
+"""The detail pane: what a cache entry was asked, what it answered, and how long it lives.
+
+A key that is not a cache entry (another application's, on a shared Redis) is shown as such:
+what it holds, its size, and its raw bytes when it is a plain value.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,9 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from llmcache_tui import humanize
-from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+from llmcache_tui.cache.backends.base import ValueShape
+from llmcache_tui.cache.browse import describe_shape
+from llmcache_tui.cache.entry import ENTRY_HEAD_BYTES, CacheEntry, EntryFormatError, entry_origin
 
 PREVIEW_BYTES = 64 * 1024
 ANSWER_PREVIEW_CHARS = 300
@@ -30,6 +36,8 @@ class LoadedEntry:
     raw: bytes
     ttl: float | None
     fetched_at: float
+    #: set for a key that holds no plain value (a Redis list, hash...); ``raw`` is then empty
+    shape: ValueShape | None = None
 
 
 class EntryDetail(VerticalScroll):
@@ -52,14 +60,21 @@ class EntryDetail(VerticalScroll):
         self.loaded = loaded
         self.entry = None
         body: RenderableType
-        try:
-            self.entry = CacheEntry.decode(loaded.raw)
-            body = _response_view(self.entry)
-        except EntryFormatError as exc:
-            body = Group(
-                Text(f"Not an entry this app understands ({exc}); raw bytes:"),
-                Text(_preview(loaded.raw)),
+        if loaded.shape is not None:
+            body = Text(
+                f"Not a cache entry: this key holds a {loaded.shape.type}. A purge leaves it alone."
             )
+        elif entry_origin(loaded.raw[:ENTRY_HEAD_BYTES]) is None:
+            body = Group(Text("Not a cache entry; raw bytes:"), Text(_preview(loaded.raw)))
+        else:
+            try:
+                self.entry = CacheEntry.decode(loaded.raw)
+                body = _response_view(self.entry)
+            except EntryFormatError as exc:
+                body = Group(
+                    Text(f"A damaged cache entry ({exc}); raw bytes:"),
+                    Text(_preview(loaded.raw)),
+                )
         self.query_one("#detail-body", Static).update(body)
         self._tick()
         self.scroll_home(animate=False)
@@ -82,6 +97,13 @@ class EntryDetail(VerticalScroll):
         table.add_column()
         table.add_row("key", loaded.key)
         ttl = None if loaded.ttl is None else max(0.0, loaded.ttl - (now - loaded.fetched_at))
+        if loaded.shape is not None:
+            table.add_row("holds", Text(describe_shape(loaded.shape)))
+            table.add_row("kind", "not a cache entry")
+            table.add_row("expires in", humanize.duration(ttl))
+            return table
+        if entry is None and entry_origin(loaded.raw[:ENTRY_HEAD_BYTES]) is None:
+            table.add_row("kind", "not a cache entry")
         if entry is not None:
             origin = "written by LiteLLM" if entry.foreign else "llmcache-tui"
             table.add_row("model", entry.model or "-")

@@ -13,6 +13,7 @@ from llmcache_tui.cache.backends.base import (
     KeyInfo,
     ScanPage,
     UnsupportedCacheType,
+    ValueShape,
 )
 from llmcache_tui.config import CacheSettings, ConfigError
 from llmcache_tui.redact import NO_SECRETS
@@ -24,6 +25,7 @@ __all__ = [
     "KeyInfo",
     "ScanPage",
     "UnsupportedCacheType",
+    "ValueShape",
     "build_backend",
     "build_backend_or_problem",
 ]

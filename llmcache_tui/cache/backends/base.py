@@ -57,6 +57,16 @@ class ScanPage:
 
 
 @dataclass(frozen=True, slots=True)
+class ValueShape:
+    """What a key holds when it is not a plain value (a Redis list, hash, set...).
+
+    ``type`` is the store's name for it; ``items`` its length, where the store can say."""
+
+    type: str
+    items: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BackendStats:
     """What a backend can say about itself cheaply."""
 
@@ -74,6 +84,9 @@ class CacheBackend(ABC):
     can_edit_ttl: ClassVar[bool] = True
     #: keys a purge lists and deletes at a time (None: the purge's own default)
     purge_batch: ClassVar[int | None] = None
+    #: a purge reads the start of every value it lists (``value_heads``) and deletes only
+    #: cache entries; False where that costs a request per key and the store holds only ours
+    purge_reads_values: ClassVar[bool] = True
 
     def __init__(self, *, default_ttl: float | None = None) -> None:
         self.default_ttl = default_ttl
@@ -159,6 +172,41 @@ class CacheBackend(ABC):
         except Exception as exc:
             raise self._failure("scan", exc) from exc
 
+    async def value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        """The first ``size`` bytes of each key's value, in order, read in one batch where
+        the store allows; ``None`` for a key that is gone or holds no plain value."""
+        if not keys:
+            return []
+        try:
+            return await self._value_heads(keys, size)
+        except Exception as exc:
+            raise self._failure("read", exc) from exc
+
+    async def sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, *, delete: bool
+    ) -> tuple[int, int] | None:
+        """Find the cache entries among ``keys`` on the server itself, and delete them unless
+        ``delete`` is False, in one call: (entries found, entries deleted). An entry is a plain
+        value whose first ``head_size`` bytes match one of the Lua ``patterns``.
+
+        ``None``: this store cannot (the default); the caller reads ``value_heads`` instead."""
+        if not keys:
+            return 0, 0
+        try:
+            return await self._sweep_entries(keys, patterns, head_size, delete)
+        except Exception as exc:
+            raise self._failure("delete" if delete else "read", exc) from exc
+
+    async def value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
+        """What each key holds, for keys that ``get_many`` found no plain value for; ``None``
+        for a key that is gone. Only a store with other kinds of value (Redis) finds any."""
+        if not keys:
+            return []
+        try:
+            return await self._value_shapes(keys)
+        except Exception as exc:
+            raise self._failure("read", exc) from exc
+
     async def list_namespaces(self, parent: str | None) -> list[str] | None:
         """The namespaces directly under ``parent``, where the store can list them (S3's
         common prefixes); ``None`` means: discover them by scanning keys."""
@@ -205,6 +253,18 @@ class CacheBackend(ABC):
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         # Backends with a batch read (MGET, a pipeline) override this.
         return [await self._get(key) for key in keys]
+
+    async def _value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        # Backends that can read part of a value, or many values in one call, override this.
+        return [None if value is None else value[:size] for value in await self._get_many(keys)]
+
+    async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
+        return [None] * len(keys)  # every value is a plain one: a key without one is gone
+
+    async def _sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, delete: bool
+    ) -> tuple[int, int] | None:
+        return None
 
     @abstractmethod
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None: ...

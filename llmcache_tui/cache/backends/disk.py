@@ -51,6 +51,13 @@ _SCAN_SQL = (
     "SELECT rowid, key, expire_time, CASE WHEN size > 0 THEN size ELSE length(value) END"
     " FROM Cache WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?"
 )
+# The start of each value, for a purge to tell cache entries from anything else. diskcache
+# keeps a small bytes value in the row (mode raw) and a large one in a file (mode binary).
+_HEADS_SQL = (
+    "SELECT key, mode, filename, substr(value, 1, ?) FROM Cache WHERE raw = 1 AND key IN ({marks})"
+)
+MODE_RAW, MODE_BINARY = 1, 2  # diskcache's storage modes (diskcache.core)
+HEADS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 
 
 class DiskBackend(CacheBackend):
@@ -161,6 +168,28 @@ class DiskBackend(CacheBackend):
 
         return await self._run(delete_all)
 
+    async def _value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        return await self._run(self._value_heads_sync, keys, size)
+
+    def _value_heads_sync(self, keys: list[str], size: int) -> list[bytes | None]:
+        # A query per 500 keys, on the read-only connection scans use: a get per
+        # key would make a purge much slower than its deletes.
+        rows = []
+        with contextlib.closing(sqlite3.connect(self._scan_uri, uri=True, timeout=5)) as db:
+            for start in range(0, len(keys), HEADS_PER_QUERY):
+                chunk = keys[start : start + HEADS_PER_QUERY]
+                sql = _HEADS_SQL.format(marks=",".join("?" * len(chunk)))
+                rows += db.execute(sql, (size, *chunk)).fetchall()
+        found: dict[str, bytes] = {}
+        for key, mode, filename, head in rows:
+            if mode == MODE_RAW and isinstance(head, bytes):
+                found[key] = head
+            elif mode == MODE_BINARY and isinstance(filename, str):
+                file_head = _file_head(self.directory / filename, size)
+                if file_head is not None:
+                    found[key] = file_head
+        return [found.get(key) for key in keys]
+
     async def _ping(self) -> bool:
         def probe() -> bool:
             self._cache.get("__llmcache_ping__")
@@ -223,3 +252,12 @@ def _hex_dirs(parent: Path) -> list[os.DirEntry[str]]:
             for entry in entries
             if _HEX_DIR.fullmatch(entry.name) and entry.is_dir(follow_symlinks=False)
         ]
+
+
+def _file_head(path: Path, size: int) -> bytes | None:
+    """The first ``size`` bytes of a value diskcache keeps in a file; None once it is gone."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(size)
+    except OSError:
+        return None

@@ -1,8 +1,10 @@
 """The Redis backend: a single server (URL or host/port, TLS), a Cluster, or Sentinel.
 
 Browsing uses SCAN with a bounded COUNT (never KEYS); on a cluster the cursor walks every
-primary in turn. Sizes come from MEMORY USAGE and TTLs from PTTL, pipelined per page.
-redis-py is imported only when this backend is built.
+primary in turn. Sizes come from MEMORY USAGE and TTLs from PTTL, pipelined per page. A
+server may be shared with other applications: a purge reads the first bytes of each value
+(GETRANGE, pipelined) to keep to cache entries, and keys of other types are described by
+TYPE and their length. redis-py is imported only when this backend is built.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from llmcache_tui.cache.backends.base import (
     CacheBackendError,
     KeyInfo,
     ScanPage,
+    ValueShape,
 )
 from llmcache_tui.cache.backends.breaker import CircuitBreaker
 from llmcache_tui.cache.backends.redis_options import RedisOptions
@@ -34,6 +37,37 @@ T = TypeVar("T")
 # What redis-py raises for the first command on a pooled connection to a primary that a
 # Sentinel failover has since made a replica; its own retry reconnects to the same address.
 STALE_PRIMARY = "The previous master is now a slave"
+# The command that gives the length of each Redis type (others, e.g. module types, have none).
+LENGTH_COMMANDS = {
+    "string": "STRLEN",
+    "list": "LLEN",
+    "hash": "HLEN",
+    "set": "SCARD",
+    "zset": "ZCARD",
+    "stream": "XLEN",
+}
+# A purge's check and delete in one call, on the server: a pipeline of GETRANGEs costs the
+# client about 14 us per key (a reply read and a timeout per command), more than the deletes
+# themselves, and check and delete become one atomic step. One call per page on a single
+# server; on a cluster one per hash slot (a script's keys must share one), pipelined.
+# ARGV: the last byte of a value's head to read, "delete" or "count", then the Lua patterns
+# an entry's head matches. A key of another type fails GETRANGE (caught by pcall): no entry.
+SWEEP_SCRIPT = """
+local found, deleted = 0, 0
+for _, key in ipairs(KEYS) do
+  local head = redis.pcall('GETRANGE', key, 0, ARGV[1])
+  if type(head) == 'string' then
+    for i = 3, #ARGV do
+      if string.find(head, ARGV[i]) then
+        found = found + 1
+        if ARGV[2] == 'delete' then deleted = deleted + redis.call('UNLINK', key) end
+        break
+      end
+    end
+  end
+end
+return {found, deleted}
+"""
 
 
 class RedisBackend(CacheBackend):
@@ -53,6 +87,9 @@ class RedisBackend(CacheBackend):
         self.breaker = CircuitBreaker()
         self._sentinel: Sentinel | None = None
         self.client: Client = self._connect(credential_provider)
+        # A server may refuse scripts (ACLs, some managed services): then None, and a purge
+        # reads value heads pipelined instead.
+        self._sweep_script: Any = self.client.register_script(SWEEP_SCRIPT)
 
     def _connect(self, credential_provider: Any) -> Client:
         options = self.options
@@ -101,7 +138,14 @@ class RedisBackend(CacheBackend):
         return await command()
 
     async def _get(self, key: str) -> bytes | None:
-        return _bytes(await self._command(lambda: self.client.get(key)))
+        try:
+            return _bytes(await self._command(lambda: self.client.get(key)))
+        except redis_errors.ResponseError as exc:
+            # A list, hash... of another application under this name: no entry of ours,
+            # and no fault of the server either (it must not count against the breaker).
+            if str(exc).startswith("WRONGTYPE"):
+                return None
+            raise
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         client = self.client
@@ -110,6 +154,92 @@ class RedisBackend(CacheBackend):
         else:
             values = await self._command(lambda: client.mget(keys))
         return [_bytes(v) for v in values]
+
+    async def _value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        # GETRANGE answers a key of another type with WRONGTYPE (kept as that key's reply,
+        # not raised) and a missing key with "": neither is a value to look at.
+        replies = await self._pipelined(
+            [("GETRANGE", key, 0, size - 1) for key in keys], raise_on_error=False
+        )
+        return [
+            None if isinstance(reply, Exception) or not reply else _bytes(reply)
+            for reply in replies
+        ]
+
+    async def _sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, delete: bool
+    ) -> tuple[int, int] | None:
+        script = self._sweep_script
+        if script is None:
+            return None
+        args = [head_size - 1, "delete" if delete else "count", *patterns]
+        try:
+            if isinstance(self.client, RedisCluster):
+                return await self._sweep_by_slot(self.client, script, keys, args)
+            found, deleted = await self._command(lambda: script(keys=keys, args=args))
+        except redis_errors.ResponseError:  # scripts refused here: pipelines from now on
+            self._sweep_script = None
+            return None
+        return int(found), int(deleted)
+
+    async def _sweep_by_slot(
+        self, client: RedisCluster, script: Any, keys: list[str], args: list[Any]
+    ) -> tuple[int, int]:
+        """The sweep script once per hash slot, pipelined to each slot's primary; loaded on
+        every primary first when one does not have it yet (a new or restarted node)."""
+        groups: dict[int, list[str]] = {}
+        for key in keys:
+            groups.setdefault(client.keyslot(key), []).append(key)
+        pending = list(groups.values())
+        found = deleted = 0
+        for attempt in range(2):
+            pipe = client.pipeline()
+            for group in pending:
+                pipe.execute_command("EVALSHA", script.sha, len(group), *group, *args)
+            unloaded = []
+            for group, reply in zip(pending, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(reply, redis_errors.NoScriptError) and not attempt:
+                    unloaded.append(group)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    found, deleted = found + int(reply[0]), deleted + int(reply[1])
+            if not unloaded:
+                break
+            await client.script_load(script.script)  # sent to every primary
+            pending = unloaded
+        return found, deleted
+
+    async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
+        types = [_text(reply) for reply in await self._pipelined([("TYPE", key) for key in keys])]
+        counted = [
+            (key, kind) for key, kind in zip(keys, types, strict=True) if kind in LENGTH_COMMANDS
+        ]
+        lengths = await self._pipelined(
+            [(LENGTH_COMMANDS[kind], key) for key, kind in counted], raise_on_error=False
+        )
+        items = {
+            key: int(n) for (key, _), n in zip(counted, lengths, strict=True) if isinstance(n, int)
+        }
+        return [
+            None if kind == "none" else ValueShape(kind, items.get(key))
+            for key, kind in zip(keys, types, strict=True)
+        ]
+
+    async def _pipelined(
+        self, commands: list[tuple[Any, ...]], *, raise_on_error: bool = True
+    ) -> list[Any]:
+        """Run read commands in one pipeline (per node on a cluster), replies in order."""
+        if not commands:
+            return []
+
+        async def run() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)  # reads: no MULTI/EXEC needed
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=raise_on_error)
+
+        return await self._command(run)
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         px = None if ttl is None else max(1, int(ttl * 1000))

@@ -51,6 +51,9 @@ class S3Backend(CacheBackend):
 
     cache_type = "s3"
     purge_batch = DELETE_BATCH
+    # Reading the start of each object would cost a request per object (a purge deletes a
+    # thousand in one call): every object under the prefix is taken to be a cache entry.
+    purge_reads_values = False
 
     def __init__(
         self,

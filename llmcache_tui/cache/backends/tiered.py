@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llmcache_tui.cache.backends.base import BackendStats, CacheBackend, ScanPage
+from llmcache_tui.cache.backends.base import BackendStats, CacheBackend, ScanPage, ValueShape
 from llmcache_tui.cache.backends.local import LocalBackend
 
 
@@ -24,6 +24,7 @@ class TieredBackend(CacheBackend):
         self.cache_type = shared.cache_type  # type: ignore[misc]
         self.can_edit_ttl = shared.can_edit_ttl  # type: ignore[misc]
         self.purge_batch = shared.purge_batch  # type: ignore[misc]
+        self.purge_reads_values = shared.purge_reads_values  # type: ignore[misc]
 
     async def _get(self, key: str) -> bytes | None:
         value = await self.memory.get(key)
@@ -40,6 +41,19 @@ class TieredBackend(CacheBackend):
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         return await self.shared.get_many(keys)
+
+    async def _value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
+        return await self.shared.value_heads(keys, size)
+
+    async def _value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
+        return await self.shared.value_shapes(keys)
+
+    async def _sweep_entries(
+        self, keys: list[str], patterns: tuple[str, ...], head_size: int, delete: bool
+    ) -> tuple[int, int] | None:
+        if delete:  # memory holds only copies of shared values: none may outlive them
+            await self.memory.delete(keys)
+        return await self.shared.sweep_entries(keys, patterns, head_size, delete=delete)
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
         await self.shared.set(key, value, ttl)  # if this fails, memory must not serve it

@@ -17,6 +17,7 @@ from textual.widgets import Static
 
 from llmcache_tui import humanize
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
+from llmcache_tui.literal import literal, printable
 
 PREVIEW_BYTES = 64 * 1024
 ANSWER_PREVIEW_CHARS = 300
@@ -57,8 +58,8 @@ class EntryDetail(VerticalScroll):
             body = _response_view(self.entry)
         except EntryFormatError as exc:
             body = Group(
-                Text(f"Not an entry this app understands ({exc}); raw bytes:"),
-                Text(_preview(loaded.raw)),
+                literal(f"Not an entry this app understands ({exc}); raw bytes:"),
+                literal(_preview(loaded.raw)),
             )
         self.query_one("#detail-body", Static).update(body)
         self._tick()
@@ -67,7 +68,7 @@ class EntryDetail(VerticalScroll):
     def clear(self, message: str = "Select a key to see its entry.") -> None:
         self.loaded = None
         self.entry = None
-        self.query_one("#detail-summary", Static).update(message)
+        self.query_one("#detail-summary", Static).update(literal(message))
         self.query_one("#detail-body", Static).update("")
 
     def _tick(self) -> None:
@@ -76,30 +77,31 @@ class EntryDetail(VerticalScroll):
         self.query_one("#detail-summary", Static).update(self._summary(self.loaded, self.entry))
 
     def _summary(self, loaded: LoadedEntry, entry: CacheEntry | None) -> Table:
+        # Every value here may come from the cache: a str cell of a Rich table is markup.
         now = self.clock()
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("key", loaded.key)
+        table.add_row("key", literal(loaded.key))
         ttl = None if loaded.ttl is None else max(0.0, loaded.ttl - (now - loaded.fetched_at))
         if entry is not None:
             origin = "written by LiteLLM" if entry.foreign else "llmcache-tui"
-            table.add_row("model", entry.model or "-")
-            table.add_row("call type", entry.route)
+            table.add_row("model", literal(entry.model or "-"))
+            table.add_row("call type", literal(entry.route))
             table.add_row("origin", origin)
             created = entry.created_at or None
             age = None if created is None else now - created
             table.add_row("created", humanize.timestamp(created))
             table.add_row("age", humanize.duration(age, none="-"))
             if entry.prompt_preview:
-                table.add_row("prompt", entry.prompt_preview)
+                table.add_row("prompt", literal(entry.prompt_preview))
             if entry.usage:
-                table.add_row("tokens", str(entry.usage.get("total_tokens", "-")))
+                table.add_row("tokens", literal(entry.usage.get("total_tokens", "-")))
             if entry.chunks is not None:
                 table.add_row("streamed", f"{len(entry.chunks)} chunks, replayed as a stream")
                 answer = answer_text(entry.response)
                 if answer:
-                    table.add_row("answer", answer[:ANSWER_PREVIEW_CHARS])
+                    table.add_row("answer", literal(answer[:ANSWER_PREVIEW_CHARS]))
         table.add_row("expires in", "expired" if ttl == 0 else humanize.duration(ttl))
         table.add_row("size", humanize.size(len(loaded.raw)))
         return table
@@ -107,12 +109,14 @@ class EntryDetail(VerticalScroll):
 
 def _response_view(entry: CacheEntry) -> RenderableType:
     if entry.media_type is not None or isinstance(entry.response, str):
-        return Text(_preview(str(entry.response).encode()))
+        return literal(_preview(str(entry.response).encode("utf-8", "replace")))
     pretty = orjson.dumps(entry.response, option=orjson.OPT_INDENT_2)
     if len(pretty) > PREVIEW_BYTES:
         note = Text(f"(first {PREVIEW_BYTES // 1024} KiB of {humanize.size(len(pretty))})")
-        return Group(note, Text(_preview(pretty)))
-    return Syntax(pretty.decode(), "json", word_wrap=True, background_color="default")
+        return Group(note, literal(_preview(pretty)))
+    # orjson escapes C0 controls in strings but leaves DEL and C1 controls as they are.
+    text = printable(pretty.decode())
+    return Syntax(text, "json", word_wrap=True, background_color="default")
 
 
 def _preview(raw: bytes) -> str:

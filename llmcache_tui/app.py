@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
+from llmcache_tui.literal import printable
 from llmcache_tui.log_bridge import LogBridge
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.browser import BrowserScreen
@@ -54,7 +58,8 @@ class LLMCacheApp(App[None]):
         cache = self.session.settings.cache
         kind = cache.type if cache else "no cache"
         mode = " (read-only)" if self.session.read_only else ""
-        self.sub_title = f"{kind} | {self.session.settings.source}{mode}"
+        source = printable(self.session.settings.source, one_line=True)
+        self.sub_title = f"{kind} | {source}{mode}"
 
     def on_mount(self) -> None:
         self.log_bridge.install()
@@ -116,6 +121,28 @@ class LLMCacheApp(App[None]):
                 )
         yield SystemCommand("Help", "List every key binding", self.action_help)
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Show a toast, always as plain text: ``markup`` is accepted and ignored.
+
+        Every message of this app may carry a key, a pattern, a path or an error message,
+        and a screen's ``notify`` asks for markup by default.
+        """
+        super().notify(
+            printable(message),
+            title=printable(title, one_line=True),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # Workers run with exit_on_error=False: a failure is reported, never a crash.
         if event.state == WorkerState.ERROR:
@@ -128,7 +155,27 @@ class LLMCacheApp(App[None]):
             )
 
 
+MAX_REASON_CHARS = 500
+
+
 def run_tui(session: Session) -> int:
-    """Run the app until the user quits."""
-    LLMCacheApp(session).run()
-    return 0
+    """Run the app until the user quits; non-zero, with the reason, if it crashed."""
+    app = LLMCacheApp(session)
+    app.run()
+    return exit_status(app)
+
+
+def exit_status(app: App[Any]) -> int:
+    """The process exit code for an app that has stopped; on a crash also say why.
+
+    Textual ends the app on an unhandled exception and prints its traceback, but ``run()``
+    returns normally: its ``return_code`` and the exception it keeps are the only trace.
+    The reason goes last on stderr, one line, so it is what a person sees.
+    """
+    code = app.return_code or 0
+    if code:
+        error = app._exception  # Textual keeps the first unhandled exception here
+        reason = f"{type(error).__name__}: {error}" if error else f"exit code {code}"
+        reason = printable(" ".join(reason.split()), one_line=True)[:MAX_REASON_CHARS]
+        print(f"llmcache-tui: the terminal app stopped on an error: {reason}", file=sys.stderr)
+    return code

@@ -33,6 +33,7 @@ from llmcache_tui.cache.browse import (
     namespace_pattern,
     namespaces_of,
 )
+from llmcache_tui.literal import literal, printable
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
@@ -204,7 +205,8 @@ class BrowserScreen(AppScreen):
         )
 
     def _status(self, text: str) -> None:
-        self.query_one("#scan-status", Label).update(text)
+        # The pattern and error messages in it are data: "[ab]*" must not become "*".
+        self.query_one("#scan-status", Label).update(literal(text, one_line=True))
 
     # -- namespace tree -----------------------------------------------------------------
     def _add_namespace(self, namespace: str) -> TreeNode[str | None]:
@@ -214,7 +216,7 @@ class BrowserScreen(AppScreen):
         parent_name, _, label = namespace.rpartition(":")
         tree = self.query_one("#namespaces", Tree)
         parent = self._add_namespace(parent_name) if parent_name else tree.root
-        node = parent.add(label, data=namespace, allow_expand=True)
+        node = parent.add(literal(label, one_line=True), data=namespace, allow_expand=True)
         self.namespace_nodes[namespace] = node
         return node
 
@@ -489,12 +491,11 @@ def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
         size = f"{row.shape.items:,} items"
     else:
         size = humanize.size(row.size)
-    # Keys, model names and Redis types come from the cache: Text keeps "[...]" in them
-    # from being read as markup.
+    # Keys, model names and Redis types come from the cache: a str cell would be markup.
     return (
-        Text(_middle_truncate(row.key, KEY_COLUMN_WIDTH)),
-        Text(model),
-        Text(kind),
+        Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH)),
+        literal(model, one_line=True),
+        literal(kind, one_line=True),
         humanize.duration(age, none="-"),
         humanize.duration(row.ttl, none="-"),
         size,

@@ -10,9 +10,14 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from llmcache_tui.literal import literal
+
 
 class ConfirmScreen(ModalScreen[bool]):
-    """Ask a question; ``True`` only when the user explicitly confirms."""
+    """Ask a question; ``True`` only when the user explicitly confirms.
+
+    The question is shown as written (it may name a key or a pattern), never as markup.
+    """
 
     BINDINGS = [
         Binding("y", "answer(True)", "Yes", id="confirm.yes"),
@@ -26,8 +31,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            # The question quotes keys and patterns: Text keeps "[...]" in them plain.
-            yield Label(Text(self.question), classes="dialog-question")
+            yield Label(literal(self.question), classes="dialog-question")
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="yes")
                 yield Button("Cancel (n)", variant="primary", id="no")
@@ -57,7 +61,7 @@ class TypedConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(Text(self.question), classes="dialog-question")
+            yield Label(literal(self.question), classes="dialog-question")
             yield Input(placeholder=f"type {self.word} to confirm", id="confirm-word")
             yield Label("", id="confirm-word-error", classes="dialog-error")
             yield Label("Enter to confirm, Escape to cancel", classes="dialog-hint")

@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from llmcache_tui.literal import literal
+
 
 class HelpScreen(ModalScreen[None]):
     """Lists bindings grouped by where they apply, with remapped keys shown."""
@@ -38,7 +40,8 @@ class HelpScreen(ModalScreen[None]):
                 description = binding.description or binding.action
                 if binding.tooltip:
                     description += f" - {binding.tooltip}"
-                table.add_row(where, shown, description)
+                # Remapped keys come from the config: a str cell of a Rich table is markup.
+                table.add_row(where, literal(shown), literal(description))
                 where = ""
         table.add_row("anywhere", "ctrl+p", "command palette: every action by name")
         with VerticalScroll(classes="dialog help"):

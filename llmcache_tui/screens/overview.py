@@ -17,6 +17,7 @@ from textual.widgets import Footer, Header, Static
 
 from llmcache_tui import humanize
 from llmcache_tui.config import ConfigError
+from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.prompt import PromptScreen
 from llmcache_tui.session import Health, SessionError
@@ -69,27 +70,29 @@ class OverviewScreen(AppScreen):
         self._show_health()
 
     def _show_config(self) -> None:
+        # Paths, names and warnings come from the config: a str cell of a Rich table is markup.
         session = self.llm_app.session
         settings = session.settings
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("config", settings.source)
+        table.add_row("config", literal(settings.source))
         cache = settings.cache
         table.add_row("cache type", cache.type if cache else "off (litellm_settings.cache)")
         if cache is not None:
-            table.add_row("namespace", cache.namespace or "-")
-            table.add_row("mode", cache.params.mode)
-            table.add_row("call types", ", ".join(sorted(cache.routes)) or "none")
+            table.add_row("namespace", literal(cache.namespace or "-"))
+            table.add_row("mode", literal(cache.params.mode))
+            table.add_row("call types", literal(", ".join(sorted(cache.routes)) or "none"))
         if session.backend is not None:
             for name, value in settings.redactor.redact(session.backend.describe()).items():
-                table.add_row(name, _text(value))
-        table.add_row("models", ", ".join(m.model_name for m in settings.model_list) or "-")
+                table.add_row(literal(name), _text(value))
+        models = ", ".join(m.model_name for m in settings.model_list) or "-"
+        table.add_row("models", literal(models))
         table.add_row("auth", "master key set" if settings.master_key else "none")
         table.add_row("access", "read-only" if session.read_only else "read-write")
         parts: list[Any] = [table]
         for warning in settings.warnings:
-            parts.append(Text(f"warning: {warning}", style="yellow"))
+            parts.append(literal(f"warning: {warning}", style="yellow"))
         panel = Panel(Group(*parts), title="Configuration", title_align="left")
         self.query_one("#overview-config", Static).update(panel)
 
@@ -108,10 +111,10 @@ class OverviewScreen(AppScreen):
             table.add_row("size", humanize.size(health.bytes_used))
             for name, value in health.details.items():
                 if value is not None and name not in HIDDEN_DETAILS:
-                    table.add_row(name.replace("_", " "), _detail(name, value))
+                    table.add_row(literal(name.replace("_", " ")), literal(_detail(name, value)))
         else:
             table.add_row("state", Text("not connected", style="red"))
-            table.add_row("reason", health.error or "-")
+            table.add_row("reason", literal(health.error or "-"))
         if health is not None:
             table.add_row("checked", humanize.timestamp(health.checked_at))
         title = "Cache backend (r reconnects)"
@@ -124,7 +127,7 @@ class OverviewScreen(AppScreen):
         proxy = session.proxy
         if session.proxy_running and proxy is not None:
             stats = proxy.app.stats.snapshot()
-            state = Text(f"running on http://{proxy.host}:{proxy.port}", style="green")
+            state = literal(f"running on http://{proxy.host}:{proxy.port}", style="green")
             detail = (
                 f"{stats['requests']:,} requests, {stats['hits']:,} hits,"
                 f" hit rate {stats['hit_rate']:.0%}"
@@ -167,7 +170,8 @@ class OverviewScreen(AppScreen):
 
 
 def _text(value: Any) -> Any:
-    return Pretty(value) if isinstance(value, dict | list | tuple) else str(value)
+    # Pretty shows a repr, which is never markup.
+    return Pretty(value) if isinstance(value, dict | list | tuple) else literal(value)
 
 
 def _detail(name: str, value: Any) -> str:

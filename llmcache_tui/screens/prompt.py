@@ -10,9 +10,14 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from llmcache_tui.literal import literal
+
 
 class PromptScreen(ModalScreen[str | None]):
-    """Ask for a value; ``validate`` returns an error message or None. Escape cancels."""
+    """Ask for a value; ``validate`` returns an error message or None. Escape cancels.
+
+    The question is shown as written (it may name a key), never as markup.
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="prompt.cancel")]
 
@@ -30,7 +35,7 @@ class PromptScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question, classes="dialog-question")
+            yield Label(literal(self.question), classes="dialog-question")
             yield Input(placeholder=self.placeholder, id="prompt-input")
             yield Label("", id="prompt-error", classes="dialog-error")
             yield Label("Enter to accept, Escape to cancel", classes="dialog-hint")
@@ -38,7 +43,7 @@ class PromptScreen(ModalScreen[str | None]):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         problem = self.validate(event.value) if self.validate else None
         if problem:
-            self.query_one("#prompt-error", Label).update(problem)
+            self.query_one("#prompt-error", Label).update(literal(problem))
             return
         self.dismiss(event.value)
 

@@ -13,6 +13,7 @@ from textual.containers import Horizontal
 from textual.widgets import Button, Footer, Header, Input, Label, RichLog, Static
 
 from llmcache_tui.defaults import DEFAULT_HOST, DEFAULT_PORT, valid_port
+from llmcache_tui.literal import literal, printable
 from llmcache_tui.log_bridge import MAX_LINES
 from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import ProxyStartError
@@ -110,7 +111,7 @@ class ProxyScreen(AppScreen):
         status = Text()
         if running and proxy is not None:
             status.append("running", style="bold green")
-            status.append(f" on http://{proxy.host}:{proxy.port}")
+            status.append(printable(f" on http://{proxy.host}:{proxy.port}"))
             if session.backend is not None and session.backend.process_local:
                 note = "\nin-memory cache: the Browser (2) shows this proxy's own entries"
                 status.append(note, style="dim")
@@ -122,7 +123,8 @@ class ProxyScreen(AppScreen):
         log = self.query_one("#proxy-log", RichLog)
         bridge = self.llm_app.log_bridge
         for line in bridge.since(self.shown_lines):
-            log.write(line)
+            # Log lines quote clients' paths and errors: never markup, never raw controls.
+            log.write(literal(line))
         self.shown_lines = bridge.total
 
 

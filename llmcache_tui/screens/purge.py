@@ -13,6 +13,7 @@ from textual.widgets import Button, Label, ProgressBar
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
 from llmcache_tui.cache.browse import PurgeProgress, purge
+from llmcache_tui.literal import printable
 
 
 class PurgeScreen(ModalScreen[PurgeProgress]):
@@ -29,7 +30,9 @@ class PurgeScreen(ModalScreen[PurgeProgress]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            question = Text.assemble("Purging cache entries matching ", (self.pattern, "bold"))
+            question = Text.assemble(
+                "Purging cache entries matching ", (printable(self.pattern), "bold")
+            )
             yield Label(question, classes="dialog-question")
             yield ProgressBar(id="purge-bar", show_eta=False)
             yield Label("starting...", id="purge-status")

@@ -23,6 +23,7 @@ from llmcache_tui import humanize
 from llmcache_tui.cache.backends.base import ValueShape
 from llmcache_tui.cache.browse import describe_shape
 from llmcache_tui.cache.entry import ENTRY_HEAD_BYTES, CacheEntry, EntryFormatError, entry_origin
+from llmcache_tui.literal import literal, printable
 
 PREVIEW_BYTES = 64 * 1024
 ANSWER_PREVIEW_CHARS = 300
@@ -65,15 +66,15 @@ class EntryDetail(VerticalScroll):
                 f"Not a cache entry: this key holds a {loaded.shape.type}. A purge leaves it alone."
             )
         elif entry_origin(loaded.raw[:ENTRY_HEAD_BYTES]) is None:
-            body = Group(Text("Not a cache entry; raw bytes:"), Text(_preview(loaded.raw)))
+            body = Group(Text("Not a cache entry; raw bytes:"), literal(_preview(loaded.raw)))
         else:
             try:
                 self.entry = CacheEntry.decode(loaded.raw)
                 body = _response_view(self.entry)
             except EntryFormatError as exc:
                 body = Group(
-                    Text(f"A damaged cache entry ({exc}); raw bytes:"),
-                    Text(_preview(loaded.raw)),
+                    literal(f"A damaged cache entry ({exc}); raw bytes:"),
+                    literal(_preview(loaded.raw)),
                 )
         self.query_one("#detail-body", Static).update(body)
         self._tick()
@@ -82,7 +83,7 @@ class EntryDetail(VerticalScroll):
     def clear(self, message: str = "Select a key to see its entry.") -> None:
         self.loaded = None
         self.entry = None
-        self.query_one("#detail-summary", Static).update(message)
+        self.query_one("#detail-summary", Static).update(literal(message))
         self.query_one("#detail-body", Static).update("")
 
     def _tick(self) -> None:
@@ -91,14 +92,15 @@ class EntryDetail(VerticalScroll):
         self.query_one("#detail-summary", Static).update(self._summary(self.loaded, self.entry))
 
     def _summary(self, loaded: LoadedEntry, entry: CacheEntry | None) -> Table:
+        # Every value here may come from the cache: a str cell of a Rich table is markup.
         now = self.clock()
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("key", loaded.key)
+        table.add_row("key", literal(loaded.key))
         ttl = None if loaded.ttl is None else max(0.0, loaded.ttl - (now - loaded.fetched_at))
         if loaded.shape is not None:
-            table.add_row("holds", Text(describe_shape(loaded.shape)))
+            table.add_row("holds", literal(describe_shape(loaded.shape)))
             table.add_row("kind", "not a cache entry")
             table.add_row("expires in", humanize.duration(ttl))
             return table
@@ -106,22 +108,22 @@ class EntryDetail(VerticalScroll):
             table.add_row("kind", "not a cache entry")
         if entry is not None:
             origin = "written by LiteLLM" if entry.foreign else "llmcache-tui"
-            table.add_row("model", entry.model or "-")
-            table.add_row("call type", entry.route)
+            table.add_row("model", literal(entry.model or "-"))
+            table.add_row("call type", literal(entry.route))
             table.add_row("origin", origin)
             created = entry.created_at or None
             age = None if created is None else now - created
             table.add_row("created", humanize.timestamp(created))
             table.add_row("age", humanize.duration(age, none="-"))
             if entry.prompt_preview:
-                table.add_row("prompt", entry.prompt_preview)
+                table.add_row("prompt", literal(entry.prompt_preview))
             if entry.usage:
-                table.add_row("tokens", str(entry.usage.get("total_tokens", "-")))
+                table.add_row("tokens", literal(entry.usage.get("total_tokens", "-")))
             if entry.chunks is not None:
                 table.add_row("streamed", f"{len(entry.chunks)} chunks, replayed as a stream")
                 answer = answer_text(entry.response)
                 if answer:
-                    table.add_row("answer", answer[:ANSWER_PREVIEW_CHARS])
+                    table.add_row("answer", literal(answer[:ANSWER_PREVIEW_CHARS]))
         table.add_row("expires in", "expired" if ttl == 0 else humanize.duration(ttl))
         table.add_row("size", humanize.size(len(loaded.raw)))
         return table
@@ -129,12 +131,14 @@ class EntryDetail(VerticalScroll):
 
 def _response_view(entry: CacheEntry) -> RenderableType:
     if entry.media_type is not None or isinstance(entry.response, str):
-        return Text(_preview(str(entry.response).encode()))
+        return literal(_preview(str(entry.response).encode("utf-8", "replace")))
     pretty = orjson.dumps(entry.response, option=orjson.OPT_INDENT_2)
     if len(pretty) > PREVIEW_BYTES:
         note = Text(f"(first {PREVIEW_BYTES // 1024} KiB of {humanize.size(len(pretty))})")
-        return Group(note, Text(_preview(pretty)))
-    return Syntax(pretty.decode(), "json", word_wrap=True, background_color="default")
+        return Group(note, literal(_preview(pretty)))
+    # orjson escapes C0 controls in strings but leaves DEL and C1 controls as they are.
+    text = printable(pretty.decode())
+    return Syntax(text, "json", word_wrap=True, background_color="default")
 
 
 def _preview(raw: bytes) -> str:

@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError, CacheSkipped
+import orjson
+
+from llmcache_tui.cache.backends.base import (
+    CacheBackend,
+    CacheBackendError,
+    CacheDataError,
+    CacheSkipped,
+)
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
 
 log = logging.getLogger("llmcache_tui.cache")
@@ -83,7 +90,14 @@ class ResponseCache:
 
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
         try:
-            await self.backend.set(key, entry.encode(), ttl)
+            value = entry.encode()
+        except orjson.JSONEncodeError as exc:
+            # An answer JSON can carry but orjson cannot write back (nested too deep): it
+            # is served, just not kept. Not a cache failure.
+            log.warning("not caching the answer for %s: %s", key, exc)
+            return False
+        try:
+            await self.backend.set(key, value, ttl)
         except CacheBackendError as exc:
             self._failed(exc)
             return False
@@ -93,4 +107,7 @@ class ResponseCache:
         self.errors += 1
         if isinstance(exc, CacheSkipped):
             return  # the failure that opened the breaker was logged already
+        if isinstance(exc, CacheDataError):
+            log.warning("cache refused one request, serving it from upstream: %s", exc)
+            return
         log.warning("cache unavailable, serving from upstream: %s", exc)

@@ -21,7 +21,7 @@ import orjson
 
 from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.entry import CacheEntry, prompt_preview
-from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.cache.keys import UnwritableBody, request_digest, storage_key
 from llmcache_tui.cache.policy import (
     BYPASS,
     NO_CONTROLS,
@@ -106,7 +106,10 @@ class LLMRequest:
             material = self.body
             if self.file is not None:
                 material = {**material, "file_sha256": hashlib.sha256(self.file[1]).hexdigest()}
-            self.digest = request_digest(self.route, material)
+            try:
+                self.digest = request_digest(self.route, material)
+            except UnwritableBody as exc:
+                raise ProxyError(400, str(exc)) from None
         return self.digest
 
 
@@ -709,10 +712,13 @@ def _form_scalar(control: str, text: str) -> Any:
     if control in ("no-cache", "no-store", "use-cache"):
         return {"true": True, "false": False}.get(text, text)
     if control in ("ttl", "s-maxage"):
+        # Read as a JSON number, not with float(): that also takes "nan", "inf" and
+        # "1_000", which no JSON body can carry. Anything else stays text for the error.
         try:
-            return float(text)
-        except ValueError:
+            number = orjson.loads(text)
+        except orjson.JSONDecodeError:
             return text
+        return number if type(number) in (int, float) else text
     return text
 
 

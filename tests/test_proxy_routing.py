@@ -8,6 +8,8 @@ import httpx
 import openai
 import pytest
 
+from llmcache_tui.config import ModelEntry
+from llmcache_tui.proxy.routing import deployment_for
 from tests.conftest import ProxyFactory
 from tests.fake_upstream import FakeUpstreamServer
 from tests.servers import DEFAULT_MODELS
@@ -92,6 +94,87 @@ def test_provider_prefix_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstre
     assert upstream.app.calls[0].body["model"] == "gpt-4o"
     assert raw.headers["cache-status"] == "llmcache; fwd=miss; stored"
     assert caught.value.code == "model_not_found"
+
+
+AZURE_KEY = "azure-secret-key"
+
+
+def _azure_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstreamServer) -> httpx.Client:
+    entry = deployment("az/*", "azure/*", upstream.url, AZURE_KEY)
+    entry["litellm_params"]["api_version"] = "2024-06-01"
+    return make_proxy(cache=False, models={}, extra_models=[entry]).http()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "az/../../../v1/secret-admin?x=",
+        "az/..",
+        "az/.",
+        "az/%2e%2e/%2e%2e/v1/secret-admin",
+        "az/%2E%2E",
+        "az/gpt%2Fadmin",
+        "az/gpt/../../admin",
+        "az/gpt?x=1",
+        "az/gpt#frag",
+        "az/gpt\\..\\admin",
+        "az/gpt\nHost: evil",
+        "az/gpt\x00",
+        "az/gpt\x7f",
+    ],
+)
+def test_wildcard_model_cannot_leave_its_azure_url_segment(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer, model: str
+) -> None:
+    """The part a wildcard matched becomes the deployment in Azure's URL path: anything
+    that would move the call elsewhere on the host (with its api-key) is a 400."""
+    with _azure_wildcard(make_proxy, upstream) as http:
+        reply = http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == "model"
+    assert "does not name an Azure deployment" in error["message"]
+    assert upstream.app.call_count() == 0
+
+
+def test_wildcard_azure_deployment_is_one_encoded_segment(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    with _azure_wildcard(make_proxy, upstream) as http:
+        for model in ("az/gpt-4o", "az/my deployment;v2", "az/déploiement", "az/...", "az/a.b"):
+            http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    prefix = "/v1/openai/deployments/"
+    assert [(call.path, call.query) for call in upstream.app.calls] == [
+        (f"{prefix}{name}/chat/completions", "api-version=2024-06-01")
+        for name in ("gpt-4o", "my deployment;v2", "déploiement", "...", "a.b")
+    ]
+    assert {call.headers["api-key"] for call in upstream.app.calls} == {AZURE_KEY}
+
+
+def test_configured_azure_deployment_names_are_percent_encoded() -> None:
+    """Names from the config are trusted, but still one path segment each."""
+    entry = ModelEntry.model_validate(
+        {
+            "model_name": "odd",
+            "litellm_params": {"model": "azure/a b/c?d", "api_base": "https://h.invalid/"},
+        }
+    )
+    url = deployment_for(entry, "odd").url("chat/completions")
+    assert url == (
+        "https://h.invalid/openai/deployments/a%20b%2Fc%3Fd/chat/completions?api-version=2024-02-01"
+    )
+
+
+def test_a_long_refused_model_name_is_not_echoed_whole(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    with _azure_wildcard(make_proxy, upstream) as http:
+        model = "az/" + "x" * 100_000 + "/.."
+        reply = http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    assert reply.status_code == 400
+    message = reply.json()["error"]["message"]
+    assert len(message) < 400
+    assert "100006 characters" in message
 
 
 def test_exact_name_wins_over_a_wildcard(

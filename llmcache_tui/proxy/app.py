@@ -51,7 +51,7 @@ from llmcache_tui.proxy.coalesce import Flight
 from llmcache_tui.proxy.errors import ProxyError, error_body
 from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
-from llmcache_tui.proxy.routing import Deployment, Router
+from llmcache_tui.proxy.routing import Deployment, Router, UnsafeModelName
 from llmcache_tui.proxy.stats import ProxyStats
 from llmcache_tui.proxy.streaming import (
     StreamRecorder,
@@ -320,7 +320,10 @@ class ProxyApp:
         return LLMRequest(route, model, body, controls, form=fields, file=file)
 
     def _deployment(self, model: str) -> Deployment:
-        deployment = self.router.resolve(model)
+        try:
+            deployment = self.router.resolve(model)
+        except UnsafeModelName as exc:
+            raise ProxyError(400, str(exc), param="model") from None
         if deployment is None:
             known = ", ".join(self.router.names) or "none configured"
             raise ProxyError(

@@ -165,6 +165,22 @@ def test_configured_azure_deployment_names_are_percent_encoded() -> None:
     )
 
 
+def test_credentials_in_an_api_base_from_the_environment_are_a_502_without_them(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the config they are a config error; from OPENAI_API_BASE they reach the HTTP
+    client, which refuses them beside the key: a 502 that repeats neither."""
+    monkeypatch.setenv("OPENAI_API_BASE", f"http://bob:base-pw-leak@127.0.0.1:{upstream.port}/v1")
+    entry = {"model_name": "env-base", "litellm_params": {"model": "openai/x", "api_key": "sk-e"}}
+    with make_proxy(cache=False, models={}, extra_models=[entry]).http() as http:
+        reply = http.post("/v1/chat/completions", json={"model": "env-base", "messages": MESSAGES})
+    assert reply.status_code == 502, reply.text
+    assert "not a usable URL" in reply.json()["error"]["message"]
+    assert "leak" not in reply.text
+    assert "bob" not in reply.text
+    assert upstream.app.call_count() == 0
+
+
 def test_a_long_refused_model_name_is_not_echoed_whole(
     make_proxy: ProxyFactory, upstream: FakeUpstreamServer
 ) -> None:

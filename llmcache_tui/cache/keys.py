@@ -12,9 +12,6 @@ import orjson
 # thing share one key, so ``stream`` and ``stream_options`` are left out too.
 IGNORED_PARAMS = frozenset({"cache", "metadata", "stream", "stream_options"})
 NAMESPACE_SEPARATOR = ":"
-# orjson writes integers of at most 64 bits (signed or not). A whole float outside that
-# range (``1e300``) keys as the float it is.
-_INT_MIN, _INT_MAX = -(2.0**63), 2.0**64
 # How deep orjson.dumps nests (orjson.loads takes four times as much).
 MAX_JSON_DEPTH = 254
 
@@ -32,8 +29,10 @@ def request_digest(route: str, body: Mapping[str, Any]) -> str:
     ``1`` because SDKs disagree on how to write sampling parameters such as temperature.
     Raises :class:`UnwritableBody` for a body JSON can carry but orjson cannot write.
     """
+    # orjson writes integers of at most 64 bits (signed or not): a whole float beyond them
+    # (``1e300``) keys as the float it is. The bounds are literals: this runs per request.
     canonical = {
-        k: int(v) if type(v) is float and v.is_integer() and _INT_MIN <= v < _INT_MAX else v
+        k: int(v) if type(v) is float and v.is_integer() and -(2.0**63) <= v < 2.0**64 else v
         for k, v in body.items()
         if k not in IGNORED_PARAMS
     }

@@ -8,6 +8,7 @@ decode too, marked as foreign, so an existing LiteLLM cache can be browsed.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,7 @@ class CacheEntry:
                     route=str(document.get("call_type") or "unknown"),
                     model=str(document.get("model") or ""),
                     prompt_preview=str(document.get("prompt_preview") or ""),
-                    created_at=float(document.get("created_at") or 0.0),
+                    created_at=_moment(document.get("created_at")),
                     ttl=document.get("ttl"),
                     usage=document.get("usage"),
                     media_type=document.get("media_type"),
@@ -104,10 +105,19 @@ class CacheEntry:
             route=_route_of_response(response),
             model=str(model or ""),
             prompt_preview="",
-            created_at=float(document.get("timestamp") or 0.0),
+            created_at=_moment(document.get("timestamp")),
             usage=usage if isinstance(usage, dict) else None,
             foreign=True,
         )
+
+
+def _moment(value: Any) -> float:
+    """A stored Unix time; raises ValueError for one no clock can reach ("-inf", "nan"),
+    whose age would be infinite or undefined."""
+    moment = float(value or 0.0)
+    if not math.isfinite(moment):
+        raise ValueError(f"time {value!r} is not a finite number")
+    return moment
 
 
 def prompt_preview(body: dict[str, Any]) -> str:

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 # MASK, mask_secrets and mask_url are also imported from here; they live in redact.
 from llmcache_tui.redact import MASK as MASK
@@ -67,6 +68,15 @@ BUILTIN_SOURCE = "built-in default"
 
 DEFAULT_MAX_REQUEST_MB = 32.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
+# The longest TTL or age accepted anywhere (config, per-request controls, the terminal app):
+# ten years. Anything longer means "keep it", and far longer expiries are refused by Redis
+# (its milliseconds overflow) or, as infinity or NaN, never expire at all.
+MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
+MAX_TTL_TEXT = f"{MAX_TTL_SECONDS} seconds (10 years)"
+
+# Infinity and NaN are valid YAML floats (.inf, .nan), never valid durations or sizes.
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+TtlSeconds = Annotated[float, Field(gt=0, le=MAX_TTL_SECONDS, allow_inf_nan=False)]
 
 # Redis client arguments a cache_params key (or a REDIS_<NAME> variable) may set.
 REDIS_CLIENT_PARAMS = frozenset(
@@ -164,9 +174,9 @@ class CacheParams(_Model):
 
     type: CacheType = "redis"  # LiteLLM's proxy picks Redis when no type is given
     namespace: str | None = None
-    ttl: PositiveFloat | None = None
-    default_in_memory_ttl: PositiveFloat | None = None
-    default_in_redis_ttl: PositiveFloat | None = None
+    ttl: TtlSeconds | None = None
+    default_in_memory_ttl: TtlSeconds | None = None
+    default_in_redis_ttl: TtlSeconds | None = None
     mode: Literal["default_on", "default_off"] = "default_on"
     supported_call_types: list[str] | None = None
     disk_cache_dir: str = "./.litellm_cache"
@@ -323,6 +333,9 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from exc
 
+    problem = _api_base_problem(parsed.model_list)
+    if problem:
+        raise ConfigError(f"{source}: invalid config: {problem}")
     redactor = Redactor(secrets_in(resolved) | secrets_in(_backend_variables()))
     cache = _cache_settings(parsed, warnings, redactor)
     general = parsed.general_settings
@@ -364,6 +377,30 @@ def _cache_settings(
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
     return CacheSettings(params=params, routes=routes, redactor=redactor)
+
+
+def _api_base_problem(entries: list[ModelEntry]) -> str | None:
+    """The first ``api_base`` that cannot be called as given, named by its key path.
+
+    Credentials in the URL (``https://user:pass@host``) are refused rather than sent as
+    HTTP basic auth beside the key: the key belongs in ``api_key``. The URL itself is never
+    repeated, so its password is not shown.
+    """
+    for index, entry in enumerate(entries):
+        api_base = entry.litellm_params.api_base
+        if not api_base:
+            continue
+        path = f"model_list[{index}].litellm_params.api_base"
+        try:
+            netloc = urlsplit(api_base).netloc
+        except ValueError:
+            return f"{path}: not a valid URL"
+        if "@" in netloc:
+            return (
+                f"{path}: must not contain a user name or password (user:pass@host);"
+                " give the key as api_key"
+            )
+    return None
 
 
 def _routes(call_types: list[str] | None, warnings: list[str]) -> frozenset[str]:
@@ -427,6 +464,11 @@ def _error_text(error: Any, secret: bool) -> str:
     message = message[0].lower() + message[1:]
     if kind == "greater_than":
         message = "must be a positive number"
+    elif kind == "finite_number":
+        message = "must be a finite number"
+    elif kind == "less_than_equal":
+        limit = error.get("ctx", {}).get("le")
+        message = f"must be at most {MAX_TTL_TEXT if limit == MAX_TTL_SECONDS else limit}"
     return f"{message} (got {_short(given)})"
 
 

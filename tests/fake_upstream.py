@@ -132,6 +132,7 @@ class RecordedCall:
     headers: dict[str, str]
     body: Any
     raw_body: bytes
+    query: str = ""  # the query string as sent, without "?"
 
     @property
     def endpoint(self) -> str:
@@ -549,7 +550,9 @@ class FakeOpenAI:
             n = self._counter
             if self.record_calls:
                 assert headers is not None
-                self._calls.append(RecordedCall(n, method, path, headers, body, raw_body))
+                query = scope.get("query_string", b"").decode("latin-1")
+                call = RecordedCall(n, method, path, headers, body, raw_body, query=query)
+                self._calls.append(call)
             queued = self._errors.popleft() if self._errors else None
             extra_delay = self._delays.popleft() if self._delays else 0.0
 

@@ -9,6 +9,7 @@ sharing the directory would), and TTLs are checked against the stored expiry tim
 
 from __future__ import annotations
 
+import math
 import time
 import tracemalloc
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from llmcache_tui.cache.backends import (
     ScanPage,
     build_backend,
 )
-from llmcache_tui.cache.backends.base import glob_matcher
+from llmcache_tui.cache.backends.base import CacheDataError, glob_matcher
 from llmcache_tui.cache.backends.disk import DiskBackend
 from llmcache_tui.cache.backends.local import LocalBackend, held_bytes
 from llmcache_tui.cache.backends.tiered import TieredBackend
@@ -35,7 +36,7 @@ from llmcache_tui.cache.browse import glob_escape, namespace_pattern
 from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.cache.health import PROBE_NAMESPACE, probe_backend
 from llmcache_tui.cache.service import DECODED_BUDGET, ResponseCache
-from llmcache_tui.config import parse_settings
+from llmcache_tui.config import MAX_TTL_SECONDS, parse_settings
 
 BACKENDS = ["local", "disk"]
 
@@ -230,12 +231,24 @@ async def test_expire_missing_key_is_false(harness: Harness) -> None:
     assert await harness.backend.expire("missing", None) is False
 
 
-@pytest.mark.parametrize("bad", [0, -1, -0.5])
+@pytest.mark.parametrize("bad", [0, -1, -0.5, math.nan, math.inf, 1e300, MAX_TTL_SECONDS + 1])
 async def test_expire_rejects_non_positive(harness: Harness, bad: float) -> None:
     await harness.backend.set("k", b"v")
     with pytest.raises(ValueError, match="positive"):
         await harness.backend.expire("k", bad)
     assert await harness.backend.ttl("k") is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, -math.inf, 1e300])
+async def test_set_refuses_a_ttl_that_would_never_expire_or_overflow(
+    harness: Harness, bad: float
+) -> None:
+    """Refused as this call's data (never a backend outage), and nothing is stored."""
+    with pytest.raises(CacheDataError, match="ttl"):
+        await harness.backend.set("k", b"v", bad)
+    assert await harness.backend.get("k") is None
+    await harness.backend.set("k", b"v", MAX_TTL_SECONDS)  # ten years is fine
+    assert await harness.backend.get("k") == b"v"
 
 
 async def test_default_ttl_applies(ttl_harness: Harness) -> None:
@@ -997,6 +1010,22 @@ async def test_service_swallows_backend_errors(tmp_path: Path) -> None:
     assert await service.store("k", _entry(clock), 10) is False
     assert service.errors == 2
     assert backend.errors == 2
+
+
+async def test_service_serves_but_does_not_keep_an_answer_it_cannot_encode(
+    harness: Harness, service: ResponseCache
+) -> None:
+    """JSON up to 1024 levels parses, but orjson writes at most 254: such an answer is
+    not stored, and that is no cache failure."""
+    deep: Any = "leaf"
+    for _ in range(300):
+        deep = [deep]
+    entry = _entry(harness.clock)
+    entry.response = {**CHAT_RESPONSE, "deep": deep}
+    assert await service.store("k", entry, 300) is False
+    assert await harness.backend.get("k") is None
+    assert service.errors == 0
+    assert harness.backend.errors == 0
 
 
 # -------------------------------------------------------------------------------- probe

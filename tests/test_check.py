@@ -52,11 +52,12 @@ def disk_config(tmp_path: Path) -> Path:
             litellm_params:
               model: openai/gpt-4o
               api_key: {API_KEY}
-              api_base: https://user:{URL_PASSWORD}@api.example.invalid/v1
+              api_base: https://api.example.invalid/v1
         litellm_settings:
           cache: true
           cache_params:
             type: disk
+            qdrant_api_base: https://user:{URL_PASSWORD}@qdrant.example.invalid
             disk_cache_dir: {tmp_path / "cache dir"}
             password: {REDIS_PASSWORD}
             ttl: 60
@@ -210,6 +211,25 @@ def test_check_bad_master_key_is_not_echoed(tmp_path: Path) -> None:
         result = _run("--check", "--config", str(config), *extra, cwd=tmp_path)
         assert result.returncode == 2
         assert "general_settings.master_key" in result.stdout
+        _assert_no_secrets(result)
+
+
+def test_check_api_base_with_credentials_is_a_config_error(tmp_path: Path) -> None:
+    config = _write(
+        tmp_path / "creds.yaml",
+        f"""
+        model_list:
+          - model_name: gpt
+            litellm_params:
+              model: openai/gpt-4o
+              api_base: https://user:{URL_PASSWORD}@api.example.invalid/v1
+        """,
+    )
+    for extra in ([], ["--json"]):
+        result = _run("--check", "--config", str(config), *extra, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "model_list[0].litellm_params.api_base: must not contain" in result.stdout
+        assert "Traceback" not in result.stderr
         _assert_no_secrets(result)
 
 

@@ -20,6 +20,7 @@ from llmcache_tui.config import (
     BUILTIN_SOURCE,
     CONFIG_ENV_VAR,
     MASK,
+    MAX_TTL_SECONDS,
     ConfigError,
     Settings,
     load_settings,
@@ -649,6 +650,69 @@ def test_non_numeric_ttl_is_rejected() -> None:
     assert "'soon'" in message
 
 
+@pytest.mark.parametrize("key", ["ttl", "default_in_memory_ttl", "default_in_redis_ttl"])
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (".inf", "must be a finite number"),
+        (".nan", "must be a finite number"),
+        ("1.0e300", "must be at most 315360000 seconds (10 years)"),
+        ("315360001", "must be at most 315360000 seconds (10 years)"),
+    ],
+)
+def test_unbounded_ttl_is_rejected(key: str, value: str, reason: str) -> None:
+    message = _error(f"litellm_settings:\n  cache: true\n  cache_params:\n    {key}: {value}\n")
+    assert f"litellm_settings.cache_params.{key}: {reason}" in message
+
+
+def test_ten_years_is_the_longest_ttl() -> None:
+    settings = parse_settings(
+        "litellm_settings:\n  cache: true\n  cache_params:\n    ttl: 315360000\n"
+    )
+    assert settings.cache is not None
+    assert settings.cache.params.ttl == MAX_TTL_SECONDS == 10 * 365 * 86400
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "general_settings:\n  max_request_size_mb: .inf\n",
+        "litellm_settings:\n  request_timeout: .nan\n",
+        "model_list:\n  - model_name: a\n    litellm_params: {model: a, timeout: .inf}\n",
+    ],
+)
+def test_infinite_limits_are_rejected(yaml_text: str) -> None:
+    assert "must be a finite number" in _error(yaml_text)
+
+
+@pytest.mark.parametrize(
+    "api_base",
+    [
+        "https://bob:base-pw-leak@api.example.invalid/v1",
+        "https://bob@api.example.invalid/v1",
+        "http://:base-pw-leak@127.0.0.1:8000",
+        "https://bob:base@pw-leak@api.example.invalid",
+    ],
+)
+def test_api_base_with_credentials_is_a_config_error(api_base: str) -> None:
+    message = _error(
+        _yaml(
+            f"""
+            model_list:
+              - model_name: ok
+                litellm_params: {{model: openai/a, api_base: "https://api.example.invalid"}}
+              - model_name: creds
+                litellm_params: {{model: openai/a, api_key: sk-x, api_base: "{api_base}"}}
+            """
+        )
+    )
+    assert "model_list[1].litellm_params.api_base: must not contain a user name or password" in (
+        message
+    )
+    assert "leak" not in message
+    assert "bob" not in message
+
+
 def test_missing_model_names_full_path() -> None:
     message = _error(
         _yaml(
@@ -846,11 +910,12 @@ SECRET_CONFIG = _yaml(
         litellm_params:
           model: openai/gpt-4o
           api_key: sk-model-secret-123
-          api_base: https://user:basepw@api.example.invalid/v1
+          api_base: https://api.example.invalid/v1
     litellm_settings:
       cache: true
       cache_params:
         type: redis
+        qdrant_api_base: https://user:basepw@qdrant.example.invalid
         password: redis-secret-pw
         url: redis://admin:url-secret-pw@redis.example.invalid:6379/0
         sentinel_password: sentinel-secret
@@ -883,10 +948,11 @@ def test_masked_hides_every_secret() -> None:
     assert params["password"] == MASK
     assert params["url"] == f"redis://admin:{MASK}@redis.example.invalid:6379/0"
     assert params["host"] == "redis.example.invalid"  # not a secret
+    assert params["qdrant_api_base"] == f"https://user:{MASK}@qdrant.example.invalid"
     assert masked["general_settings"]["master_key"] == MASK
     model = masked["model_list"][0]["litellm_params"]
     assert model["api_key"] == MASK
-    assert model["api_base"] == f"https://user:{MASK}@api.example.invalid/v1"
+    assert model["api_base"] == "https://api.example.invalid/v1"
     assert model["model"] == "openai/gpt-4o"
 
 

@@ -189,6 +189,9 @@ def test_garbage_raises_entry_format_error(raw: bytes) -> None:
         {"v": FORMAT_VERSION, "response": {}, "created_at": [1]},
         {"timestamp": "not a time", "response": "{}"},
         {"timestamp": {"t": 1}, "response": "{}"},
+        {"v": FORMAT_VERSION, "response": {}, "created_at": "-inf"},
+        {"v": FORMAT_VERSION, "response": {}, "created_at": "nan"},
+        {"timestamp": "-Infinity", "response": "{}"},
     ],
 )
 def test_malformed_fields_raise_entry_format_error(document: dict[str, Any]) -> None:

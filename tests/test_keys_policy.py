@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
 import pytest
 
-from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.cache.keys import (
+    MAX_JSON_DEPTH,
+    UnwritableBody,
+    request_digest,
+    storage_key,
+)
 from llmcache_tui.cache.policy import (
     BYPASS,
     NO_CONTROLS,
@@ -16,7 +22,7 @@ from llmcache_tui.cache.policy import (
     decide,
     parse_controls,
 )
-from llmcache_tui.config import CacheSettings, parse_settings
+from llmcache_tui.config import MAX_TTL_SECONDS, CacheSettings, parse_settings
 
 CHAT: dict[str, Any] = {
     "model": "gpt-3.5-turbo",
@@ -217,6 +223,14 @@ def test_ttl_zero_means_do_not_store() -> None:
         ({"namespace": "[ab]"}, "cache.namespace"),
         ({"ttl": 1, "maxage": 5}, "cache.maxage"),
         ({"no_cache": True}, "cache.no_cache"),
+        ({"ttl": 1e300}, "cache.ttl"),
+        ({"ttl": math.nan}, "cache.ttl"),
+        ({"ttl": math.inf}, "cache.ttl"),
+        ({"ttl": MAX_TTL_SECONDS + 1}, "cache.ttl"),
+        ({"ttl": 2**64}, "cache.ttl"),
+        ({"s-maxage": math.nan}, "cache.s-maxage"),
+        ({"s-maxage": math.inf}, "cache.s-maxage"),
+        ({"s-maxage": 1e300}, "cache.s-maxage"),
     ],
 )
 def test_bad_controls_name_the_param(raw: dict[str, Any], param: str) -> None:
@@ -224,6 +238,13 @@ def test_bad_controls_name_the_param(raw: dict[str, Any], param: str) -> None:
         parse_controls(raw)
     assert caught.value.param == param
     assert f"'{param}'" in str(caught.value)
+
+
+def test_ten_years_is_the_longest_ttl_and_age() -> None:
+    controls = parse_controls({"ttl": MAX_TTL_SECONDS, "s-maxage": MAX_TTL_SECONDS})
+    assert controls.ttl == controls.s_maxage == 10 * 365 * 86400
+    with pytest.raises(InvalidControls, match="at most 315360000 seconds"):
+        parse_controls({"ttl": MAX_TTL_SECONDS + 0.5})
 
 
 @pytest.mark.parametrize("raw", ["ttl=300", 300, ["ttl"], True])
@@ -357,6 +378,33 @@ def test_config_namespace_and_request_override() -> None:
     override = decide(cache, "chat", parse_controls({"namespace": "mine"}))
     assert override.namespace == "mine"
     assert decide(_cache(), "chat", parse_controls({"namespace": "x"})).namespace == "x"
+
+
+@pytest.mark.parametrize("value", [1e300, -1e300, 2.0**64, -(2.0**63) - 4096, 1.8e308])
+def test_whole_floats_beyond_64_bits_key_as_floats(value: float) -> None:
+    """orjson writes integers of at most 64 bits: a huge whole float must not become one."""
+    body = {"model": "m", "messages": [], "seed": value}
+    assert request_digest("chat", body) == request_digest("chat", dict(body))
+    assert request_digest("chat", body) != request_digest("chat", {**body, "seed": 1.0})
+
+
+def test_whole_floats_at_the_64_bit_edges_key_like_integers() -> None:
+    for whole in (2**63, 2**64 - 2048, -(2**63)):
+        body = {"model": "m", "seed": whole}
+        assert request_digest("chat", body) == request_digest(
+            "chat", {**body, "seed": float(whole)}
+        )
+
+
+@pytest.mark.parametrize("route", ["chat", "embedding"])
+def test_too_deep_a_body_is_refused_with_the_reason(route: str) -> None:
+    deep: Any = "x"
+    for _ in range(MAX_JSON_DEPTH):  # with the body object: one level too many
+        deep = [deep]
+    with pytest.raises(UnwritableBody, match="more than 254 levels deep"):
+        request_digest(route, {"model": "m", "input": deep})
+    shallower = {"model": "m", "input": deep[0]}
+    assert len(request_digest(route, shallower)) == 64
 
 
 def test_integral_float_parameters_key_like_integers() -> None:

@@ -9,8 +9,8 @@ import httpx
 import openai
 import pytest
 
-from llmcache_tui.config import parse_settings
-from llmcache_tui.proxy.routing import MATCHED_NAMES, Router
+from llmcache_tui.config import ModelEntry, parse_settings
+from llmcache_tui.proxy.routing import MATCHED_NAMES, Router, deployment_for
 from tests.conftest import ProxyFactory
 from tests.fake_upstream import FakeUpstreamServer
 from tests.servers import DEFAULT_MODELS
@@ -124,6 +124,103 @@ def test_wildcard_names_do_not_grow_memory() -> None:
     assert long_names < 200_000  # 6,000 names of 4 KB, each kept twice, would be 48 MB
     assert grown < 4_000_000
     assert router.resolve("team/1") is not None
+
+
+AZURE_KEY = "azure-secret-key"
+
+
+def _azure_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstreamServer) -> httpx.Client:
+    entry = deployment("az/*", "azure/*", upstream.url, AZURE_KEY)
+    entry["litellm_params"]["api_version"] = "2024-06-01"
+    return make_proxy(cache=False, models={}, extra_models=[entry]).http()
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "az/../../../v1/secret-admin?x=",
+        "az/..",
+        "az/.",
+        "az/%2e%2e/%2e%2e/v1/secret-admin",
+        "az/%2E%2E",
+        "az/gpt%2Fadmin",
+        "az/gpt/../../admin",
+        "az/gpt?x=1",
+        "az/gpt#frag",
+        "az/gpt\\..\\admin",
+        "az/gpt\nHost: evil",
+        "az/gpt\x00",
+        "az/gpt\x7f",
+    ],
+)
+def test_wildcard_model_cannot_leave_its_azure_url_segment(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer, model: str
+) -> None:
+    """The part a wildcard matched becomes the deployment in Azure's URL path: anything
+    that would move the call elsewhere on the host (with its api-key) is a 400."""
+    with _azure_wildcard(make_proxy, upstream) as http:
+        reply = http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    assert reply.status_code == 400, reply.text
+    error = reply.json()["error"]
+    assert error["param"] == "model"
+    assert "does not name an Azure deployment" in error["message"]
+    assert upstream.app.call_count() == 0
+
+
+def test_wildcard_azure_deployment_is_one_encoded_segment(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    with _azure_wildcard(make_proxy, upstream) as http:
+        for model in ("az/gpt-4o", "az/my deployment;v2", "az/déploiement", "az/...", "az/a.b"):
+            http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    prefix = "/v1/openai/deployments/"
+    assert [(call.path, call.query) for call in upstream.app.calls] == [
+        (f"{prefix}{name}/chat/completions", "api-version=2024-06-01")
+        for name in ("gpt-4o", "my deployment;v2", "déploiement", "...", "a.b")
+    ]
+    assert {call.headers["api-key"] for call in upstream.app.calls} == {AZURE_KEY}
+
+
+def test_configured_azure_deployment_names_are_percent_encoded() -> None:
+    """Names from the config are trusted, but still one path segment each."""
+    entry = ModelEntry.model_validate(
+        {
+            "model_name": "odd",
+            "litellm_params": {"model": "azure/a b/c?d", "api_base": "https://h.invalid/"},
+        }
+    )
+    url = deployment_for(entry, "odd").url("chat/completions")
+    assert url == (
+        "https://h.invalid/openai/deployments/a%20b%2Fc%3Fd/chat/completions?api-version=2024-02-01"
+    )
+
+
+def test_credentials_in_an_api_base_from_the_environment_are_a_502_without_them(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the config they are a config error; from OPENAI_API_BASE they reach the HTTP
+    client, which refuses them beside the key: a 502 that repeats neither."""
+    monkeypatch.setenv("OPENAI_API_BASE", f"http://bob:base-pw-leak@127.0.0.1:{upstream.port}/v1")
+    entry = {"model_name": "env-base", "litellm_params": {"model": "openai/x", "api_key": "sk-e"}}
+    with make_proxy(cache=False, models={}, extra_models=[entry]).http() as http:
+        reply = http.post("/v1/chat/completions", json={"model": "env-base", "messages": MESSAGES})
+    assert reply.status_code == 502, reply.text
+    assert "not a usable URL" in reply.json()["error"]["message"]
+    assert "leak" not in reply.text
+    assert "bob" not in reply.text
+    assert upstream.app.call_count() == 0
+
+
+def test_a_long_refused_model_name_is_not_echoed_whole(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    with _azure_wildcard(make_proxy, upstream) as http:
+        model = "az/" + "x" * 100_000 + "/.."
+        reply = http.post("/v1/chat/completions", json={"model": model, "messages": MESSAGES})
+    assert reply.status_code == 400
+    message = reply.json()["error"]["message"]
+    assert len(message) < 400
+    assert "100006 characters" in message
 
 
 def test_exact_name_wins_over_a_wildcard(

@@ -6,6 +6,7 @@ None of these may reach the upstream, answer 500, or leak a traceback.
 from __future__ import annotations
 
 import gzip
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,9 @@ def test_missing_or_malformed_model(http: httpx.Client, model: Any) -> None:
         ({"namespace": 7}, "cache.namespace", "non-empty string"),
         ({"namespace": "a*"}, "cache.namespace", "glob characters"),
         ({"ttl": 1, "max-age": 5}, "cache.max-age", "unknown cache control 'cache.max-age'"),
+        ({"ttl": 1e300}, "cache.ttl", "at most 315360000 seconds (10 years)"),
+        ({"ttl": 315360001}, "cache.ttl", "at most 315360000 seconds"),
+        ({"s-maxage": 1e300}, "cache.s-maxage", "at most 315360000 seconds"),
     ],
 )
 def test_malformed_cache_controls(http: httpx.Client, cache: Any, param: str, message: str) -> None:
@@ -192,6 +196,14 @@ def test_transcription_without_a_model(http: httpx.Client) -> None:
         ({"cache[ttl]": "soon"}, "cache.ttl"),
         ({"cache[no-cache]": "maybe"}, "cache.no-cache"),
         ({"cache[bogus]": "1"}, "cache.bogus"),
+        ({"cache[ttl]": "nan"}, "cache.ttl"),
+        ({"cache[ttl]": "inf"}, "cache.ttl"),
+        ({"cache[ttl]": "-Infinity"}, "cache.ttl"),
+        ({"cache[ttl]": "1e999"}, "cache.ttl"),
+        ({"cache[ttl]": "1e300"}, "cache.ttl"),
+        ({"cache[ttl]": "1_000"}, "cache.ttl"),
+        ({"cache[s-maxage]": "NaN"}, "cache.s-maxage"),
+        ({"cache": '{"ttl": 1e300}'}, "cache.ttl"),
     ],
 )
 def test_transcription_with_malformed_cache_field(
@@ -203,6 +215,54 @@ def test_transcription_with_malformed_cache_field(
         files={"file": ("a.wav", b"abc")},
     )
     assert assert_client_error(reply)["param"] == param
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "Hello"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {},
+        {"cache": {"use-cache": False}},
+        {"stream": True},
+        {"stream": True, "cache": {"no-store": True, "no-cache": True}},
+    ],
+    ids=["cached", "bypass", "stream", "stream-no-cache"],
+)
+def test_body_nested_too_deep_to_write_back_is_a_400(
+    http: httpx.Client, extra: dict[str, Any]
+) -> None:
+    """orjson reads 1024 levels but writes 254: the key and the upstream body both need
+    writing, and whichever comes first says why, never a 500."""
+    body = {**CHAT, "tools": [_nested(300)], **extra}  # a parameter the proxy does not check
+    content = json.dumps(body).encode()  # orjson cannot write it either
+    error = assert_client_error(http.post("/v1/chat/completions", content=content))
+    assert "more than 254 levels deep" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "number",
+    [b"18446744073709551616", b"1e300", b"-1e300", b"9223372036854775808", b"1.7e308"],
+)
+def test_numbers_beyond_64_bits_are_served_and_cached(
+    http: httpx.Client, upstream: FakeUpstreamServer, number: bytes
+) -> None:
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "big %s"}],' % number
+    body += b' "seed": %s, "logit_bias": {"1": %s}}' % (number, number)
+    headers = {"content-type": "application/json"}
+    first = http.post("/v1/chat/completions", content=body, headers=headers)
+    assert first.status_code == 200, first.text
+    assert "stored" in first.headers["cache-status"]
+    again = http.post("/v1/chat/completions", content=body, headers=headers)
+    assert again.headers["cache-status"] == "llmcache; hit"
+    assert again.json() == first.json()
+    assert upstream.app.call_count() == 1
+    upstream.app.reset()  # the one call here that must reach upstream
 
 
 def test_unknown_route_and_wrong_method(http: httpx.Client) -> None:

@@ -10,13 +10,15 @@ past), so no test waits for a TTL to run out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis
+from redis import exceptions as redis_errors
 
+from llmcache_tui.cache.backends.base import CacheBackendError, CacheDataError
 from llmcache_tui.cache.backends.redis import RedisBackend
 from llmcache_tui.cache.backends.tiered import TieredBackend
 from tests import redis_servers as rs
@@ -40,6 +42,7 @@ from tests.test_backends import (  # noqa: F401 - collected here, run on Redis b
     test_scan_is_stable_while_keys_are_read,
     test_scan_names_only_lists_the_same_keys,
     test_scan_namespace_with_glob_characters,
+    test_set_refuses_a_ttl_that_would_never_expire_or_overflow,
     test_stats_entries_and_bytes,
     test_ttl_is_within_bounds,
     test_ttl_missing_key_raises_key_error,
@@ -243,6 +246,102 @@ async def test_get_many_and_delete_span_slots(harness: RedisHarness) -> None:
     assert await backend.get_many([*keys, "missing"]) == [k.encode() for k in keys] + [None]
     assert await backend.delete([*keys, "missing"]) == len(keys)
     assert harness.raw.exists(*keys) == 0
+
+
+# --------------------------------------------------------------------------- failure kinds
+# Only an outage (the server or the way to it failing) opens the breaker; an error about
+# one command's data must not keep every other request off the cache.
+
+
+def _redis(backend: Any) -> RedisBackend:
+    assert isinstance(backend, RedisBackend)
+    assert backend.breaker is not None
+    return backend
+
+
+async def test_a_data_error_from_redis_leaves_the_breaker_closed(harness: RedisHarness) -> None:
+    backend = _redis(harness.backend)
+    harness.raw.lpush("a-list", "x")  # another application's key, of another type
+    harness.raw.set("k", b"v")
+    for _ in range(5):
+        with pytest.raises(CacheDataError, match="WRONGTYPE"):
+            await backend.get("a-list")
+    assert backend.breaker is not None
+    assert not backend.breaker.open
+    assert await backend.get("k") == b"v"  # not skipped
+    assert backend.errors == 5
+
+
+async def test_a_full_redis_refuses_writes_but_keeps_serving_reads(
+    make_redis_server: Callable[..., rs.RedisProcess],
+) -> None:
+    server = make_redis_server()
+    raw = server.client()
+    backend = _redis(build(server_params(server)))
+    try:
+        await backend.set("kept", b"v")
+        raw.config_set("maxmemory", 1)  # noeviction: every write is now OOM
+        with pytest.raises(CacheDataError, match="maxmemory"):
+            await backend.set("new", b"v")
+        assert backend.breaker is not None
+        assert not backend.breaker.open
+        assert await backend.get("kept") == b"v"
+    finally:
+        raw.config_set("maxmemory", 0)
+        raw.close()
+        await backend.close()
+
+
+async def test_an_unreachable_redis_opens_the_breaker(
+    make_redis_server: Callable[..., rs.RedisProcess],
+) -> None:
+    server = make_redis_server()
+    backend = _redis(build(server_params(server)))
+    try:
+        server.stop()
+        with pytest.raises(CacheBackendError) as caught:
+            await backend.get("k")
+        assert not isinstance(caught.value, CacheDataError)
+        assert backend.breaker is not None
+        assert backend.breaker.open
+    finally:
+        await backend.close()
+
+
+OUTAGES = [
+    redis_errors.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused."),
+    redis_errors.TimeoutError("Timeout reading from socket"),
+    redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
+    redis_errors.AuthenticationError("invalid username-password pair"),
+    redis_errors.MaxConnectionsError("Too many connections"),
+    redis_errors.ClusterDownError("CLUSTERDOWN The cluster is down"),
+    redis_errors.MasterDownError("MASTERDOWN Link with MASTER is down"),
+    redis_errors.ReadOnlyError("You can't write against a read only replica."),
+    redis_errors.RedisClusterException("Redis Cluster cannot be connected."),
+    redis_errors.InvalidResponse("Protocol error, got 'H' as reply type byte"),
+    ConnectionResetError(104, "Connection reset by peer"),
+    TimeoutError(),
+    CacheBackendError("cannot get a GCP access token"),
+]
+DATA_ERRORS = [
+    redis_errors.ResponseError("invalid expire time in 'set' command"),
+    redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"),
+    redis_errors.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+    redis_errors.NoPermissionError("this user has no permissions to run the 'set' command"),
+    redis_errors.DataError("Invalid input of type: 'dict'."),
+    OverflowError("int too large to convert"),
+    TypeError("unexpected value"),
+]
+
+
+def test_outages_and_data_errors_are_told_apart(redis_plain: rs.RedisProcess) -> None:
+    """The classification, error by error, as redis-py raises them."""
+    backend = _redis(build(server_params(redis_plain)))  # connects lazily: nothing to close
+    assert [backend._outage(exc) for exc in OUTAGES] == [True] * len(OUTAGES)
+    assert [backend._outage(exc) for exc in DATA_ERRORS] == [False] * len(DATA_ERRORS)
+    wrapped = redis_errors.RedisClusterException("Redis Cluster cannot be connected")
+    wrapped.__cause__ = redis_errors.AuthenticationError("WRONGPASS")
+    assert backend._outage(wrapped)
 
 
 # --------------------------------------------------------------------------- stats

@@ -155,6 +155,59 @@ def test_memory_tier_reads_memory_first_and_deletes_clear_both(
     assert upstream.app.call_count("chat/completions") == 2
 
 
+# --------------------------------------------------------------------------- one client's input
+
+
+def test_requests_with_unbounded_ttls_cannot_turn_the_cache_off(
+    redis_plain: rs.RedisProcess, make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    """Such TTLs once reached Redis, which refused them, and each refusal opened the
+    breaker: a hot prompt then went upstream. Now they are 400s that never touch Redis."""
+    proxy = make_proxy(server_params(redis_plain), cache_type="redis")
+    backend, breaker = _backend(proxy)
+    with proxy.http() as http:
+        assert chat(http, "hot").headers["cache-status"] == MISS_STORED
+        for round_ in range(40):
+            body = {"model": "gpt-4o-mini", "messages": MESSAGES, "cache": {"ttl": 1e300}}
+            refused = http.post("/v1/chat/completions", json=body)
+            assert refused.status_code == 400
+            assert refused.json()["error"]["param"] == "cache.ttl"
+            if round_ % 10 == 0:
+                form = http.post(
+                    "/v1/audio/transcriptions",
+                    data={"model": "whisper-1", "cache[ttl]": "nan"},
+                    files={"file": ("a.wav", b"abc", "audio/wav")},
+                )
+                assert form.status_code == 400
+                assert form.json()["error"]["param"] == "cache.ttl"
+            assert chat(http, "hot").headers["cache-status"] == HIT
+    assert upstream.app.call_count() == 1  # the hot prompt, once
+    assert not breaker.open
+    assert backend.errors == 0
+
+
+def test_a_key_redis_cannot_read_does_not_turn_the_cache_off_for_others(
+    redis_plain: rs.RedisProcess, make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    """WRONGTYPE on one request's key is about that key: other prompts keep hitting."""
+    proxy = make_proxy(server_params(redis_plain), cache_type="redis")
+    _, breaker = _backend(proxy)
+    raw = redis_plain.client()
+    with raw, proxy.http() as http:
+        assert chat(http, "hot").headers["cache-status"] == MISS_STORED
+        key = chat(http, "odd").headers["x-litellm-cache-key"]
+        for _ in range(5):
+            raw.delete(key)
+            raw.lpush(key, "not an entry")  # e.g. written by another application
+            odd = chat(http, "odd")
+            assert odd.headers["cache-status"] == f"llmcache; fwd=miss; stored; {CACHE_ERROR}"
+            assert odd.json()["choices"][0]["message"]["content"] == "echo: odd"
+            assert chat(http, "hot").headers["cache-status"] == HIT
+        assert not breaker.open
+        assert raw.type(key) == b"string"  # the answer replaced the list
+    assert upstream.app.call_count() == 1 + 1 + 5
+
+
 # --------------------------------------------------------------------------- Redis down
 
 

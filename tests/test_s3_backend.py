@@ -24,9 +24,15 @@ from typing import Any
 
 import orjson
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    ParamValidationError,
+    ReadTimeoutError,
+)
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
+from llmcache_tui.cache.backends.base import CacheDataError
 from llmcache_tui.cache.backends.s3 import DELETE_BATCH, EXPIRES_AT, S3Backend
 from llmcache_tui.cache.backends.tiered import TieredBackend
 from llmcache_tui.cache.browse import PurgeProgress, namespace_pattern, purge
@@ -484,6 +490,36 @@ async def test_a_missing_bucket_is_named_in_every_error(s3_bucket: S3Bucket) -> 
         for operation in ("get", "ping", "scan", "list")
     ]
     assert backend.errors == 4
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (ClientError({"Error": {"Code": "NoSuchBucket"}}, "PutObject"), True),
+        (ClientError({"Error": {"Code": "AccessDenied"}}, "GetObject"), True),
+        (ClientError({"Error": {"Code": "SlowDown"}}, "PutObject"), True),
+        (ClientError({"Error": {"Code": "503"}}, "HeadObject"), True),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
+        (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True),
+        (ClientError({"Error": {"Code": "InvalidArgument"}}, "PutObject"), False),
+        (ClientError({"Error": {"Code": "MetadataTooLarge"}}, "PutObject"), False),
+        (ClientError({"Error": {"Code": "EntityTooLarge"}}, "PutObject"), False),
+        (ParamValidationError(report="Invalid type for parameter Metadata"), False),
+    ],
+)
+async def test_only_outages_open_the_breaker(
+    s3_bucket: S3Bucket, error: Exception, outage: bool
+) -> None:
+    backend = build(s3_bucket.params())
+    try:
+        assert isinstance(backend, S3Backend)
+        assert backend._outage(error) is outage
+        failure = backend._failure("set", error)
+        assert isinstance(failure, CacheDataError) is not outage
+        assert backend.breaker is not None
+        assert backend.breaker.open is outage
+    finally:
+        await backend.close()
 
 
 ERROR_REASONS = [

@@ -10,6 +10,7 @@ a purge on a shared server tells cache entries from other applications' data che
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -94,7 +95,7 @@ class CacheEntry:
                     route=str(document.get("call_type") or "unknown"),
                     model=str(document.get("model") or ""),
                     prompt_preview=str(document.get("prompt_preview") or ""),
-                    created_at=float(document.get("created_at") or 0.0),
+                    created_at=_moment(document.get("created_at")),
                     ttl=document.get("ttl"),
                     usage=document.get("usage"),
                     media_type=document.get("media_type"),
@@ -121,7 +122,7 @@ class CacheEntry:
             route=_route_of_response(response),
             model=str(model or ""),
             prompt_preview="",
-            created_at=float(document.get("timestamp") or 0.0),
+            created_at=_moment(document.get("timestamp")),
             usage=usage if isinstance(usage, dict) else None,
             foreign=True,
         )
@@ -137,6 +138,15 @@ def entry_origin(head: bytes) -> str | None:
     if _LITELLM_HEAD.match(head):
         return ORIGIN_LITELLM
     return None
+
+
+def _moment(value: Any) -> float:
+    """A stored Unix time; raises ValueError for one no clock can reach ("-inf", "nan"),
+    whose age would be infinite or undefined."""
+    moment = float(value or 0.0)
+    if not math.isfinite(moment):
+        raise ValueError(f"time {value!r} is not a finite number")
+    return moment
 
 
 def prompt_preview(body: dict[str, Any]) -> str:

@@ -12,6 +12,12 @@ import orjson
 # thing share one key, so ``stream`` and ``stream_options`` are left out too.
 IGNORED_PARAMS = frozenset({"cache", "metadata", "stream", "stream_options"})
 NAMESPACE_SEPARATOR = ":"
+# How deep orjson.dumps nests (orjson.loads takes four times as much).
+MAX_JSON_DEPTH = 254
+
+
+class UnwritableBody(ValueError):
+    """A parsed request body that cannot be written back as JSON (nested too deep)."""
 
 
 def request_digest(route: str, body: Mapping[str, Any]) -> str:
@@ -21,15 +27,28 @@ def request_digest(route: str, body: Mapping[str, Any]) -> str:
     endpoints asks two different questions. Field order never changes the key because
     the JSON is written with sorted keys at every depth, and a top-level ``1.0`` keys as
     ``1`` because SDKs disagree on how to write sampling parameters such as temperature.
+    Raises :class:`UnwritableBody` for a body JSON can carry but orjson cannot write.
     """
+    # orjson writes integers of at most 64 bits (signed or not): a whole float beyond them
+    # (``1e300``) keys as the float it is. The bounds are literals: this runs per request.
     canonical = {
-        k: int(v) if type(v) is float and v.is_integer() else v
+        k: int(v) if type(v) is float and v.is_integer() and -(2.0**63) <= v < 2.0**64 else v
         for k, v in body.items()
         if k not in IGNORED_PARAMS
     }
     canonical["~route"] = route
-    payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    try:
+        payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        raise UnwritableBody(unwritable_reason(exc)) from None
     return hashlib.sha256(payload).hexdigest()
+
+
+def unwritable_reason(exc: orjson.JSONEncodeError) -> str:
+    """Why orjson could not write a parsed request body, for a 400 (no 500)."""
+    if "Recursion" in str(exc):
+        return f"request body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep"
+    return f"request body cannot be written back as JSON: {exc}"
 
 
 def storage_key(digest: str, namespace: str | None) -> str:

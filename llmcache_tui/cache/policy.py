@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
-from llmcache_tui.config import CacheSettings
+from llmcache_tui.config import MAX_TTL_SECONDS, MAX_TTL_TEXT, CacheSettings
 from llmcache_tui.echo import echo
 
 CONTROL_KEYS = ("ttl", "s-maxage", "no-cache", "no-store", "namespace", "use-cache")
@@ -113,6 +114,14 @@ def _seconds(raw: dict[str, Any], key: str) -> float | None:
         )
     if value < 0:
         raise InvalidControls(f"'cache.{key}' must not be negative, got {value!r}", f"cache.{key}")
+    # JSON bodies cannot hold NaN or infinity, but form fields can (cache[ttl]=nan); both
+    # would never expire, and a huge TTL is one Redis refuses.
+    if value > MAX_TTL_SECONDS or not math.isfinite(value):
+        raise InvalidControls(
+            f"'cache.{key}' must be a finite number of seconds, at most {MAX_TTL_TEXT};"
+            f" got {value!r}",
+            f"cache.{key}",
+        )
     return float(value)
 
 

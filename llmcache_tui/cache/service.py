@@ -12,9 +12,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import orjson
+
 from llmcache_tui.cache.backends.base import (
     CacheBackend,
     CacheBackendError,
+    CacheDataError,
     CacheSkipped,
     compact,
 )
@@ -107,7 +110,14 @@ class ResponseCache:
     async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
         """Write ``entry``; False if the backend failed (logged and counted here)."""
         try:
-            await self.backend.set(key, entry.encode(), ttl)
+            value = entry.encode()
+        except orjson.JSONEncodeError as exc:
+            # An answer JSON can carry but orjson cannot write back (nested too deep): it
+            # is served, just not kept. Not a cache failure.
+            log.warning("not caching the answer for %s: %s", key, exc)
+            return False
+        try:
+            await self.backend.set(key, value, ttl)
         except CacheBackendError as exc:
             self._failed(exc)
             return False
@@ -119,6 +129,9 @@ class ResponseCache:
         self.errors += 1
         if isinstance(exc, CacheSkipped):
             return  # the failure that opened the breaker was logged already
+        if isinstance(exc, CacheDataError):
+            self.warnings.warning(f"cache refused one request, serving it from upstream: {exc}")
+            return
         self.warnings.warning(f"cache unavailable, serving from upstream: {exc}")
 
 

@@ -21,7 +21,7 @@ import orjson
 
 from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.entry import CacheEntry, prompt_preview
-from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.cache.keys import UnwritableBody, request_digest, storage_key
 from llmcache_tui.cache.policy import (
     BYPASS,
     NO_CONTROLS,
@@ -51,7 +51,7 @@ from llmcache_tui.proxy.coalesce import MAX_LEADERS, Flight
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
 from llmcache_tui.proxy.mock import mock_reply, mock_stream
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
-from llmcache_tui.proxy.routing import Deployment, Router
+from llmcache_tui.proxy.routing import Deployment, Router, UnsafeModelName
 from llmcache_tui.proxy.stats import ProxyStats
 from llmcache_tui.proxy.streaming import (
     StreamRecorder,
@@ -115,7 +115,10 @@ class LLMRequest:
             material = self.body
             if self.file is not None:
                 material = {**material, "file_sha256": hashlib.sha256(self.file[1]).hexdigest()}
-            self.digest = request_digest(self.route, material)
+            try:
+                self.digest = request_digest(self.route, material)
+            except UnwritableBody as exc:
+                raise ProxyError(400, str(exc)) from None
         return self.digest
 
 
@@ -345,7 +348,10 @@ class ProxyApp:
         return LLMRequest(route, model, body, controls, form=fields, file=file)
 
     def _deployment(self, model: str) -> Deployment:
-        deployment = self.router.resolve(model)
+        try:
+            deployment = self.router.resolve(model)
+        except UnsafeModelName as exc:
+            raise ProxyError(400, str(exc), param="model") from None
         if deployment is None:
             known = ", ".join(self.router.names) or "none configured"
             raise ProxyError(
@@ -851,10 +857,13 @@ def _form_scalar(control: str, text: str) -> Any:
     if control in ("no-cache", "no-store", "use-cache"):
         return {"true": True, "false": False}.get(text, text)
     if control in ("ttl", "s-maxage"):
+        # Read as a JSON number, not with float(): that also takes "nan", "inf" and
+        # "1_000", which no JSON body can carry. Anything else stays text for the error.
         try:
-            return float(text)
-        except ValueError:
+            number = orjson.loads(text)
+        except orjson.JSONDecodeError:
             return text
+        return number if type(number) in (int, float) else text
     return text
 
 

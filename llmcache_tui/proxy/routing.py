@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from llmcache_tui.config import ModelEntry
 
@@ -17,10 +18,20 @@ AZURE_DEFAULT_VERSION = "2024-02-01"
 # may send any number of names, of any length, to a wildcard.
 MATCHED_NAMES = 4096
 MATCHED_NAME_CHARS = 256
+# What a deployment name taken from a client's model name may not hold: it becomes one
+# URL path segment, and these would leave it (``/``, ``\``, ``..``), end the path (``?``,
+# ``#``) or be decoded into one of those by the HTTP client (``%2e%2e``, ``%2f``).
+UNSAFE_SEGMENT_CHARS = frozenset("/\\?#%")
+DOT_SEGMENTS = frozenset({"", ".", ".."})
+SHOWN_NAME_CHARS = 80
 # Providers that speak the OpenAI HTTP API as it is (LiteLLM's prefixes for them).
 OPENAI_COMPATIBLE = frozenset(
     {"openai", "custom_openai", "text-completion-openai", "hosted_vllm", "lm_studio", "openai_like"}
 )
+
+
+class UnsafeModelName(ValueError):
+    """A requested model name that would change the upstream URL beyond its own segment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +54,8 @@ class Deployment:
         base = (self.api_base or "").rstrip("/")
         if self.provider == "azure":
             version = self.api_version or AZURE_DEFAULT_VERSION
-            return f"{base}/openai/deployments/{self.model}/{path}?api-version={version}"
+            deployment = quote(self.model, safe="")
+            return f"{base}/openai/deployments/{deployment}/{path}?api-version={quote(version)}"
         return f"{base}/{path}"
 
     def auth_headers(self) -> dict[str, str]:
@@ -104,6 +116,8 @@ def deployment_for(entry: ModelEntry, requested: str, wildcard: str | None = Non
     provider, _, model = target.partition("/")
     if not model:
         provider, model = "openai", target  # a bare name is an OpenAI model, as in LiteLLM
+    if provider == "azure" and wildcard is not None and params.mock_response is None:
+        _check_segment(model, requested)
     if params.mock_response is not None:
         provider = "mock"
     elif provider in OPENAI_COMPATIBLE:
@@ -125,6 +139,22 @@ def deployment_for(entry: ModelEntry, requested: str, wildcard: str | None = Non
         mock_response=params.mock_response,
         timeout=params.timeout,
     )
+
+
+def _check_segment(deployment: str, requested: str) -> None:
+    """Refuse a client-chosen Azure deployment name that is not one plain path segment."""
+    if (
+        deployment in DOT_SEGMENTS
+        or not deployment.isprintable()
+        or not UNSAFE_SEGMENT_CHARS.isdisjoint(deployment)
+    ):
+        shown = requested if len(requested) <= SHOWN_NAME_CHARS else requested[:SHOWN_NAME_CHARS]
+        more = "" if shown is requested else f"... ({len(requested)} characters)"
+        raise UnsafeModelName(
+            f"model {shown!r}{more} does not name an Azure deployment: the part after the"
+            " prefix must be a name without '/', '\\', '?', '#', '%' or control characters,"
+            " and not '.' or '..'"
+        )
 
 
 def _wildcard_regex(pattern: str) -> re.Pattern[str]:

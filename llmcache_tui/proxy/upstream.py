@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from llmcache_tui.cache.keys import unwritable_reason
 from llmcache_tui.proxy.errors import ProxyError
 from llmcache_tui.proxy.routing import Deployment
 from llmcache_tui.redact import mask_url
@@ -92,7 +93,7 @@ class UpstreamClient:
     async def post_json(
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> UpstreamReply:
-        response = await self._post(deployment, path, data=orjson.dumps(body), json_body=True)
+        response = await self._post(deployment, path, data=_json(body), json_body=True)
         return await self._reply(deployment, path, response)
 
     async def post_form(
@@ -114,7 +115,7 @@ class UpstreamClient:
         self, deployment: Deployment, path: str, body: dict[str, Any]
     ) -> UpstreamStream:
         """Start a streamed call; the caller must ``close()`` the stream."""
-        response = await self._post(deployment, path, data=orjson.dumps(body), json_body=True)
+        response = await self._post(deployment, path, data=_json(body), json_body=True)
         return UpstreamStream(response)
 
     async def _post(
@@ -133,6 +134,10 @@ class UpstreamClient:
             )
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._error(deployment, path, exc) from exc
+        except ValueError:
+            # aiohttp refuses a URL it cannot send as given (e.g. credentials in it beside an
+            # Authorization header).
+            raise _unusable_url(deployment) from None
 
     async def _reply(
         self, deployment: Deployment, path: str, response: aiohttp.ClientResponse
@@ -152,8 +157,9 @@ class UpstreamClient:
         )
 
     def _error(self, deployment: Deployment, path: str, exc: BaseException) -> ProxyError:
-        # The host without any userinfo of the api_base.
-        host = urlsplit(deployment.url(path)).netloc.rpartition("@")[2] or "upstream"
+        if isinstance(exc, aiohttp.InvalidURL):
+            return _unusable_url(deployment)
+        host = _host(deployment.url(path))
         if isinstance(exc, asyncio.TimeoutError):
             limit = deployment.timeout or self.default_timeout
             return ProxyError(504, f"upstream {host} did not answer in time (limit {limit:g}s)")
@@ -169,6 +175,32 @@ def passed_headers(raw: Any) -> Headers:
         if text in _PASSED_HEADERS or text.startswith(_PASSED_PREFIXES):
             kept.append((lowered, bytes(value)))
     return kept
+
+
+def _json(body: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise ProxyError(400, unwritable_reason(exc)) from None
+
+
+def _unusable_url(deployment: Deployment) -> ProxyError:
+    # The URL is not repeated: it may hold a password.
+    return ProxyError(
+        502, f"the api_base of upstream model {deployment.model!r} is not a usable URL"
+    )
+
+
+def _host(url: str) -> str:
+    """``host[:port]`` of ``url`` for messages, never its user name or password."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "upstream"
+        if ":" in host:
+            host = f"[{host}]"  # IPv6
+        return f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        return "upstream"
 
 
 def _reason(exc: BaseException) -> str:

@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from llmcache_tui.config import MAX_TTL_SECONDS
 from llmcache_tui.literal import literal
 
 
@@ -62,8 +63,9 @@ def parse_ttl(text: str) -> float | None:
         multiplier = units[cleaned[-1]]
         cleaned = cleaned[:-1]
     seconds = float(cleaned) * multiplier
-    if seconds <= 0:
-        raise ValueError("must be positive")
+    # float() also reads "inf" and "nan" (refused here too: NaN compares false).
+    if not 0 < seconds <= MAX_TTL_SECONDS:
+        raise ValueError("must be positive and at most ten years")
     return seconds
 
 
@@ -71,5 +73,5 @@ def ttl_problem(text: str) -> str | None:
     try:
         parse_ttl(text)
     except ValueError:
-        return "Enter seconds (e.g. 600, 10m, 2h, 1d), or 'none' for no expiry"
+        return "Enter seconds up to 10 years (e.g. 600, 10m, 2h, 1d), or 'none' for no expiry"
     return None

@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, ClassVar
 
 from llmcache_tui.cache.backends.breaker import CircuitBreaker, CircuitOpen
+from llmcache_tui.config import MAX_TTL_SECONDS, MAX_TTL_TEXT
 from llmcache_tui.redact import NO_SECRETS, Redactor
 
 log = logging.getLogger("llmcache_tui.cache")
@@ -31,6 +32,14 @@ class UnsupportedCacheType(CacheBackendError):
 
 class CacheSkipped(CacheBackendError):
     """Not attempted: the backend failed moments ago and its circuit breaker is open."""
+
+
+class CacheDataError(CacheBackendError):
+    """The backend refused this one call (its key, value or expiry) but is itself working.
+
+    Never opens the circuit breaker: one request's input must not turn the cache off for
+    every other request.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,12 @@ class CacheBackend(ABC):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
+        if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:  # also refuses NaN
+            self.errors += 1
+            raise CacheDataError(
+                f"{self.cache_type} set refused: ttl {ttl!r} is not a number of seconds"
+                f" above 0 and at most {MAX_TTL_TEXT}"
+            )
         self._guard()
         try:
             await self._set(key, value, ttl)
@@ -229,8 +244,8 @@ class CacheBackend(ABC):
 
     async def expire(self, key: str, ttl: float | None) -> bool:
         """Set a new TTL (``None``: never expire); False if the key does not exist."""
-        if ttl is not None and ttl <= 0:
-            raise ValueError("ttl must be positive, or None for no expiry")
+        if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:  # also refuses NaN
+            raise ValueError(f"ttl must be positive and at most {MAX_TTL_TEXT}, or None")
         try:
             return await self._expire(key, ttl)
         except Exception as exc:
@@ -306,14 +321,25 @@ class CacheBackend(ABC):
 
     def _failure(self, operation: str, exc: Exception) -> CacheBackendError:
         self.errors += 1
+        outage = self._outage(exc)
         # Only the proxy's own reads and writes open the breaker; a person's scan or
         # delete failing in the terminal app should not keep requests off the cache.
-        if self.breaker is not None and operation in ("get", "set"):
+        if outage and self.breaker is not None and operation in ("get", "set"):
             self.breaker.failed()
         if isinstance(exc, CacheBackendError):
             return exc
         reason = self.redactor.scrub(self._explain(exc))
-        return CacheBackendError(f"{self.cache_type} {operation} failed: {reason}")
+        message = f"{self.cache_type} {operation} failed: {reason}"
+        return CacheBackendError(message) if outage else CacheDataError(message)
+
+    def _outage(self, exc: Exception) -> bool:
+        """Whether ``exc`` means the backend itself is failing (down, unreachable, too
+        slow, refusing everyone), rather than refusing this one call's data.
+
+        Only an outage opens the circuit breaker. Every failure counts as one here;
+        backends with a breaker override this with what their client raises.
+        """
+        return True
 
     def _explain(self, exc: Exception) -> str:
         """A short, secret-free reason; backends refine this for their client's errors."""

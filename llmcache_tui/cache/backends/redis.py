@@ -34,6 +34,22 @@ from llmcache_tui.cache.backends.redis_options import RedisOptions
 
 Client = aioredis.Redis | RedisCluster
 T = TypeVar("T")
+# What redis-py raises when the server (or the way to it) fails, whatever was asked: a
+# lost or refused connection (also a refused password, a server still loading, a pool
+# exhausted), a timeout, a cluster that is down or cannot be reached, a primary that is
+# now a read-only replica, a reply that is not RESP. Anything else Redis answers (an
+# invalid expire time, WRONGTYPE, OOM) is about one command and never opens the breaker.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterError,
+    redis_errors.RedisClusterException,
+    redis_errors.ReadOnlyError,
+    redis_errors.InvalidResponse,
+    OSError,
+    TimeoutError,
+    CacheBackendError,  # e.g. the GCP token provider's own
+)
 # What redis-py raises for the first command on a pooled connection to a primary that a
 # Sentinel failover has since made a replica; its own retry reconnects to the same address.
 STALE_PRIMARY = "The previous master is now a slave"
@@ -392,6 +408,9 @@ class RedisBackend(CacheBackend):
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()
+
+    def _outage(self, exc: Exception) -> bool:
+        return any(isinstance(error, OUTAGE_ERRORS) for error in _causes(exc))
 
     def _explain(self, exc: Exception) -> str:
         # The cluster client wraps what went wrong while it connected ("Redis Cluster cannot

@@ -23,6 +23,7 @@ from botocore.exceptions import (
     DataNotFoundError,
     InvalidRegionError,
     NoCredentialsError,
+    ParamValidationError,
     PartialCredentialsError,
 )
 
@@ -44,6 +45,22 @@ COUNTED_DELETE = 100  # deletes of up to this many keys count what existed
 POOL_THREADS = 16
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _GLOB = "*?[\\"
+# Error codes S3 gives for one request's own data (its key, metadata or body). Every other
+# failure (unreachable, timing out, slowing down, a missing bucket, refused credentials)
+# concerns all requests and opens the breaker.
+REQUEST_FAULT_CODES = frozenset(
+    {
+        "InvalidArgument",
+        "InvalidRequest",
+        "KeyTooLongError",
+        "MetadataTooLarge",
+        "EntityTooLarge",
+        "EntityTooSmall",
+        "InvalidDigest",
+        "BadDigest",
+        "InvalidObjectState",
+    }
+)
 
 
 class S3Backend(CacheBackend):
@@ -255,6 +272,12 @@ class S3Backend(CacheBackend):
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
+
+    def _outage(self, exc: Exception) -> bool:
+        if isinstance(exc, ClientError):
+            return _code(exc) not in REQUEST_FAULT_CODES
+        # botocore checks parameters before sending anything: a bad one is this call's.
+        return not isinstance(exc, ParamValidationError | TypeError | ValueError)
 
     def _explain(self, exc: Exception) -> str:
         where = f"bucket {self.bucket!r}"

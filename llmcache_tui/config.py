@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
@@ -62,6 +62,11 @@ BUILTIN_SOURCE = "built-in default"
 
 DEFAULT_MAX_REQUEST_MB = 32.0
 DEFAULT_REQUEST_TIMEOUT = 600.0
+DEFAULT_MAX_HEADER_KB = 64.0
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_IDLE_TIMEOUT = 5.0  # uvicorn's keep-alive default: clients' pools expect about this
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 120.0  # a 32 MB body at about 2 Mbit/s
 
 # Redis client arguments a cache_params key (or a REDIS_<NAME> variable) may set.
 REDIS_CLIENT_PARAMS = frozenset(
@@ -194,6 +199,13 @@ class GeneralSettings(_Model):
 
     master_key: str | None = None
     max_request_size_mb: PositiveFloat = DEFAULT_MAX_REQUEST_MB
+    # At least 1 KiB: below that no real client's request line and headers fit.
+    max_request_header_size_kb: Annotated[float, Field(ge=1)] = DEFAULT_MAX_HEADER_KB
+    max_request_headers: PositiveInt = DEFAULT_MAX_HEADERS
+    idle_connection_timeout: PositiveFloat = DEFAULT_IDLE_TIMEOUT
+    request_header_timeout: PositiveFloat = DEFAULT_HEADER_TIMEOUT
+    request_body_timeout: PositiveFloat = DEFAULT_BODY_TIMEOUT
+    max_connections: PositiveInt | None = None  # None: derived from the open-file limit
 
 
 class AppSettings(_Model):
@@ -240,6 +252,22 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client connection may hold: header size and count, time to send a request.
+
+    Sizes in bytes, times in seconds; ``max_connections`` None means "as many as the
+    open-file limit allows" (worked out when the server starts).
+    """
+
+    max_header_bytes: int = int(DEFAULT_MAX_HEADER_KB * 1024)
+    max_headers: int = DEFAULT_MAX_HEADERS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_connections: int | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated settings; ``masked()`` is the only form that may be shown to a person."""
 
@@ -252,6 +280,7 @@ class Settings:
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
     app: AppSettings = field(default_factory=AppSettings)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as a plain dict with every secret masked."""
@@ -354,6 +383,14 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         warnings=tuple(warnings),
         raw=resolved,
         app=parsed.llmcache,
+        connection_limits=ConnectionLimits(
+            max_header_bytes=int(general.max_request_header_size_kb * 1024),
+            max_headers=general.max_request_headers,
+            idle_timeout=general.idle_connection_timeout,
+            header_timeout=general.request_header_timeout,
+            body_timeout=general.request_body_timeout,
+            max_connections=general.max_connections,
+        ),
     )
 
 

@@ -108,8 +108,11 @@ class ProxyHttpProtocol(HttpToolsProtocol):
             return
         if self._in_headers and self._header_bytes + len(data) > self._max_header_bytes:
             self._feed_bounded(data)
-        else:
-            self._feed(data)
+        else:  # _feed, inlined: this is every request's path
+            self._crossed = False
+            super().data_received(data)
+            if self._in_headers and not self._crossed:
+                self._header_bytes += len(data)
         if self._deadline is None and not self._lingering and not self.transport.is_closing():
             self._arm()
 

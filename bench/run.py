@@ -45,6 +45,7 @@ HIT_TARGET = 0.50  # local-cache hit throughput as a fraction of the floor's
 OVERHEAD_TARGET_MS = 1.0  # miss overhead at p50
 
 UPSTREAM, FLOOR, LOCAL, DISK = "upstream", "floor", "proxy-local", "proxy-disk"
+EMBEDDED = "embedded-local"  # the terminal app's proxy: asyncio's own loop, local cache
 
 
 class BenchFailure(RuntimeError):
@@ -93,6 +94,9 @@ def scenarios(connections: int) -> tuple[list[Scenario], list[Scenario]]:
         Scenario("floor", "floor (bare ASGI app)", FLOOR, "fixed", connections),
         Scenario("local_hit", "proxy, local cache hit", LOCAL, "fixed", connections, "hits"),
         Scenario("disk_hit", "proxy, disk cache hit", DISK, "fixed", connections, "hits"),
+        Scenario(
+            "embedded_hit", "embedded, local cache hit", EMBEDDED, "fixed", connections, "hits"
+        ),
         Scenario("stream_hit", "proxy, local streamed hit", LOCAL, "stream", connections, "hits"),
         Scenario("proxy_miss", "proxy, miss (no-cache)", LOCAL, "bypass", connections, "bypassed"),
         Scenario("upstream", "fake upstream direct", UPSTREAM, "fixed", connections),
@@ -103,6 +107,7 @@ def scenarios(connections: int) -> tuple[list[Scenario], list[Scenario]]:
         Scenario("proxy_store_c1", "proxy, miss + store", LOCAL, "unique", 1, "misses"),
         Scenario("floor_c1", "floor (bare ASGI app)", FLOOR, "fixed", 1),
         Scenario("local_hit_c1", "proxy, local cache hit", LOCAL, "fixed", 1, "hits"),
+        Scenario("embedded_hit_c1", "embedded, local cache hit", EMBEDDED, "fixed", 1, "hits"),
         Scenario("stream_hit_c1", "proxy, local streamed hit", LOCAL, "stream", 1, "hits"),
     ]
     return loaded, single
@@ -179,6 +184,10 @@ def running_servers(workdir: Path, cpu: int | None) -> Iterator[dict[str, Server
             port = servers.free_port()
             cmd = servers.proxy_command(config, port)
             started[name] = servers.start(name, cmd, port, "/health/liveliness", cpu, workdir)
+        config = _proxy_config(workdir, "local", started[UPSTREAM].port)
+        port = servers.free_port()
+        cmd = servers.embedded_command(config, port)
+        started[EMBEDDED] = servers.start(EMBEDDED, cmd, port, "/health/liveliness", cpu, workdir)
         yield started
     finally:
         for server in reversed(list(started.values())):
@@ -200,7 +209,7 @@ def verify(started: dict[str, Server]) -> list[str]:
     with httpx.Client(trust_env=False, timeout=10.0) as client:
         for name in (UPSTREAM, FLOOR):
             _cache_status(client, started[name], fixed)
-        for name in (LOCAL, DISK):
+        for name in (LOCAL, DISK, EMBEDDED):
             first = _cache_status(client, started[name], fixed)
             second = _cache_status(client, started[name], fixed)
             _expect(name, "repeat", second, "llmcache; hit")
@@ -490,6 +499,15 @@ def _report(setup: dict[str, Any], loaded: list[Outcome], single: list[Outcome])
         f" (floor's whole response: {by_key['floor_c1'].result.p50_ms:.3f} ms); an instant"
         " replay is one write, so its first byte arrives with its last"
     )
+    embedded, headless = by_key["embedded_hit"], by_key["local_hit"]
+    embedded_c1, headless_c1 = by_key["embedded_hit_c1"], by_key["local_hit_c1"]
+    print(
+        f"embedded proxy (asyncio loop) vs headless (uvloop), local hit:"
+        f" {embedded.result.rps / headless.result.rps:.1%} of its req/s at"
+        f" {setup['connections']} connections; p50 at 1 connection"
+        f" {embedded_c1.result.p50_ms:.3f} ms vs {headless_c1.result.p50_ms:.3f} ms"
+        f" ({embedded_c1.result.p50_ms / headless_c1.result.p50_ms:.2f}x)"
+    )
     for key in ("local_hit", "disk_hit", "stream_hit"):
         outcome = by_key[key]
         print(
@@ -511,6 +529,8 @@ def _report(setup: dict[str, Any], loaded: list[Outcome], single: list[Outcome])
         "ratios_to_floor": {
             outcome.scenario.key: outcome.result.rps / floor.result.rps for outcome in loaded
         },
+        "embedded_vs_headless_hit_rps": embedded.result.rps / headless.result.rps,
+        "embedded_vs_headless_hit_p50_c1": embedded_c1.result.p50_ms / headless_c1.result.p50_ms,
         "miss_overhead_p50_ms": overhead,
         "miss_store_overhead_p50_ms": store_overhead,
         "targets": checked,

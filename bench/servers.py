@@ -1,8 +1,10 @@
 """Start the benchmark's servers as pinned subprocesses on loopback, and always stop them.
 
-Three kinds: the fake OpenAI upstream (``tests.fake_upstream``), the proxy
-(``llmcache-tui --headless serve``) and the floor app (``bench.floor_app`` under uvicorn
-with the settings the proxy's ``serve`` uses). Every server listens on 127.0.0.1 only.
+Four kinds: the fake OpenAI upstream (``tests.fake_upstream``), the proxy
+(``llmcache-tui --headless serve``), the embedded proxy as the terminal app runs it
+(``bench.embedded_proxy``, a plain asyncio loop) and the floor app (``bench.floor_app``
+under uvicorn with the settings the proxy's ``serve`` uses). Every server listens on
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -116,6 +118,21 @@ def proxy_command(config: Path, port: int) -> list[str]:
         str(port),
         "--log-level",
         "warning",
+    ]
+
+
+def embedded_command(config: Path, port: int) -> list[str]:
+    """The terminal app's proxy (``EmbeddedProxy`` on a plain asyncio loop), without the UI."""
+    return [
+        sys.executable,
+        "-m",
+        "bench.embedded_proxy",
+        "--config",
+        str(config),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
     ]
 
 

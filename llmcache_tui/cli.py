@@ -113,8 +113,10 @@ def _tui(args: argparse.Namespace) -> int:
     if settings is None:
         return EXIT_CONFIG_ERROR
     from llmcache_tui.app import run_tui
+    from llmcache_tui.proxy.limits import raise_open_file_limit
     from llmcache_tui.session import Session
 
+    raise_open_file_limit()  # the embedded proxy's connections are this process's files
     return run_tui(Session(settings, read_only=args.read_only))
 
 

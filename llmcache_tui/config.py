@@ -78,6 +78,12 @@ MAX_TTL_TEXT = f"{MAX_TTL_SECONDS} seconds (10 years)"
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 TtlSeconds = Annotated[float, Field(gt=0, le=MAX_TTL_SECONDS, allow_inf_nan=False)]
 
+DEFAULT_MAX_HEADER_KB = 64.0
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_IDLE_TIMEOUT = 5.0  # uvicorn's keep-alive default: clients' pools expect about this
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 120.0  # a 32 MB body at about 2 Mbit/s
+
 # Redis client arguments a cache_params key (or a REDIS_<NAME> variable) may set.
 REDIS_CLIENT_PARAMS = frozenset(
     {
@@ -199,6 +205,13 @@ class GeneralSettings(_Model):
 
     master_key: str | None = None
     max_request_size_mb: PositiveFloat = DEFAULT_MAX_REQUEST_MB
+    # At least 1 KiB: below that no real client's request line and headers fit.
+    max_request_header_size_kb: Annotated[float, Field(ge=1)] = DEFAULT_MAX_HEADER_KB
+    max_request_headers: PositiveInt = DEFAULT_MAX_HEADERS
+    idle_connection_timeout: PositiveFloat = DEFAULT_IDLE_TIMEOUT
+    request_header_timeout: PositiveFloat = DEFAULT_HEADER_TIMEOUT
+    request_body_timeout: PositiveFloat = DEFAULT_BODY_TIMEOUT
+    max_connections: PositiveInt | None = None  # None: derived from the open-file limit
 
 
 class AppSettings(_Model):
@@ -247,6 +260,22 @@ class CacheSettings:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """What one client connection may hold: header size and count, time to send a request.
+
+    Sizes in bytes, times in seconds; ``max_connections`` None means "as many as the
+    open-file limit allows" (worked out when the server starts).
+    """
+
+    max_header_bytes: int = int(DEFAULT_MAX_HEADER_KB * 1024)
+    max_headers: int = DEFAULT_MAX_HEADERS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    max_connections: int | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated settings; ``masked()`` is the only form that may be shown to a person."""
 
@@ -262,6 +291,7 @@ class Settings:
     # Knows the secret values of the config and of the variables backends read; every
     # text or structure shown to a person or written to a log goes through it.
     redactor: Redactor = field(default=NO_SECRETS, repr=False, compare=False)
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def masked(self) -> dict[str, Any]:
         """The resolved config as a plain dict with every secret masked."""
@@ -351,6 +381,14 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         raw=resolved,
         app=parsed.llmcache,
         redactor=redactor,
+        connection_limits=ConnectionLimits(
+            max_header_bytes=int(general.max_request_header_size_kb * 1024),
+            max_headers=general.max_request_headers,
+            idle_timeout=general.idle_connection_timeout,
+            header_timeout=general.request_header_timeout,
+            body_timeout=general.request_body_timeout,
+            max_connections=general.max_connections,
+        ),
     )
 
 

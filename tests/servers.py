@@ -3,12 +3,16 @@ LiteLLM ``config.yaml``.
 
 ``ThreadedServer`` runs an app in a daemon thread on a free loopback port, with the ASGI
 lifespan on, so the proxy opens and closes its upstream client and cache backend exactly as
-in production. ``litellm_config`` writes the config shape users write; ``RunningProxy``
+in production (a ``ProxyApp`` with the proxy's own HTTP protocol and limits, as ``serve``
+runs it). ``EmbeddedServer`` runs the proxy as the terminal app does: ``EmbeddedProxy`` on
+a plain asyncio loop. ``litellm_config`` writes the config shape users write; ``RunningProxy``
 bundles the served app with ready-made clients.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 import threading
 import time
@@ -16,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import openai
@@ -25,9 +29,12 @@ import yaml
 
 from llmcache_tui.config import Settings, load_settings
 from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.embedded import EmbeddedProxy, ProxyStartError
+from llmcache_tui.proxy.protocol import ProxyServerConfig
 from tests.ports import free_port
 
 ASGIApp = Callable[..., Any]
+T = TypeVar("T")
 
 #: model_name -> litellm_params.model for the default model_list (all on the fake upstream)
 DEFAULT_MODELS: dict[str, str] = {
@@ -60,13 +67,18 @@ class ThreadedServer:
     def start(self) -> ThreadedServer:
         for _ in range(3):
             port = free_port()
-            config = uvicorn.Config(
-                self.app,
-                host="127.0.0.1",
-                port=port,
-                lifespan=self.lifespan,
-                log_level="warning",
-                timeout_graceful_shutdown=1,
+            options: dict[str, Any] = {
+                "host": "127.0.0.1",
+                "port": port,
+                "lifespan": self.lifespan,
+                "log_level": "warning",
+                "timeout_graceful_shutdown": 1,
+            }
+            # The proxy is served as ``serve`` serves it: its own protocol, with its limits.
+            config = (
+                ProxyServerConfig(self.app, limits=self.app.settings.connection_limits, **options)
+                if isinstance(self.app, ProxyApp)
+                else uvicorn.Config(self.app, **options)
             )
             server = uvicorn.Server(config)
             thread = threading.Thread(target=server.run, name=f"test-server-{port}", daemon=True)
@@ -105,6 +117,79 @@ class ThreadedServer:
         self._server = self._thread = None
 
     def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedServer:
+    """The proxy as the terminal app runs it: ``EmbeddedProxy`` on a plain asyncio loop.
+
+    The loop (``asyncio.run``, never uvloop) runs in a daemon thread; :meth:`call` runs a
+    function on it, for looking at the server's own state.
+    """
+
+    def __init__(self, app: ProxyApp, *, startup_timeout: float = 10.0) -> None:
+        self.app = app
+        self.startup_timeout = startup_timeout
+        self.port = 0
+        self.proxy: EmbeddedProxy | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> EmbeddedServer:
+        for _ in range(3):
+            port = free_port()
+            proxy = EmbeddedProxy(self.app, "127.0.0.1", port)
+            thread = threading.Thread(
+                target=asyncio.run, args=(self._serve(proxy),), name=f"embedded-{port}"
+            )
+            thread.daemon = True
+            thread.start()
+            deadline = time.monotonic() + self.startup_timeout
+            while not proxy.running and thread.is_alive() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            if proxy.running:
+                self.proxy, self._thread, self.port = proxy, thread, port
+                return self
+            self._stop(proxy, thread)
+        raise RuntimeError("the embedded proxy did not start (see the log above)")
+
+    async def _serve(self, proxy: EmbeddedProxy) -> None:
+        self._loop = asyncio.get_running_loop()
+        with contextlib.suppress(ProxyStartError):  # a port race: start() tries another
+            await proxy.serve()
+
+    def call(self, function: Callable[[], T]) -> T:
+        """``function()`` run on the proxy's loop, between its callbacks."""
+        assert self._loop is not None
+
+        async def run() -> T:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+
+    def stop(self) -> None:
+        if self.proxy is not None and self._thread is not None:
+            self._stop(self.proxy, self._thread)
+        self.proxy = self._thread = None
+
+    def _stop(self, proxy: EmbeddedProxy, thread: threading.Thread) -> None:
+        if self._loop is not None and thread.is_alive():
+            self._loop.call_soon_threadsafe(proxy.stop)
+        thread.join(10)
+
+    def __enter__(self) -> EmbeddedServer:
         return self.start()
 
     def __exit__(

@@ -44,6 +44,7 @@ from llmcache_tui.proxy.asgi import (
     Send,
     header,
     read_body,
+    received_at,
     send_json,
     send_response,
 )
@@ -259,7 +260,7 @@ class ProxyApp:
 
     # -- LLM calls -----------------------------------------------------------------------
     async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
+        started = received_at(scope)
         outcome = "client_error"
         try:
             if route == "transcription":

@@ -6,6 +6,7 @@ crosses this code; it is small enough to keep by hand and measurably cheaper.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -18,6 +19,8 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_CONTENT = (b"content-type", b"application/json")
+# A scope extension our server adds: {"received_at": time.perf_counter() at the first byte}.
+TIMING_EXTENSION = "llmcache.timing"
 
 
 class BodyTooLarge(Exception):
@@ -34,6 +37,21 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def received_at(scope: Scope) -> float:
+    """When the request began to arrive (``time.perf_counter``); now if the server is not ours.
+
+    Timing from there, rather than from when the app got the request, counts the time the
+    request waited for a busy event loop, as the client does.
+    """
+    extensions = scope.get("extensions")
+    if extensions:
+        timing = extensions.get(TIMING_EXTENSION)
+        if timing is not None:
+            started: float = timing["received_at"]
+            return started
+    return time.perf_counter()
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:

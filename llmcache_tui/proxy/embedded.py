@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import uvicorn
 
 from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.protocol import ProxyServerConfig
 
 
 class ProxyStartError(Exception):
@@ -33,8 +34,13 @@ class EmbeddedProxy:
         self.app = app
         self.host = host
         self.port = port
-        config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=True, server_header=False
+        config = ProxyServerConfig(
+            app,
+            limits=app.settings.connection_limits,
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=True,
         )
         self._server = _GuestServer(config)
 
@@ -63,9 +69,14 @@ class EmbeddedProxy:
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (IPv6 if the host is an IPv6 address)."""
+    """A listening TCP socket on ``host:port`` (IPv6 if the host is an IPv6 address).
+
+    The protocol is named, not left 0: asyncio's own loop sets TCP_NODELAY on accepted
+    connections only for IPPROTO_TCP sockets, and without it Nagle's algorithm holds a
+    response's body back until the client's delayed ACK of its headers (about 40 ms).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

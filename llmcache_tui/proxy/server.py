@@ -11,10 +11,15 @@ from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from llmcache_tui.config import BUILTIN_SOURCE, Settings, load_settings
 from llmcache_tui.log_redaction import install_log_redaction
 from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.embedded import bind_socket
+from llmcache_tui.proxy.limits import raise_open_file_limit
+from llmcache_tui.proxy.protocol import ProxyServerConfig
 
 log = logging.getLogger("llmcache_tui.proxy")
 
@@ -59,6 +64,8 @@ def serve(
     """Serve until Ctrl-C or SIGTERM (uvicorn shuts down gracefully on both)."""
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     install_log_redaction(settings.redactor)
+    open_files = raise_open_file_limit()
+    log.debug("open-file limit: %s", open_files or "none")
     for warning in settings.warnings:
         log.warning("config: %s", warning)
     if settings.cache is not None and settings.cache.type == "local" and workers > 1:
@@ -71,19 +78,40 @@ def serve(
         target = "llmcache_tui.proxy.server:app_for_worker"
     else:
         target = ProxyApp.from_settings(settings)
+    config = ProxyServerConfig(
+        target,
+        limits=settings.connection_limits,
+        factory=workers > 1,
+        workers=workers,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        timeout_graceful_shutdown=10,
+    )
     with _clean_exit_on_sigterm(single_process=workers == 1):
-        uvicorn.run(
-            target,
-            factory=workers > 1,
-            workers=workers,
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=access_log,
-            server_header=False,
-            timeout_graceful_shutdown=10,
-        )
-    return 0
+        return _run(config)
+
+
+def _run(config: ProxyServerConfig) -> int:
+    """What ``uvicorn.run`` does, for a config it cannot build itself."""
+    try:
+        if config.workers > 1:
+            try:
+                sock = bind_socket(config.host, config.port)
+            except OSError as exc:
+                log.error("cannot listen on %s:%d: %s", config.host, config.port, exc.strerror)
+                return STARTUP_FAILURE
+            try:
+                Multiprocess(config, sockets=[sock]).run()
+            finally:
+                sock.close()
+            return 0
+        server = uvicorn.Server(config)
+        server.run()
+    except KeyboardInterrupt:  # uvicorn raises a Ctrl-C again once it has shut down
+        return 0
+    return 0 if server.started else STARTUP_FAILURE
 
 
 @contextlib.contextmanager
@@ -93,7 +121,7 @@ def _clean_exit_on_sigterm(*, single_process: bool) -> Iterator[None]:
     uvicorn handles SIGTERM itself and shuts down gracefully, then restores the previous
     handler and raises the signal again; with the default handler still in place the
     process would die of the signal (status -15) after a clean shutdown. A SIGINT raised
-    again is a KeyboardInterrupt that ``uvicorn.run`` already swallows.
+    again is a KeyboardInterrupt that :func:`_run` swallows.
     """
     if not single_process or threading.current_thread() is not threading.main_thread():
         yield

@@ -328,6 +328,8 @@ def load_settings(path: str | Path | None) -> Settings:
             raise ConfigError(
                 f"{source}: cannot read config file: not UTF-8 text (byte {exc.start})"
             ) from exc
+        except ValueError as exc:  # a path no file system accepts (a NUL byte in it)
+            raise ConfigError(f"{source!r}: cannot read config file: {exc}") from exc
     return parse_settings(text, source)
 
 

@@ -1206,3 +1206,8 @@ async def test_every_docs_redis_config_builds_a_redis_backend(
         assert all(v == MASK for k, v in shown.items() if "password" in k)
     finally:
         await backend.close()
+
+
+def test_path_with_a_nul_byte_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="cannot read config file: embedded null byte"):
+        load_settings("bad\x00path.yaml")

@@ -233,7 +233,8 @@ def _load_model(model_dir: Path | None) -> MiniLM:
             )
     try:
         return MiniLM(model_dir)
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+    # tokenizers and safetensors raise bare Exception subclasses on malformed files.
+    except Exception as exc:
         raise EmbedderUnavailable(
             f"the local embedder's model files in {model_dir} cannot be loaded ({exc}):"
             f" reinstall with {INSTALL_HINT}"

@@ -42,6 +42,7 @@ _ERF_A: Final = tuple(
     np.float32(a) for a in (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 )
 _SQRT_HALF: Final = np.float32(np.sqrt(0.5))
+_ERF_SATURATION: Final = np.float32(4.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,20 +202,30 @@ def _layer_norm(x: Matrix, weight: Matrix, bias: Matrix) -> Matrix:
 
 def _gelu_inplace(x: Matrix) -> None:
     """x * Phi(x) with Phi(x) = (1 + erf(x / sqrt 2)) / 2, written over ``x``."""
-    z = np.abs(x) * _SQRT_HALF
-    t = np.float32(1.0) / (np.float32(1.0) + _ERF_P * z)
+    z = np.abs(x)
+    z *= _SQRT_HALF
+    # erf(z) is 1.0 in float32 from z = 3.9 on. Capping z there keeps exp(-z^2) far from
+    # the subnormal range, whose slow arithmetic would otherwise dominate the whole pass.
+    np.minimum(z, _ERF_SATURATION, out=z)
+    t = _ERF_P * z
+    t += np.float32(1.0)
+    np.reciprocal(t, out=t)
     a1, a2, a3, a4, a5 = _ERF_A
-    poly = ((((a5 * t + a4) * t + a3) * t + a2) * t + a1) * t
-    # erf(|z|) = 1 - poly * exp(-z^2); the sign of x restores erf(z).
+    poly = a5 * t
+    for coefficient in (a4, a3, a2, a1):
+        poly += coefficient
+        poly *= t
+    # 1 - erf(|z|) = poly * exp(-z^2); halved, that is Phi(-|x|), the lower tail.
     np.square(z, out=z)
     np.negative(z, out=z)
     np.exp(z, out=z)
     poly *= z
-    erf_abs = np.float32(1.0) - poly
-    erf_abs *= np.sign(x)
-    erf_abs += np.float32(1.0)
-    erf_abs *= np.float32(0.5)
-    x *= erf_abs
+    poly *= np.float32(0.5)
+    # Phi(x) = 1/2 + sign(x) * (1/2 - tail); copysign is far cheaper than np.where.
+    np.subtract(np.float32(0.5), poly, out=poly)
+    np.copysign(poly, x, out=poly)
+    poly += np.float32(0.5)
+    x *= poly
 
 
 def _max_tokens(model_dir: Path) -> int:

@@ -32,8 +32,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from llmcache_tui.cache.semantic.local_embedder import EmbedderUnavailable
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "qqp_pairs.jsonl"
+DEFAULT_PROMPTS = 200
+DEFAULT_BATCH = 16
 TARGET_MS = 10.0  # local embedding, per prompt at p50
 FALLBACK = [
     "What is the capital of Switzerland?",
@@ -193,8 +197,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.semantic", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--prompts", type=int, default=200, help="prompts to embed (200)")
-    parser.add_argument("--batch", type=int, default=16, help="batch size (16)")
+    parser.add_argument(
+        "--prompts", type=int, default=DEFAULT_PROMPTS, help="prompts to embed (200)"
+    )
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size (16)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="question pairs JSONL")
     parser.add_argument(
         "--blas-threads",
@@ -215,8 +221,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("--blas-threads must be set before numpy loads", file=sys.stderr)
             return 2
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.blas_threads)
-    from llmcache_tui.cache.semantic.local_embedder import EmbedderUnavailable
-
     try:
         result = embedding_latency(args.prompts, args.batch, args.data)
     except EmbedderUnavailable as exc:

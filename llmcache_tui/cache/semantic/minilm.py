@@ -126,10 +126,9 @@ class MiniLM:
         if not texts:
             return np.zeros((0, HIDDEN), dtype=np.float32)
         ids = self.token_ids(texts)
-        # Texts of similar length side by side, so little of each batch is padding.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty((len(ids), HIDDEN), dtype=np.float32)
-        out[order] = self.forward([ids[i] for i in order])
+        for group in _length_groups(ids):
+            out[group] = self.forward([ids[i] for i in group])
         return out
 
     def forward(self, ids: list[list[int]]) -> Matrix:
@@ -155,6 +154,23 @@ class MiniLM:
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
         result: Matrix = (pooled / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
         return result
+
+
+def _length_groups(ids: list[list[int]]) -> list[list[int]]:
+    """Indexes of ``ids`` in groups of similar length, each run as one padded batch.
+
+    Every matmul costs in proportion to the padded length, so a batch mixing 5- and
+    40-token texts would spend most of its time on padding; a group ends where the next
+    text is more than a quarter (plus a few tokens) longer than the group's first.
+    """
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    groups: list[list[int]] = []
+    for index in order:
+        if groups and len(ids[index]) <= len(ids[groups[-1][0]]) * 1.25 + 4:
+            groups[-1].append(index)
+        else:
+            groups.append([index])
+    return groups
 
 
 def _encoder_layer(

@@ -8,7 +8,8 @@ with ratios against baselines measured in the same run:
 * the miss overhead: proxy p50 minus fake-upstream p50, both at one connection.
 
 With ``--soak`` it then runs the memory soak of ``bench/soak.py`` (RSS under many
-distinct entries, against the cache's byte bound and the proxy's RSS at start).
+distinct entries, against the cache's byte bound and the proxy's RSS at start). With
+``--semantic`` it then measures the local embedder (``bench/semantic.py``).
 
 Servers share CPU 0 and wrk runs on CPU 1 (one thread), so each number is one server
 process on one core. Targets are reported as PASS/MISS only; the exit code is 0 unless
@@ -33,7 +34,7 @@ import aiohttp
 import httpx
 import orjson
 
-from bench import loadgen, servers, soak, sysload
+from bench import loadgen, semantic, servers, soak, sysload
 from bench.loadgen import Load, LoadError, LoadResult
 from bench.servers import Server, ServerError
 from bench.soak import SoakFailure
@@ -398,6 +399,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         action="store_true",
         help="then run the memory soak (bench/soak.py) with its defaults",
     )
+    parser.add_argument(
+        "--semantic",
+        action="store_true",
+        help="then measure the local embedder (bench/semantic.py) with its defaults",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.duration < 1 or args.connections < 1 or args.warmup < 0 or args.rounds < 1:
@@ -416,11 +422,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.soak:
             print()
             report["soak"] = soak.soak(soak.defaults(), pinning()[0])
+        if args.semantic:
+            print()
+            report["semantic"] = semantic.embedding_latency(
+                semantic.DEFAULT_PROMPTS, semantic.DEFAULT_BATCH, semantic.DEFAULT_DATA
+            )
     except (
         BenchFailure,
         LoadError,
         ServerError,
         SoakFailure,
+        semantic.EmbedderUnavailable,
         aiohttp.ClientError,
         httpx.HTTPError,
         OSError,

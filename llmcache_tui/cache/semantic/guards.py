@@ -22,7 +22,7 @@ read:
    are an added constraint; words differing on both sides are another topic.
 
 Every stage is symmetric: ``judge(a, b, s, t)`` and ``judge(b, a, s, t)`` give the same
-``hit``, ``guard`` and ``reason`` up to the order of the two sides. Only the last stage
+``hit`` and ``guard`` (the reason names the two sides in order). Only the last stage
 relaxes at a very high similarity (one extra plain word, as in "the capital city of
 France"); numbers, negation, direction, time, format and names never do, since the
 embedding is exactly what cannot see them. The word analysis of a text is cached, so
@@ -78,7 +78,7 @@ def _words(*lines: str) -> tuple[str, ...]:
     return tuple(" ".join(lines).split())
 
 
-_TOKEN = re.compile(r"[A-Za-z0-9]+(?:[.][A-Za-z0-9]+)*[+#]*")
+_TOKEN = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|[A-Za-z0-9]+(?:[.][A-Za-z0-9]+)*[+#]*")
 _NUMERIC = re.compile(r"\d+(?:[.,]\d+)*")
 _ORDINAL_DIGITS = re.compile(r"(\d+)(?:st|nd|rd|th)")
 _ALNUM_VERSION = re.compile(r"([a-z]+)(\d+(?:\.\d+)*)([a-z]*)")
@@ -499,7 +499,7 @@ def _analyse(text: str) -> _Analysis:
         if i + 1 < len(tokens) and (lower, lowers[i + 1]) in _PHRASES:
             lower = _PHRASES[(lower, lowers[i + 1])]
             i += 1
-        raw = _stem(lower)
+        raw = _UNITS[lower] if lower in _UNITS else _stem(lower)
         stem = _SYNONYMS.get(raw, raw)
         entity = _is_entity_like(tokens[i], first=not words)
         words.append(_Word(lower, stem, entity))
@@ -558,7 +558,10 @@ def _check_numbers(a: _Analysis, b: _Analysis) -> str | None:
 def _has_negated_form(word: str, other: frozenset[str]) -> str | None:
     for prefix in _NEGATING_PREFIXES:
         base = word[len(prefix) :]
-        if word.startswith(prefix) and len(base) >= 4 and base in other:
+        # mount/unmount and lock/unlock are inverse operations, named by the direction stage
+        if word in _INVERSE_TABLE:
+            return None
+        if word.startswith(prefix) and len(base) >= 3 and base in other:
             return base
     return None
 

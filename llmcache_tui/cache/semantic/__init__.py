@@ -1,1 +1,2 @@
-"""Semantic caching: embedders, vector stores, request scope and the guards that judge candidates."""
+"""Semantic caching: embedders, vector stores, request scope, and the guards that judge
+candidates."""

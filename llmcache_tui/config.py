@@ -18,11 +18,14 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
-# MASK, mask_secrets and mask_url are also imported from here; they live in redact.
-from llmcache_tui.redact import MASK as MASK
-from llmcache_tui.redact import NO_SECRETS, Redactor, is_secret_name, secrets_in
-from llmcache_tui.redact import mask_secrets as mask_secrets
-from llmcache_tui.redact import mask_url as mask_url
+from llmcache_tui.redact import (
+    MASK,
+    NO_SECRETS,
+    Redactor,
+    is_secret_name,
+    mask_secrets,
+    secrets_in,
+)
 
 CacheType = Literal["local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3"]
 

@@ -19,16 +19,14 @@ from llmcache_tui.cache.health import probe_backend
 from llmcache_tui.config import (
     BUILTIN_SOURCE,
     CONFIG_ENV_VAR,
-    MASK,
     MAX_TTL_SECONDS,
     ConfigError,
     Settings,
     load_settings,
-    mask_secrets,
-    mask_url,
     parse_settings,
     resolve_config_path,
 )
+from llmcache_tui.redact import MASK, mask_secrets, mask_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONFIGS = REPO_ROOT / "sample_configs"

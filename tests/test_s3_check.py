@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from llmcache_tui.config import MASK
+from llmcache_tui.redact import MASK
 from tests.conftest import ProxyFactory
 from tests.redis_support import CACHE_ERROR, DOCS_NAMESPACE, chat, run_check, write_config
 from tests.s3_server import BUCKET, SECRETS, SESSION_TOKEN, ClosedPort, S3Bucket, S3Server

@@ -22,7 +22,8 @@ import yaml
 from llmcache_tui.cache.backends import CacheBackend, build_backend
 from llmcache_tui.cache.backends.s3 import S3Backend
 from llmcache_tui.cache.health import probe_backend
-from llmcache_tui.config import MASK, ConfigError, parse_settings
+from llmcache_tui.config import ConfigError, parse_settings
+from llmcache_tui.redact import MASK
 from tests.redis_support import build, cache_settings
 from tests.s3_server import (
     ACCESS_KEY_ID,

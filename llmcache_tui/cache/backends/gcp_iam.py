@@ -46,7 +46,7 @@ class GcpIamCredentialProvider(CredentialProvider):
 def fetch_google_token(service_account: str) -> tuple[str, float]:
     """Ask Google's IAM Credentials API for an access token for ``service_account``."""
     try:
-        from google.cloud import iam_credentials_v1  # type: ignore[import-not-found]
+        from google.cloud import iam_credentials_v1
     except ImportError:
         raise CacheBackendError(
             "gcp_service_account needs the google-cloud-iam package:"

@@ -20,6 +20,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from llmcache_tui.cache.semantic.embedder import (
+    EmbedderError,
+    EmbedderTimeout,
+    EmbedderUnavailable,
+    EmbeddingDimensionError,
+)
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -35,22 +42,6 @@ INSTALL_HINT: Final = (
 )
 DEFAULT_TIMEOUT: Final = 5.0  # seconds; generous, a short prompt takes milliseconds
 DEFAULT_CACHE_SIZE: Final = 4096  # vectors kept (about 1.5 KiB each)
-
-
-class EmbedderError(RuntimeError):
-    """An embedding could not be produced; the message says why."""
-
-
-class EmbedderUnavailable(EmbedderError):
-    """The local embedder's packages or model files are not installed."""
-
-
-class EmbedderTimeout(EmbedderError):
-    """An embedding took longer than the embedder's deadline."""
-
-
-class EmbeddingDimensionError(EmbedderError):
-    """An embedder returned vectors of another shape than it promised."""
 
 
 class LocalEmbedder:
@@ -158,6 +149,9 @@ class LocalEmbedder:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+    async def aclose(self) -> None:
+        self.close()
 
     # -- per-text LRU ----------------------------------------------------------------
     def _lookup(self, key: bytes) -> Vectors | None:

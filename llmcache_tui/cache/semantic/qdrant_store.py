@@ -234,7 +234,7 @@ class QdrantStore(VectorStore):
                 response = await client.query_points(
                     self.collection,
                     query=values,
-                    query_filter=_search_filter(scope, now, created_after),
+                    query_filter=search_filter(scope, now, created_after),
                     search_params=params,
                     limit=limit,
                     with_payload=True,
@@ -696,7 +696,9 @@ def _lock_taken(path: Path) -> bool:
     return False
 
 
-def _search_filter(scope: str, now: float, created_after: float | None) -> models.Filter:
+def search_filter(scope: str, now: float, created_after: float | None) -> models.Filter:
+    """The filter every search runs before ranking: this scope, unexpired at ``now``,
+    created at or after ``created_after`` when given."""
     from qdrant_client import models
 
     must: list[Any] = [

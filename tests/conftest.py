@@ -413,6 +413,15 @@ def redis8_cluster(_redis_clusters: rs.SharedClusters) -> rs.RedisClusterNodes:
     return cluster
 
 
+@pytest.fixture
+def redis8_search_cluster(_redis_clusters: rs.SharedClusters) -> rs.RedisClusterNodes:
+    """3 primaries of the Redis 8.2 binary with RediSearch loaded but not its cluster
+    coordinator (FT.SEARCH sees one node's data), no auth, emptied."""
+    cluster = _redis_clusters.get(**_redis8(search=True))
+    cluster.flushall()
+    return cluster
+
+
 # --------------------------------------------------------------------------- S3
 # For tests/test_s3_*.py: moto's standalone S3 server over HTTP on a free loopback port
 # (tests/s3_server.py), one for the session; each test gets an empty store and a bucket of

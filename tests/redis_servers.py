@@ -618,7 +618,8 @@ def redisearch_module() -> Path:
 class RedisClusterNodes:
     """A Redis Cluster of ``size`` primaries and no replicas, optionally with a password
     on the default user (``requirepass``/``masterauth``), as a GCP IAM token would be;
-    ``executable`` runs another ``redis-server`` binary (a Redis 8 one, for Vector Sets)."""
+    ``executable`` runs another ``redis-server`` binary (a Redis 8 one, for Vector Sets),
+    with ``modules`` loaded in every node."""
 
     def __init__(
         self,
@@ -627,16 +628,17 @@ class RedisClusterNodes:
         size: int = 3,
         password: str | None = None,
         executable: str | None = None,
+        modules: Sequence[Path] = (),
     ) -> None:
         self.directory = directory
         self.password = password
-        auth: list[Directive] = []
+        config: list[Directive] = [("loadmodule", str(module)) for module in modules]
         if password is not None:
-            auth = [("requirepass", password), ("masterauth", password)]
+            config += [("requirepass", password), ("masterauth", password)]
         self.nodes = [
             RedisProcess(
                 directory / f"node-{index}",
-                auth,
+                config,
                 cluster=True,
                 password=password,
                 executable=executable,
@@ -737,25 +739,33 @@ class RedisClusterNodes:
 
 
 class SharedClusters:
-    """Clusters shared by a test session, one per default-user password and server binary,
-    started on first use under directories from ``make_directory(name)``."""
+    """Clusters shared by a test session, one per default-user password, server binary and
+    modules, started on first use under directories from ``make_directory(name)``."""
 
     def __init__(self, make_directory: Callable[[str], Path]) -> None:
         self._make_directory = make_directory
-        self._clusters: dict[tuple[str | None, str | None], RedisClusterNodes] = {}
+        self._clusters: dict[tuple[Any, ...], RedisClusterNodes] = {}
 
     def get(
-        self, password: str | None = None, *, executable: str | None = None
+        self,
+        password: str | None = None,
+        *,
+        executable: str | None = None,
+        modules: Sequence[Path] = (),
     ) -> RedisClusterNodes:
-        cluster = self._clusters.get((password, executable))
+        identity = (password, executable, tuple(modules))
+        cluster = self._clusters.get(identity)
         if cluster is None:
             name = "redis-cluster" if password is None else "redis-cluster-auth"
-            if executable is not None:
+            if executable is not None or modules:
                 name += "-other-binary"
             cluster = RedisClusterNodes(
-                self._make_directory(name), password=password, executable=executable
+                self._make_directory(name),
+                password=password,
+                executable=executable,
+                modules=modules,
             ).start()
-            self._clusters[password, executable] = cluster
+            self._clusters[identity] = cluster
         return cluster
 
     def stop_all(self) -> None:

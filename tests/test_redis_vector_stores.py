@@ -151,6 +151,20 @@ async def test_a_closer_vector_of_another_scope_is_never_returned(store: RedisSt
     assert await store.search(query, "c" * 64, limit=5, now=T) == []
 
 
+async def test_scopes_with_query_syntax_in_them_match_only_themselves(
+    store: RedisStoreBase,
+) -> None:
+    rng = np.random.default_rng(14)
+    query = unit(rng)
+    odd = "tenant-1:model/gpt 4o|{x}*"
+    await store.add(record("odd", query, scope=odd))
+    await store.add(record("prefix", query, scope="tenant-1"))
+
+    assert [n.key for n in await store.search(query, odd, limit=3, now=T)] == ["odd"]
+    assert [n.key for n in await store.search(query, "tenant-1", limit=3, now=T)] == ["prefix"]
+    assert await store.delete(["odd"]) == 1
+
+
 async def test_expired_records_are_filtered_before_ranking(store: RedisStoreBase) -> None:
     rng = np.random.default_rng(2)
     query = unit(rng)
@@ -234,6 +248,23 @@ async def test_sweep_removes_what_expired_at_now(store: RedisStoreBase) -> None:
     assert await store.search(query, OTHER_SCOPE, limit=10, now=T) == []
 
 
+async def test_a_sweep_removes_a_bounded_number_and_the_next_goes_on(
+    store: RedisStoreBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmcache_tui.cache.semantic import redis_search_store, redis_vset_store
+
+    monkeypatch.setattr(redis_search_store, "SWEEP_BATCH", 5)
+    monkeypatch.setattr(redis_vset_store, "SWEEP_BATCH", 5)
+    rng = np.random.default_rng(13)
+    scopes = [SCOPE, OTHER_SCOPE, "c" * 64]
+    for i in range(12):
+        await store.add(record(f"k{i}", unit(rng), scope=scopes[i % 3], expires_at=T + i))
+
+    swept = [await store.sweep(T + 100) for _ in range(4)]
+
+    assert all(n <= 5 for n in swept) and sum(swept) == 12 and swept[-1] == 0
+
+
 async def test_a_store_of_another_dimension_is_refused(make_store: StoreFactory) -> None:
     rng = np.random.default_rng(8)
     first = make_store()
@@ -275,6 +306,9 @@ async def test_health_reports_readiness_count_and_location(make_store: StoreFact
         7,
     )
     assert health.details["redis_version"].startswith("8.")
+    assert any("exact cache" in limit for limit in health.limits)
+    if store.kind == "redis-vectorset":
+        assert any("sweep" in limit for limit in health.limits)
 
 
 # --------------------------------------------------------------------------- one server kind
@@ -339,14 +373,18 @@ async def test_detection_names_what_each_server_has(
     redis8_vectorset: rs.RedisProcess,
     redis_plain: rs.RedisProcess,
     redis8_cluster: rs.RedisClusterNodes,
+    redis8_search_cluster: rs.RedisClusterNodes,
 ) -> None:
     expected = [
         (server_params(redis8_search), "search"),
         (server_params(redis8_vectorset), "vectorset"),
         (server_params(redis_plain), None),
-        # RediSearch without its coordinator would search one shard: vector sets instead.
         (cluster_params(redis8_cluster), "vectorset"),
+        # RediSearch without its coordinator would search one shard: vector sets instead.
+        (cluster_params(redis8_search_cluster), "vectorset"),
     ]
+    with redis8_search_cluster.nodes[0].probe() as node:
+        assert node.execute_command("COMMAND INFO", "FT.SEARCH")[0] is not None
     for params, support in expected:
         backend = RedisBackend(options_for(params))
         try:

@@ -246,46 +246,27 @@ class RedisSearchStore(RedisStoreBase):
 
         return await self._call("sweep", unlink)
 
-    async def health(self) -> StoreHealth:
-        details: dict[str, Any] = {"index": self.index_name, "prefix": self.prefix}
-        where = self.location()
-        try:
-            await self.redis.run(lambda: self.client.ping())
-        except Exception as exc:
-            problem: str | None = str(self._error("ping", exc))
-            return StoreHealth(self.kind, False, False, location=where, problem=problem)
-        version = await self._server_version()
-        if version:
-            details["redis_version"] = version
-        try:
-            info = await self._index_info()
-        except Exception as exc:
-            problem = str(self._error("index check", exc))
-            return StoreHealth(self.kind, True, False, location=where, problem=problem,
-                               details=details)  # fmt: skip
+    async def _state(self, details: dict[str, Any]) -> StoreHealth:
+        info = await self._index_info()
         if info is None:
             details["note"] = "the index is created on the first write"
-            return StoreHealth(self.kind, True, False, location=where, details=details)
-        found = index_dimension(info)
-        vectors = _int(info.get("num_docs"))
+            return self._health(True, False, details=details)
         problem = None
         try:
             self._check_dimension(info)
         except VectorDimensionError as exc:
             problem = str(exc)
-        return StoreHealth(
-            self.kind,
-            reachable=True,
-            ready=problem is None,
-            dimension=found,
-            vectors=vectors,
-            location=where,
+        return self._health(
+            True,
+            problem is None,
+            dimension=index_dimension(info),
+            vectors=_int(info.get("num_docs")),
             problem=problem,
             details=details,
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "index": self.index_name, "prefix": self.prefix}
+    def _settings(self) -> dict[str, Any]:
+        return {"index": self.index_name, "prefix": self.prefix}
 
 
 def tag_value(value: str) -> str:

@@ -13,9 +13,10 @@ so a map may arrive as a dict or as a flat list of pairs, and text as bytes or s
 from __future__ import annotations
 
 import sys
+from abc import abstractmethod
 from array import array
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -23,6 +24,7 @@ from llmcache_tui.cache.backends.base import CacheBackendError
 from llmcache_tui.cache.backends.redis import Client, RedisBackend
 from llmcache_tui.cache.backends.redis_options import RedisOptions
 from llmcache_tui.cache.semantic.store import (
+    StoreHealth,
     Vector,
     VectorDimensionError,
     VectorStore,
@@ -39,6 +41,11 @@ GLOB_SPECIAL = "*?[]\\"
 
 class RedisStoreBase(VectorStore):
     """A vector store over one Redis connection; subclasses hold the data model."""
+
+    #: What health says this kind of store cannot do.
+    limits: ClassVar[tuple[str, ...]] = (
+        "the encoded entry is not kept with its vector: the exact cache in the same Redis holds it",
+    )
 
     def __init__(self, connection: RedisBackend | RedisOptions, dimension: int) -> None:
         super().__init__(dimension)
@@ -90,6 +97,34 @@ class RedisStoreBase(VectorStore):
     def location(self) -> str:
         return self.redis.location()
 
+    async def health(self) -> StoreHealth:
+        details = self._settings()
+        try:
+            await self.redis.run(lambda: self.client.ping())
+        except Exception as exc:
+            return self._health(False, False, problem=str(self._error("ping", exc)))
+        version = await self._server_version()
+        if version:
+            details["redis_version"] = version
+        try:
+            return await self._state(details)
+        except Exception as exc:
+            problem = str(self._error("health check", exc))
+            return self._health(True, False, problem=problem, details=details)
+
+    @abstractmethod
+    async def _state(self, details: dict[str, Any]) -> StoreHealth:
+        """Health of a reachable server: the index or sets, their dimension and size."""
+
+    def _settings(self) -> dict[str, Any]:
+        """The store's own settings, shown in health details."""
+        return {}
+
+    def _health(self, reachable: bool, ready: bool, **fields: Any) -> StoreHealth:
+        return StoreHealth(
+            self.kind, reachable, ready, location=self.location(), limits=self.limits, **fields
+        )
+
     async def _server_version(self) -> str | None:
         try:
             version = (await self.redis.server_info()).get("redis_version")
@@ -102,7 +137,7 @@ class RedisStoreBase(VectorStore):
             await self.redis.close()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "location": self.location()}
+        return {**super().describe(), **self._settings(), "location": self.location()}
 
 
 def connect(connection: RedisBackend | RedisOptions) -> tuple[RedisBackend, bool]:

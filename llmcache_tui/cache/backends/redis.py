@@ -403,6 +403,19 @@ class RedisBackend(CacheBackend):
     def describe(self) -> dict[str, Any]:
         return self.options.describe()
 
+    # -- for other users of this connection (the Redis vector stores) ---------------
+    async def run(self, command: Callable[[], Awaitable[T]]) -> T:
+        """Run one idempotent command (or pipeline) as this backend runs its own."""
+        return await self._command(command)
+
+    def explain(self, exc: Exception) -> str:
+        """Why a command on this connection failed, in a sentence free of secrets."""
+        return self.redactor.scrub(self._explain(exc))
+
+    def location(self) -> str:
+        """Where the server is, as it may be shown (no password)."""
+        return self._where()
+
     async def close(self) -> None:
         await self.client.aclose()
         if self._sentinel is not None:

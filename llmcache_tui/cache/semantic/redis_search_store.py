@@ -1,0 +1,320 @@
+"""Vectors in Redis hashes searched with the query engine (``FT.*``: RediSearch, Redis Stack,
+Redis 8 with the query engine).
+
+One index per configured name, created on first use::
+
+    FT.CREATE <index> ON HASH PREFIX 1 <prefix> SCHEMA scope TAG
+        vector VECTOR HNSW 6 TYPE FLOAT32 DIM <d> DISTANCE_METRIC COSINE
+        expires_at NUMERIC created_at NUMERIC
+
+Each record is the hash ``<prefix><digest of the entry key>`` holding key, scope, text,
+created_at, expires_at ("inf" for never) and the float32 vector, with PEXPIREAT at its
+expiry, so Redis removes it by itself. The key holds no scope: ``delete`` is given entry
+keys only, and the query engine spreads documents over shards whatever their slot.
+
+A search is one pre-filtered KNN query: scope, freshness and creation time select the
+candidates, then the nearest are ranked (``=>[KNN k @vector $vec AS dist]``), so a record of
+another scope or an expired one is never a candidate. Cosine similarity is 1 - distance.
+The query engine returns numeric fields to 12 significant digits: a neighbour's times are
+exact to 10 ms (the filters compare the exact values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from redis import exceptions as redis_errors
+
+from llmcache_tui.cache.backends.redis import RedisBackend
+from llmcache_tui.cache.backends.redis_options import RedisOptions
+from llmcache_tui.cache.semantic.redis_store_base import (
+    RedisStoreBase,
+    as_map,
+    number,
+    text,
+)
+from llmcache_tui.cache.semantic.store import (
+    Neighbour,
+    StoreHealth,
+    Vector,
+    VectorDimensionError,
+    VectorRecord,
+)
+
+#: LiteLLM's default ``redis_semantic_cache_index_name`` is its own; this is ours.
+DEFAULT_INDEX = "llmcache_semantic"
+# Fields read back for a neighbour ("dist" is the KNN score's name in the query).
+RETURNED = ("key", "text", "created_at", "expires_at", "dist")
+# How the query engine says an index does not exist (FT.INFO, FT.SEARCH; over versions).
+NO_INDEX = ("unknown index name", "no such index", "not found")
+# Every character but these is backslash-escaped in a TAG value.
+TAG_SAFE = re.compile(r"[^A-Za-z0-9_]")
+#: Expired records a sweep unlinks at most per call (Redis removes them anyway).
+SWEEP_BATCH = 1000
+
+
+class RedisSearchStore(RedisStoreBase):
+    """Records as hashes under ``prefix``, found through the index ``index_name``.
+
+    ``prefix`` defaults to ``"<index_name>:"``. An existing index of another dimension is a
+    :class:`VectorDimensionError`; one created by another program with another schema fails
+    its searches with a :class:`VectorStoreError` naming the index.
+    """
+
+    kind: ClassVar[str] = "redis-search"
+
+    def __init__(
+        self,
+        connection: RedisBackend | RedisOptions,
+        dimension: int,
+        *,
+        index_name: str = DEFAULT_INDEX,
+        prefix: str | None = None,
+    ) -> None:
+        super().__init__(connection, dimension)
+        if not index_name:
+            raise ValueError("index_name must not be empty")
+        self.index_name = index_name
+        self.prefix = prefix if prefix is not None else f"{index_name}:"
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    def record_key(self, key: str) -> str:
+        """The hash that holds the record of entry ``key``."""
+        return self.prefix + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+    # -- the index --------------------------------------------------------------------
+    async def _index_info(self) -> dict[str, Any] | None:
+        """FT.INFO of the index, or None when there is none."""
+        try:
+            reply = await self.redis.run(
+                lambda: self.client.execute_command("FT.INFO", self.index_name)
+            )
+        except redis_errors.ResponseError as exc:
+            if any(words in str(exc).lower() for words in NO_INDEX):
+                return None
+            raise
+        return as_map(reply)
+
+    async def _ensure_index(self) -> None:
+        if self._ready:
+            return
+        async with self._lock:
+            if self._ready:
+                return
+            info = await self._call("index check", self._index_info)
+            if info is None:
+                try:
+                    await self._call("index creation", self._create_index)
+                except Exception:
+                    # Another process may have created it meanwhile: then its dimension
+                    # decides; if there is still none, the creation's error stands.
+                    info = await self._call("index check", self._index_info)
+                    if info is None:
+                        raise
+            if info is not None:
+                self._check_dimension(info)
+            self._ready = True
+
+    async def _create_index(self) -> Any:
+        return await self.client.execute_command(
+            "FT.CREATE", self.index_name, "ON", "HASH", "PREFIX", 1, self.prefix,
+            "SCHEMA",
+            "scope", "TAG",
+            "vector", "VECTOR", "HNSW", 6,
+            "TYPE", "FLOAT32", "DIM", self.dimension, "DISTANCE_METRIC", "COSINE",
+            "expires_at", "NUMERIC",
+            "created_at", "NUMERIC",
+        )  # fmt: skip
+
+    def _check_dimension(self, info: dict[str, Any]) -> None:
+        found = index_dimension(info)
+        if found is None:
+            raise VectorDimensionError(
+                f"{self.kind}: index {self.index_name!r} exists without a vector field"
+                " 'vector': it belongs to something else; name another index"
+                " (redis_semantic_cache_index_name)"
+            )
+        if found != self.dimension:
+            raise VectorDimensionError(
+                f"{self.kind}: index {self.index_name!r} holds vectors of dimension {found},"
+                f" the embedder makes {self.dimension}: drop it (FT.DROPINDEX"
+                f" {self.index_name}) or name another index (redis_semantic_cache_index_name)"
+            )
+
+    async def _with_index(self, what: str, command: Any) -> Any:
+        """Run ``command`` against the index, creating it first; once more if the index
+        vanished meanwhile (FLUSHALL and FT.DROPINDEX drop it)."""
+        await self._ensure_index()
+        try:
+            return await self.redis.run(command)
+        except redis_errors.ResponseError as exc:
+            if not any(words in str(exc).lower() for words in NO_INDEX):
+                raise self._error(what, exc) from exc
+        except Exception as exc:
+            raise self._error(what, exc) from exc
+        self._ready = False
+        await self._ensure_index()
+        return await self._call(what, command)
+
+    # -- the interface ----------------------------------------------------------------
+    async def add(self, record: VectorRecord) -> None:
+        blob = self._pack(record.vector)
+        await self._ensure_index()
+        key = self.record_key(record.key)
+        fields = {
+            "key": record.key,
+            "scope": record.scope,
+            "text": record.text,
+            "created_at": repr(float(record.created_at)),
+            "expires_at": "inf" if record.expires_at is None else repr(float(record.expires_at)),
+            "vector": blob,
+        }
+
+        async def write() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.hset(key, mapping=fields)  # type: ignore[arg-type]
+            if record.expires_at is None:
+                pipe.persist(key)  # a replaced record may have had an expiry
+            else:
+                pipe.pexpireat(key, int(record.expires_at * 1000))
+            return await pipe.execute()
+
+        await self._call("add", write)
+
+    async def search(
+        self,
+        vector: Vector,
+        scope: str,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None = None,
+    ) -> list[Neighbour]:
+        blob = self._pack(vector)
+        if limit <= 0:
+            return []
+        filters = [f"@scope:{{{tag_value(scope)}}}", f"@expires_at:[({number(now)} +inf]"]
+        if created_after is not None:
+            filters.append(f"@created_at:[{number(created_after)} +inf]")
+        query = f"({' '.join(filters)})=>[KNN {limit} @vector $vec AS dist]"
+        args: list[Any] = [
+            "FT.SEARCH", self.index_name, query, "PARAMS", 2, "vec", blob,
+            "SORTBY", "dist", "RETURN", len(RETURNED), *RETURNED,
+            "LIMIT", 0, limit, "DIALECT", 2,
+        ]  # fmt: skip
+        reply = await self._with_index("search", lambda: self.client.execute_command(*args))
+        return [_neighbour(fields) for _, fields in search_results(reply)]
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        names = [self.record_key(key) for key in keys]
+        if not names:
+            return 0
+
+        async def unlink() -> int:
+            if self.is_cluster:  # keys of many slots: each to its own node, one round trip
+                pipe = self.client.pipeline()
+                for name in names:
+                    pipe.execute_command("UNLINK", name)
+                return sum(int(n) for n in await pipe.execute())
+            return int(await self.client.unlink(*names))
+
+        return await self._call("delete", unlink)
+
+    async def sweep(self, now: float) -> int:
+        """Unlink up to SWEEP_BATCH records expired at ``now``. Redis removes each at its
+        expiry anyway (PEXPIREAT); this only frees sooner the ones it has not reached."""
+        query = f"@expires_at:[-inf {number(now)}]"
+        args: list[Any] = [
+            "FT.SEARCH", self.index_name, query, "NOCONTENT", "LIMIT", 0, SWEEP_BATCH,
+            "DIALECT", 2,
+        ]  # fmt: skip
+        reply = await self._with_index("sweep", lambda: self.client.execute_command(*args))
+        names = [name for name, _ in search_results(reply, content=False)]
+        if not names:
+            return 0
+
+        async def unlink() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.execute_command("UNLINK", name)
+            return sum(int(n) for n in await pipe.execute())
+
+        return await self._call("sweep", unlink)
+
+    async def _state(self, details: dict[str, Any]) -> StoreHealth:
+        info = await self._index_info()
+        if info is None:
+            details["note"] = "the index is created on the first write"
+            return self._health(True, False, details=details)
+        problem = None
+        try:
+            self._check_dimension(info)
+        except VectorDimensionError as exc:
+            problem = str(exc)
+        return self._health(
+            True,
+            problem is None,
+            dimension=index_dimension(info),
+            vectors=_int(info.get("num_docs")),
+            problem=problem,
+            details=details,
+        )
+
+    def _settings(self) -> dict[str, Any]:
+        return {"index": self.index_name, "prefix": self.prefix}
+
+
+def tag_value(value: str) -> str:
+    """``value`` escaped for a TAG query (``@field:{...}``)."""
+    return TAG_SAFE.sub(lambda match: "\\" + match.group(0), value)
+
+
+def index_dimension(info: dict[str, Any]) -> int | None:
+    """The DIM of the index's ``vector`` field, from FT.INFO (either protocol)."""
+    for attribute in info.get("attributes") or []:
+        fields = {k: v for k, v in as_map(attribute).items()}
+        if text(fields.get("identifier", "")) == "vector" and "dim" in fields:
+            return _int(fields["dim"])
+    return None
+
+
+def search_results(reply: Any, *, content: bool = True) -> list[tuple[str, dict[str, Any]]]:
+    """(document id, returned fields) pairs of an FT.SEARCH reply, in its order.
+
+    RESP3: a map with ``results``, each ``{"id", "extra_attributes"}``. RESP2: the total,
+    then each id followed (unless NOCONTENT) by a flat list of field, value.
+    """
+    if isinstance(reply, dict):
+        results = as_map(reply).get("results") or []
+        found = []
+        for result in results:
+            item = as_map(result)
+            found.append((text(item.get("id")), as_map(item.get("extra_attributes") or {})))
+        return found
+    rows = list(reply[1:]) if isinstance(reply, list) else []
+    if not content:
+        return [(text(name), {}) for name in rows]
+    return [(text(rows[i]), as_map(rows[i + 1])) for i in range(0, len(rows) - 1, 2)]
+
+
+def _neighbour(fields: dict[str, Any]) -> Neighbour:
+    expires = float(text(fields.get("expires_at", "inf")))
+    return Neighbour(
+        key=text(fields.get("key", "")),
+        similarity=1.0 - float(text(fields.get("dist", "1"))),
+        text=text(fields.get("text", "")),
+        created_at=float(text(fields.get("created_at", "0"))),
+        expires_at=None if expires == float("inf") else expires,
+    )
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(float(text(value)))
+    except (TypeError, ValueError):
+        return None

@@ -19,6 +19,7 @@ Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
 JSON_CONTENT = (b"content-type", b"application/json")
+SSE_CONTENT = (b"content-type", b"text/event-stream")
 # A scope extension our server adds: {"received_at": time.perf_counter() at the first byte}.
 TIMING_EXTENSION = "llmcache.timing"
 

@@ -6,12 +6,13 @@ import hashlib
 import struct
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, ClassVar
 
 import orjson
 
 from llmcache_tui.cache.entry import prompt_preview
+from llmcache_tui.proxy.asgi import SSE_CONTENT, Headers
 from llmcache_tui.proxy.streaming import DONE_EVENT, sse_event
 
 EMBEDDING_DIMENSIONS = 16
@@ -78,6 +79,26 @@ def mock_stream(route: str, model: str, body: dict[str, Any], mock: Any) -> Iter
     if isinstance(options, dict) and options.get("include_usage"):
         yield event({}, usage=_usage(prompt_preview(body), text))
     yield DONE_EVENT
+
+
+class MockStream:
+    """A mock deployment's answer, shaped like an upstream stream."""
+
+    status = 200
+    headers: ClassVar[Headers] = [SSE_CONTENT]
+
+    def __init__(self, events: Iterable[bytes]) -> None:
+        self._events = events
+
+    async def read(self) -> bytes:
+        return b"".join(self._events)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for event in self._events:
+            yield event
+
+    async def close(self) -> None:
+        return None
 
 
 def _piece(text: str, chat: bool) -> dict[str, Any]:

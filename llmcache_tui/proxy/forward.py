@@ -1,0 +1,90 @@
+"""Where a request that the cache does not answer goes: its deployment, and the call to it.
+
+A deployment is called over HTTP (OpenAI-compatible or Azure upstreams), or answered in
+process (``mock_response``). Either way the answer has the shape of an upstream one, so
+the rest of the proxy does not tell them apart.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from llmcache_tui.proxy.asgi import JSON_CONTENT
+from llmcache_tui.proxy.errors import ProxyError, echo
+from llmcache_tui.proxy.mock import MockStream, mock_reply, mock_stream
+from llmcache_tui.proxy.request import LLM_PATHS, LLMRequest
+from llmcache_tui.proxy.routing import Deployment, Router, UnsafeModelName
+from llmcache_tui.proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
+
+
+def deployment_for_request(router: Router, request: LLMRequest) -> Deployment:
+    """The deployment that answers ``request``; a ProxyError if there is none it can use."""
+    model = request.model
+    try:
+        deployment = router.resolve(model)
+    except UnsafeModelName as exc:
+        raise ProxyError(400, str(exc), param="model") from None
+    if deployment is None:
+        known = ", ".join(router.names) or "none configured"
+        raise ProxyError(
+            400,
+            f"model {echo(model)} is not in model_list (models: {known})",
+            param="model",
+            code="model_not_found",
+        )
+    if not deployment.supported:
+        raise ProxyError(
+            400,
+            f"model {echo(model)} routes to provider {deployment.provider!r}, which"
+            " llmcache-tui does not call; use an OpenAI-compatible deployment"
+            " (openai/..., azure/..., or an api_base) or mock_response",
+            param="model",
+        )
+    if not deployment.api_base and deployment.provider != "mock":
+        raise ProxyError(502, f"model {echo(model)} has no api_base configured")
+    return deployment
+
+
+class Forwarder:
+    """Calls deployments for the proxy, through one upstream client created on first use."""
+
+    def __init__(self, request_timeout: float) -> None:
+        self.request_timeout = request_timeout
+        self._upstream: UpstreamClient | None = None
+
+    @property
+    def upstream(self) -> UpstreamClient:
+        if self._upstream is None:
+            self._upstream = UpstreamClient(self.request_timeout)
+        return self._upstream
+
+    async def aclose(self) -> None:
+        if self._upstream is not None:
+            await self._upstream.aclose()
+            self._upstream = None
+
+    async def call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
+        """The deployment's whole answer to a request that is not streamed."""
+        if deployment.provider == "mock":
+            mock = deployment.mock_response
+            document = mock_reply(request.route, request.model, request.body, mock)
+            return UpstreamReply(200, orjson.dumps(document), [JSON_CONTENT])
+        path = LLM_PATHS[request.route]
+        if request.file is not None:
+            fields = [
+                (name, deployment.model if name == "model" else value)
+                for name, value in request.form
+            ]
+            return await self.upstream.post_form(deployment, path, fields, request.file)
+        body = {**request.body, "model": deployment.model}
+        return await self.upstream.post_json(deployment, path, body)
+
+    async def open_stream(
+        self, deployment: Deployment, request: LLMRequest
+    ) -> UpstreamStream | MockStream:
+        """Start the deployment's streamed answer; the caller must ``close()`` it."""
+        if deployment.provider == "mock":
+            mock = deployment.mock_response
+            return MockStream(mock_stream(request.route, request.model, request.body, mock))
+        body = {**request.body, "model": deployment.model}
+        return await self.upstream.open_stream(deployment, LLM_PATHS[request.route], body)

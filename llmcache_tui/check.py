@@ -1,6 +1,9 @@
 """``llmcache-tui --check``: a health probe for scripts and container health checks.
 
-Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error.
+Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error. A
+semantic cache is also checked: one probe embedding, and the vector store's reachability,
+collection or index and dimension; if that part fails the status is ``degraded`` (exit 1):
+the exact cache works, semantic hits do not.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 from llmcache_tui import defaults
 from llmcache_tui.cache.backends import CacheBackendError, build_backend
-from llmcache_tui.cache.health import ProbeResult, probe_backend
+from llmcache_tui.cache.health import ProbeResult, probe_backend, probe_semantic
 from llmcache_tui.config import ConfigError, Settings, load_settings, resolve_config_path
 from llmcache_tui.log_redaction import install_log_redaction
 from llmcache_tui.redact import NO_SECRETS, Redactor
@@ -68,6 +71,10 @@ async def _probe(settings: Settings) -> dict[str, Any]:
     report.update(_probe_fields(result))
     if backend.process_local:
         report["note"] = "in-memory cache: this checks a fresh instance, not a running proxy's"
+    if settings.cache.semantic:
+        report["semantic"] = await probe_semantic(settings)
+        if report["status"] == "healthy" and not report["semantic"]["healthy"]:
+            report["status"] = "degraded"
     return report
 
 
@@ -113,6 +120,33 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
     for key in ("error", "note"):
         if report.get(key):
             print(f"  {key}: {report[key]}")
+    if "semantic" in report:
+        _print_semantic(report["semantic"])
     for warning in report.get("warnings", []):
         print(f"  warning: {warning}")
     return code
+
+
+def _print_semantic(semantic: dict[str, Any]) -> None:
+    if semantic.get("problem"):
+        print(f"  semantic   OFF: {semantic['problem']}")
+        return
+    embedder = semantic.get("embedder", {})
+    state = f"ok, {embedder.get('dimension')} dimensions" if embedder.get("ok") else "FAILED"
+    print(f"  embedder   {embedder.get('name')}: {state}")
+    if embedder.get("error"):
+        print(f"    error: {embedder['error']}")
+    store = semantic.get("store")
+    if store is None:
+        return
+    if not store.get("reachable"):
+        print(f"  vectors    {store.get('kind', 'store')}: UNREACHABLE")
+    else:
+        ready = "ready" if store.get("ready") else "not created yet (made on first store)"
+        count = store.get("vectors")
+        counted = "" if count is None else f", {count} vectors"
+        print(f"  vectors    {store.get('kind')} at {store.get('location')}: {ready}{counted}")
+    if store.get("problem"):
+        print(f"    problem: {store['problem']}")
+    for limit in store.get("limits", []):
+        print(f"    note: {limit}")

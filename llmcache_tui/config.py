@@ -28,6 +28,7 @@ from llmcache_tui.redact import (
 )
 
 CacheType = Literal["local", "disk", "redis", "redis-semantic", "qdrant-semantic", "s3"]
+SEMANTIC_TYPES = frozenset({"redis-semantic", "qdrant-semantic"})
 
 # LiteLLM names a call type twice (sync and async); both mean the same route here.
 CALL_TYPE_ROUTES: dict[str, str] = {
@@ -127,14 +128,6 @@ KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
         "sentinel_password",
         "gcp_service_account",
         "gcp_ssl_ca_certs",
-        "similarity_threshold",
-        "redis_semantic_cache_embedding_model",
-        "redis_semantic_cache_index_name",
-        "qdrant_semantic_cache_embedding_model",
-        "qdrant_collection_name",
-        "qdrant_quantization_config",
-        "qdrant_api_base",
-        "qdrant_api_key",
         "s3_bucket_name",
         "s3_region_name",
         "s3_api_version",
@@ -193,6 +186,17 @@ class CacheParams(_Model):
     coalesce: bool = True  # identical concurrent misses share one upstream call
     max_size_in_memory: PositiveInt = 10_000
     max_bytes_in_memory: PositiveInt = 256 * 1024 * 1024
+    # Semantic types. The threshold is a cosine similarity, as LiteLLM's; None: the guards'
+    # default. The embedding model names a model_list entry; None: the built-in local model.
+    similarity_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    qdrant_semantic_cache_embedding_model: str | None = None
+    redis_semantic_cache_embedding_model: str | None = None
+    qdrant_collection_name: str | None = None
+    qdrant_quantization_config: Literal["binary", "scalar", "product"] | None = None
+    qdrant_api_base: str | None = None
+    qdrant_api_key: str | None = None
+    qdrant_path: str | None = None  # embedded Qdrant's directory; default under disk_cache_dir
+    redis_semantic_cache_index_name: str | None = None
 
 
 class LitellmSettings(_Model):
@@ -255,6 +259,19 @@ class CacheSettings:
     @property
     def default_off(self) -> bool:
         return self.params.mode == "default_off"
+
+    @property
+    def semantic(self) -> bool:
+        return self.params.type in SEMANTIC_TYPES
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model_list name the semantic type embeds with (None: the local model)."""
+        if self.params.type == "qdrant-semantic":
+            return self.params.qdrant_semantic_cache_embedding_model or None
+        if self.params.type == "redis-semantic":
+            return self.params.redis_semantic_cache_embedding_model or None
+        return None
 
     def extra(self, key: str) -> Any:
         """A cache_params key this module does not model (backend-specific), or None."""
@@ -373,6 +390,9 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         raise ConfigError(f"{source}: invalid config: {problem}")
     redactor = Redactor(secrets_in(resolved) | secrets_in(_backend_variables()))
     cache = _cache_settings(parsed, warnings, redactor)
+    problem = _embedding_model_problem(cache, parsed.model_list)
+    if problem:
+        raise ConfigError(f"{source}: invalid config: {problem}")
     general = parsed.general_settings
     timeout = parsed.litellm_settings.request_timeout or DEFAULT_REQUEST_TIMEOUT
     return Settings(
@@ -400,7 +420,26 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
 def _backend_variables() -> dict[str, str]:
     """The environment variables cache clients read by themselves (REDIS_PASSWORD,
     REDIS_URL, AWS_SECRET_ACCESS_KEY, ...): their secrets are the config's too."""
-    return {k: v for k, v in os.environ.items() if k.startswith(("REDIS_", "AWS_"))}
+    return {k: v for k, v in os.environ.items() if k.startswith(("REDIS_", "AWS_", "QDRANT_"))}
+
+
+def _embedding_model_problem(cache: CacheSettings | None, entries: list[ModelEntry]) -> str | None:
+    """Why a semantic cache's embedding model cannot be used, or None."""
+    if cache is None or not cache.semantic:
+        return None
+    name = cache.embedding_model
+    if name is None or any(entry.model_name == name for entry in entries):
+        return None
+    key = (
+        "qdrant_semantic_cache_embedding_model"
+        if cache.type == "qdrant-semantic"
+        else "redis_semantic_cache_embedding_model"
+    )
+    known = ", ".join(sorted({entry.model_name for entry in entries})) or "none"
+    return (
+        f"litellm_settings.cache_params.{key}: {name!r} is not a model_name in model_list"
+        f" (models: {known}); leave it out to use the built-in local embedder"
+    )
 
 
 def _cache_settings(

@@ -14,7 +14,7 @@ from typing import Any
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend_or_problem
 from llmcache_tui.config import Settings, load_settings
-from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.app import ProxyApp, semantic_tier_for
 from llmcache_tui.proxy.embedded import EmbeddedProxy
 
 
@@ -107,10 +107,13 @@ class Session:
         """
         if self.proxy_running:
             raise SessionError("the proxy is already running")
+        semantic, semantic_problem = semantic_tier_for(self.settings, self.backend)
         app = ProxyApp(
             self.settings,
             self.backend,
             backend_problem=self.backend_error if self.settings.cache else None,
+            semantic=semantic,
+            semantic_problem=semantic_problem,
         )
         self.proxy = EmbeddedProxy(app, host, port)
         self.proxy_task = asyncio.create_task(self.proxy.serve(), name="llmcache-proxy")

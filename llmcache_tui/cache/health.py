@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError
+
+if TYPE_CHECKING:
+    from llmcache_tui.cache.semantic.tier import SemanticTier
+    from llmcache_tui.config import Settings
 
 PROBE_NAMESPACE = "__llmcache_check__"
 PROBE_TTL = 30.0
@@ -53,3 +57,29 @@ async def probe_backend(backend: CacheBackend) -> ProbeResult:
         return replace(result, deleted=True, server=await backend.server_info())
     except CacheBackendError as exc:
         return replace(result, error=str(exc))
+
+
+async def semantic_health(tier: SemanticTier | None, problem: str | None) -> dict[str, Any]:
+    """The semantic tier's part of a health report; ``healthy`` only if both parts work.
+
+    ``problem`` is why the tier could not be built (then there is nothing to probe).
+    """
+    if tier is None:
+        return {"healthy": False, "problem": problem or "semantic tier not built"}
+    report = await tier.health()
+    store = report.get("store") or {}
+    healthy = bool(report["embedder"].get("ok")) and bool(store.get("reachable"))
+    healthy = healthy and not store.get("problem")
+    return {"healthy": healthy, **report}
+
+
+async def probe_semantic(settings: Settings) -> dict[str, Any]:
+    """Build the semantic tier ``settings`` describe, probe it, and close it again."""
+    from llmcache_tui.cache.semantic.build import build_semantic_or_problem
+
+    tier, problem = build_semantic_or_problem(settings)
+    try:
+        return await semantic_health(tier, problem)
+    finally:
+        if tier is not None:
+            await tier.aclose()

@@ -29,19 +29,24 @@ def request_digest(route: str, body: Mapping[str, Any]) -> str:
     ``1`` because SDKs disagree on how to write sampling parameters such as temperature.
     Raises :class:`UnwritableBody` for a body JSON can carry but orjson cannot write.
     """
-    # orjson writes integers of at most 64 bits (signed or not): a whole float beyond them
-    # (``1e300``) keys as the float it is. The bounds are literals: this runs per request.
-    canonical = {
-        k: int(v) if type(v) is float and v.is_integer() and -(2.0**63) <= v < 2.0**64 else v
-        for k, v in body.items()
-        if k not in IGNORED_PARAMS
-    }
+    canonical = canonical_params(body, IGNORED_PARAMS)
     canonical["~route"] = route
     try:
         payload = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError as exc:
         raise UnwritableBody(unwritable_reason(exc)) from None
     return hashlib.sha256(payload).hexdigest()
+
+
+def canonical_params(body: Mapping[str, Any], excluded: frozenset[str]) -> dict[str, Any]:
+    """The top-level parameters of ``body`` not in ``excluded``, whole floats as integers."""
+    # orjson writes integers of at most 64 bits (signed or not): a whole float beyond them
+    # (``1e300``) keys as the float it is. The bounds are literals: this runs per request.
+    return {
+        k: int(v) if type(v) is float and v.is_integer() and -(2.0**63) <= v < 2.0**64 else v
+        for k, v in body.items()
+        if k not in excluded
+    }
 
 
 def unwritable_reason(exc: orjson.JSONEncodeError) -> str:

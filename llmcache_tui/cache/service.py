@@ -3,6 +3,9 @@
 A backend that fails never fails a request: errors are logged and counted here and the
 request is served from upstream. The same failure over and over is logged once a minute,
 with a count, whichever backend it comes from.
+
+With a semantic tier, a request the exact key misses is looked up by meaning, within its
+scope; the caller cannot tell which tier answered but by the ``Lookup``'s ``similarity``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -24,18 +28,29 @@ from llmcache_tui.cache.backends.base import (
 from llmcache_tui.cache.entry import CacheEntry, EntryFormatError
 from llmcache_tui.cache.log_limit import RepeatedWarnings
 
+if TYPE_CHECKING:
+    from llmcache_tui.cache.semantic.scope import SemanticQuery
+    from llmcache_tui.cache.semantic.tier import SemanticTier
+
 log = logging.getLogger("llmcache_tui.cache")
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    """The result of a cache read: an entry to serve, or the RFC 9211 reason for none."""
+    """The result of a cache read: an entry to serve, or the RFC 9211 reason for none.
+
+    A semantic hit also names the entry served (``key``, another request's) and its
+    cosine ``similarity``; ``semantic_failed`` says the semantic tier was down.
+    """
 
     entry: CacheEntry | None
     fwd: str = "miss"
     age: float = 0.0
     failed: bool = False
     body: bytes = b""  # the response exactly as the client receives it, on a hit
+    key: str | None = None
+    similarity: float | None = None
+    semantic_failed: bool = False
 
 
 MISS = Lookup(None)
@@ -51,22 +66,49 @@ DECODED_BUDGET = 8 * 1024 * 1024
 class ResponseCache:
     """Reads and writes :class:`CacheEntry` records through a backend, never raising."""
 
-    def __init__(self, backend: CacheBackend, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        backend: CacheBackend,
+        clock: Callable[[], float] = time.time,
+        semantic: SemanticTier | None = None,
+    ) -> None:
         self.backend = backend
         self.clock = clock
+        self.semantic = semantic
         self.errors = 0
         self.warnings = RepeatedWarnings(log, clock=clock)
         self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
         self._decoded_bytes = 0
 
-    async def lookup(self, key: str, route: str, model: str, max_age: float | None) -> Lookup:
+    async def lookup(
+        self,
+        key: str,
+        route: str,
+        model: str,
+        max_age: float | None,
+        query: SemanticQuery | None = None,
+    ) -> Lookup:
+        """The entry under ``key``; failing that, with ``query``, a semantic match."""
         try:
             raw = await self.backend.get(key)
         except CacheBackendError as exc:
             self._failed(exc)
-            return Lookup(None, failed=True)
+            return Lookup(None, failed=True)  # the semantic tier reads entries from it too
         if raw is None:
+            if query is not None and self.semantic is not None:
+                return await self._semantic_lookup(query, route, model, max_age)
             return MISS
+        return self._serve(key, raw, route, model, max_age)
+
+    def _serve(
+        self,
+        key: str,
+        raw: bytes,
+        route: str,
+        model: str,
+        max_age: float | None,
+        similarity: float | None = None,
+    ) -> Lookup:
         known = self._decoded.get(key)
         body = None
         if known is not None and (known[0] is raw or known[0] == raw):
@@ -87,7 +129,23 @@ class ResponseCache:
         if body is None:
             body = entry.response_bytes()
             self._remember(key, raw, entry, body)
-        return Lookup(entry, fwd="hit", age=age, body=body)
+        if similarity is None:
+            return Lookup(entry, fwd="hit", age=age, body=body)
+        return Lookup(entry, fwd="hit", age=age, body=body, key=key, similarity=similarity)
+
+    async def _semantic_lookup(
+        self, query: SemanticQuery, route: str, model: str, max_age: float | None
+    ) -> Lookup:
+        assert self.semantic is not None
+        outcome = await self.semantic.lookup(query, self._read_entry, max_age=max_age)
+        match = outcome.match
+        if match is None:
+            return Lookup(None, semantic_failed=outcome.failed)
+        found = self._serve(match.key, match.raw, route, model, max_age, match.similarity)
+        return found if found.entry is not None else MISS
+
+    async def _read_entry(self, key: str) -> bytes | None:
+        return await self.backend.get(key)
 
     def _remember(self, key: str, raw: bytes, entry: CacheEntry, body: bytes) -> None:
         if len(raw) > DECODED_MAX_BYTES:
@@ -107,8 +165,18 @@ class ResponseCache:
         if known is not None:
             self._decoded_bytes -= _decoded_size(known[0], known[2])
 
-    async def store(self, key: str, entry: CacheEntry, ttl: float | None) -> bool:
-        """Write ``entry``; False if the backend failed (logged and counted here)."""
+    async def store(
+        self,
+        key: str,
+        entry: CacheEntry,
+        ttl: float | None,
+        query: SemanticQuery | None = None,
+    ) -> bool:
+        """Write ``entry`` (and, with ``query``, its vector); False if the backend failed.
+
+        Failures are logged and counted here. A vector that cannot be added leaves the
+        exact entry in place: it is still an exact hit.
+        """
         try:
             value = entry.encode()
         except orjson.JSONEncodeError as exc:
@@ -123,7 +191,19 @@ class ResponseCache:
             return False
         if self.warnings.pending:
             self.warnings.flush()  # writes work again: say how many failed meanwhile
+        if query is not None and self.semantic is not None:
+            lifetime = ttl if ttl is not None else self.backend.default_ttl
+            await self.semantic.remember(query, key, entry.created_at, lifetime)
         return True
+
+    async def forget(self, keys: list[str]) -> None:
+        """Drop the vectors of deleted entries (their semantic hits already ended)."""
+        if self.semantic is not None:
+            await self.semantic.forget(keys)
+
+    async def aclose(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.aclose()
 
     def _failed(self, exc: CacheBackendError) -> None:
         self.errors += 1

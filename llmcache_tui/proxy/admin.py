@@ -8,7 +8,7 @@ import orjson
 
 from llmcache_tui import __version__
 from llmcache_tui.cache.backends import CacheBackendError
-from llmcache_tui.cache.health import probe_backend
+from llmcache_tui.cache.health import probe_backend, semantic_health
 from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
 from llmcache_tui.config import CALL_TYPE_ROUTES
 from llmcache_tui.proxy.asgi import (
@@ -66,8 +66,27 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
         document["ping_ms"] = round(result.ping_ms, 3)
     if not result.healthy:
         document["error"] = result.error
+    healthy = result.healthy
+    if cache.semantic:
+        tier = app.cache.semantic if app.cache is not None else None
+        semantic = await semantic_health(tier, app.semantic_problem)
+        document["semantic_cache"] = semantic
+        if not semantic["healthy"]:
+            healthy = False
+            document["status"] = "unhealthy"
+            document.setdefault("error", "semantic cache: " + _semantic_problem(semantic))
     # Parameters and errors alike: a client's error may quote a URL or a password.
-    await send_json(send, 200 if result.healthy else 503, app.settings.redactor.redact(document))
+    await send_json(send, 200 if healthy else 503, app.settings.redactor.redact(document))
+
+
+def _semantic_problem(report: dict[str, Any]) -> str:
+    if report.get("problem"):
+        return str(report["problem"])
+    embedder = report.get("embedder", {})
+    if not embedder.get("ok"):
+        return f"embedder {embedder.get('name')}: {embedder.get('error')}"
+    store = report.get("store", {})
+    return str(store.get("problem") or "vector store unreachable")
 
 
 async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,6 +123,8 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         error = app.settings.redactor.scrub(str(exc))
         await send_json(send, 503, {"status": "failed", "error": error})
         return
+    if app.cache is not None:
+        await app.cache.forget(candidates)  # the entries' vectors (hits ended with them)
     await send_json(send, 200, {"status": "success", "deleted": deleted})
 
 
@@ -158,6 +179,13 @@ async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> 
     lines.append(f'llmcache_errors_total{{kind="upstream"}} {snapshot["upstream_errors"]}')
     cache_errors = app.cache.errors if app.cache is not None else 0
     lines.append(f'llmcache_errors_total{{kind="cache"}} {cache_errors}')
+    semantic = app.cache.semantic if app.cache is not None else None
+    if semantic is not None:
+        counters = semantic.stats
+        lines.append(f'llmcache_errors_total{{kind="semantic"}} {counters.errors}')
+        for name in ("lookups", "hits", "refused", "stored", "skipped"):
+            lines.append(f"# TYPE llmcache_semantic_{name}_total counter")
+            lines.append(f"llmcache_semantic_{name}_total {getattr(counters, name)}")
     lines.append("# TYPE llmcache_hit_ratio gauge")
     lines.append(f"llmcache_hit_ratio {snapshot['hit_rate']}")
     text = "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.service import ResponseCache
@@ -32,6 +33,9 @@ from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
 from llmcache_tui.proxy.routing import Router
 from llmcache_tui.proxy.stats import ProxyStats
 
+if TYPE_CHECKING:
+    from llmcache_tui.cache.semantic.tier import SemanticTier
+
 log = logging.getLogger("llmcache_tui.proxy")
 
 Handler = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
@@ -41,11 +45,30 @@ LLM_ROUTES = {f"/{path}": route for route, path in LLM_PATHS.items()}
 PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
 
 
+def semantic_tier_for(
+    settings: Settings, backend: CacheBackend | None
+) -> tuple[SemanticTier | None, str | None]:
+    """The semantic tier a semantic cache type asks for, or why it runs without one.
+
+    Without a backend there are no entries to serve, so no tier either.
+    """
+    if settings.cache is None or not settings.cache.semantic or backend is None:
+        return None, None
+    from llmcache_tui.cache.semantic.build import build_semantic_or_problem
+
+    tier, problem = build_semantic_or_problem(settings, backend)
+    if problem:
+        log.warning("semantic caching is off, exact caching goes on: %s", problem)
+    return tier, problem
+
+
 class ProxyApp:
     """The caching proxy as one ASGI application.
 
     ``backend`` may be shared with the terminal app; it is closed at shutdown only when
-    this app built it (``owns_backend``).
+    this app built it (``owns_backend``). ``semantic`` is the semantic tier of a semantic
+    cache type, always this app's own (closed at shutdown); ``semantic_problem`` says why a
+    semantic type runs without one.
     """
 
     def __init__(
@@ -56,11 +79,16 @@ class ProxyApp:
         backend_problem: str | None = None,
         owns_backend: bool = False,
         clock: Callable[[], float] = time.time,
+        semantic: SemanticTier | None = None,
+        semantic_problem: str | None = None,
     ) -> None:
         self.settings = settings
         self.router = Router(settings.model_list)
         self.backend = backend
-        self.cache = ResponseCache(backend, clock) if backend is not None else None
+        self.cache = None
+        if backend is not None:
+            self.cache = ResponseCache(backend, clock, semantic=semantic)
+        self.semantic_problem = semantic_problem
         self.backend_problem = backend_problem
         self.owns_backend = owns_backend
         self.clock = clock
@@ -88,13 +116,23 @@ class ProxyApp:
             backend, problem = build_backend_or_problem(settings.cache)
             if problem:
                 log.warning("caching is off: %s", problem)
-        return cls(settings, backend, backend_problem=problem, owns_backend=True)
+        semantic, semantic_problem = semantic_tier_for(settings, backend)
+        return cls(
+            settings,
+            backend,
+            backend_problem=problem,
+            owns_backend=True,
+            semantic=semantic,
+            semantic_problem=semantic_problem,
+        )
 
     async def startup(self) -> None:
         _ = self.pipeline.forwarder.upstream  # inside the running loop, as aiohttp requires
 
     async def shutdown(self) -> None:
         await self.pipeline.aclose()
+        if self.cache is not None:
+            await self.cache.aclose()
         if self.owns_backend and self.backend is not None:
             await self.backend.close()
 

@@ -24,7 +24,13 @@ from llmcache_tui.proxy.errors import ProxyError
 from llmcache_tui.proxy.followers import Coalescer
 from llmcache_tui.proxy.forward import Forwarder, deployment_for_request
 from llmcache_tui.proxy.relay import relay_stream
-from llmcache_tui.proxy.replies import HIT_STATUS, cache_status, send_entry
+from llmcache_tui.proxy.replies import (
+    HIT_STATUS,
+    SEMANTIC_HIT_STATUS,
+    cache_status,
+    semantic_headers,
+    send_entry,
+)
 from llmcache_tui.proxy.request import LLM_PATHS, LLMRequest
 from llmcache_tui.proxy.routing import Deployment, Router
 from llmcache_tui.proxy.stats import ProxyStats
@@ -83,12 +89,23 @@ class Pipeline:
         if cache is not None and decision.read:
             # The lookup: the cache's one read on the request path. Awaited here, and the
             # hit sent from here, so a hit costs no layer more than it must.
-            found = await cache.lookup(key, request.route, request.model, decision.max_age)
+            query = None
+            if cache.semantic is not None:
+                query = request.semantic_query(decision.namespace)
+            found = await cache.lookup(key, request.route, request.model, decision.max_age, query)
             if found.entry is not None:
-                await self._send_hit(send, found.entry, found.body, found.age, request, headers)
+                status = HIT_STATUS
+                if found.similarity is not None:
+                    headers = semantic_headers(found.key or key, found.similarity)
+                    status = SEMANTIC_HIT_STATUS
+                await self._send_hit(
+                    send, found.entry, found.body, found.age, request, [*headers, status]
+                )
                 return "hit"
             fwd = found.fwd
             detail = "cache-error" if found.failed else None
+            if found.semantic_failed:
+                detail = "semantic-error"
         flight = None
         if decision.read and self.coalesce:
             joined = await self.coalescer.join(key, deployment, request, send, headers, fwd, detail)
@@ -131,7 +148,7 @@ class Pipeline:
         request: LLMRequest,
         headers: Headers,
     ) -> None:
-        headers += [HIT_STATUS, (b"age", str(int(age)).encode())]
+        headers.append((b"age", str(int(age)).encode()))
         await send_entry(send, entry, body, request, headers, self.stream_replay)
         tokens = entry.usage.get("total_tokens") if entry.usage else None
         if isinstance(tokens, int):
@@ -155,7 +172,7 @@ class Pipeline:
             entry = entry_for(request, reply, self.clock())
         if flight is not None:
             flight.finish(entry=entry, reply=reply)
-        stored = None if entry is None else await self._store(key, entry, decision)
+        stored = None if entry is None else await self._store(key, entry, decision, request)
         return reply, stored
 
     async def _stream(
@@ -178,7 +195,7 @@ class Pipeline:
             # and asked again right away, the answer must already be stored.
             nonlocal entry
             entry = stream_entry(request, recorder, self.clock())
-            await self._store(key, entry, decision)
+            await self._store(key, entry, decision, request)
 
         record = self._writes(decision) or flight is not None
         relayed = await relay_stream(
@@ -193,14 +210,21 @@ class Pipeline:
     def _writes(self, decision: Decision) -> bool:
         return self.cache is not None and decision.write
 
-    async def _store(self, key: str, entry: CacheEntry, decision: Decision) -> bool | None:
+    async def _store(
+        self, key: str, entry: CacheEntry, decision: Decision, request: LLMRequest
+    ) -> bool | None:
         """Store ``entry`` if the decision allows: True if stored, False if the write
         failed, None if it was not to be stored.
 
-        The cache's one write on the request path, for plain and streamed answers.
+        The cache's one write on the request path, for plain and streamed answers; with
+        a semantic tier, the request's vector is stored beside the entry.
         """
-        if self.cache is None or not decision.write:
+        cache = self.cache
+        if cache is None or not decision.write:
             return None
-        stored = await self.cache.store(key, entry, decision.ttl)
+        query = None
+        if cache.semantic is not None:
+            query = request.semantic_query(decision.namespace)
+        stored = await cache.store(key, entry, decision.ttl, query)
         self.stats.stored += stored
         return stored

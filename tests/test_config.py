@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from llmcache_tui.cache.backends import UnsupportedCacheType, build_backend
+from llmcache_tui.cache.backends import build_backend
 from llmcache_tui.cache.health import probe_backend
 from llmcache_tui.config import (
     BUILTIN_SOURCE,
@@ -510,12 +510,42 @@ def test_docs_cache_params_listing_nested_under_litellm_settings(docs_env: dict[
 
 
 @pytest.mark.parametrize("name", ["qdrant-semantic", "redis-semantic"])
-def test_types_not_built_yet_load_but_refuse_to_build(name: str, docs_env: dict[str, str]) -> None:
+async def test_docs_semantic_configs_build_unchanged(name: str, docs_env: dict[str, str]) -> None:
+    """The docs blocks embed with a model_list entry and keep entries in disk or Redis."""
+    from llmcache_tui.cache.backends.disk import DiskBackend
+    from llmcache_tui.cache.backends.redis import RedisBackend
+    from llmcache_tui.cache.semantic.build import build_semantic_tier
+
     settings = parse_settings(DOCS_CONFIGS[name][0])
-    assert settings.cache is not None
-    with pytest.raises(UnsupportedCacheType, match="not supported yet") as caught:
-        build_backend(settings.cache)
-    assert repr(settings.cache.type) in str(caught.value)
+    assert settings.cache is not None and settings.cache.semantic
+    backend = build_backend(settings.cache)
+    tier = build_semantic_tier(settings, backend)
+    try:
+        expected = DiskBackend if name == "qdrant-semantic" else RedisBackend
+        assert isinstance(backend, expected)
+        assert tier.threshold == 0.8
+        assert tier.embedder.name == settings.cache.embedding_model
+    finally:
+        await tier.aclose()
+        await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("similarity_threshold: 1.5", "similarity_threshold"),
+        ("similarity_threshold: -0.1", "similarity_threshold"),
+        ("qdrant_quantization_config: ternary", "qdrant_quantization_config"),
+        ("qdrant_semantic_cache_embedding_model: nope", "'nope' is not a model_name"),
+    ],
+)
+def test_bad_semantic_settings_name_the_key(params: str, message: str) -> None:
+    text = (
+        "litellm_settings:\n  cache: true\n  cache_params:\n"
+        f"    type: qdrant-semantic\n    {params}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(text)
 
 
 def test_unset_env_vars_warn_with_key_path(monkeypatch: pytest.MonkeyPatch) -> None:

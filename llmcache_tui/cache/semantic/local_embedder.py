@@ -6,19 +6,21 @@ Importing this module is cheap: numpy, tokenizers, safetensors and the weights l
 first use, so a proxy that never embeds never pays for them.
 
 ``embed_sync`` is the plain computation. ``embed`` is what the request path calls: vectors
-already computed for a text come from an in-memory LRU, the rest are computed on this
-embedder's own worker thread (never on the event loop) under a deadline.
+already computed for a text come from an in-memory LRU (``vector_lru``), the rest are
+computed on this embedder's own worker thread (never on the event loop) under a deadline.
+Embedders of one model directory share its loaded weights; ``shared_local_embedder`` is the
+process's one instance for callers that need no settings of their own (the proxy's
+``/v1/embeddings`` route).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
-from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from llmcache_tui.cache.semantic.embedder import (
     EmbedderError,
@@ -26,6 +28,7 @@ from llmcache_tui.cache.semantic.embedder import (
     EmbedderUnavailable,
     EmbeddingDimensionError,
 )
+from llmcache_tui.cache.semantic.vector_lru import VectorLRU
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from llmcache_tui.cache.semantic.minilm import MiniLM
 
     Vectors = npt.NDArray[np.float32]
+
+T = TypeVar("T")
 
 NAME: Final = "local/all-minilm-l6-v2"
 DIMENSION: Final = 384
@@ -64,15 +69,13 @@ class LocalEmbedder:
     ) -> None:
         if timeout is not None and timeout <= 0:
             raise ValueError("timeout must be positive or None")
-        if cache_size < 0:
-            raise ValueError("cache_size must be >= 0")
         self.timeout = timeout
         self.cache_size = cache_size
+        self._vectors = VectorLRU(cache_size)
         self._model_dir = model_dir
         self._model: MiniLM | None = None
         self._load_error: EmbedderUnavailable | None = None
         self._load_lock = threading.Lock()
-        self._cache: OrderedDict[bytes, Vectors] = OrderedDict()
         # One worker: forward passes are CPU-bound (and BLAS may use every core), so
         # running several at once only makes each slower. Queued calls whose deadline
         # passed are cancelled before they start.
@@ -95,7 +98,7 @@ class LocalEmbedder:
                 if self._load_error is not None:
                     raise self._load_error
                 try:
-                    self._model = _load_model(self._model_dir)
+                    self._model = _shared_model(self._model_dir)
                 except EmbedderUnavailable as exc:
                     self._load_error = exc
                     raise
@@ -113,30 +116,26 @@ class LocalEmbedder:
 
     async def embed(self, texts: list[str]) -> Vectors:
         """``embed_sync`` on the worker thread under the deadline, through the LRU."""
-        import numpy as np  # the model loads numpy anyway; here only once it is needed
+        require_numpy()  # the model loads numpy anyway; here only once it is needed
+        return await self._vectors.embed(texts, self._run, self.dimension)
 
-        keys = [_text_key(text) for text in texts]
-        found: dict[int, Vectors] = {}
-        for i, key in enumerate(keys):
-            if (vector := self._lookup(key)) is not None:
-                found[i] = vector
-        missing = [i for i in range(len(texts)) if i not in found]
-        if missing:
-            computed = await self._run([texts[i] for i in missing])
-            for row, i in enumerate(missing):
-                vector = computed[row]
-                vector.flags.writeable = False
-                found[i] = vector
-                self._remember(keys[i], vector)
-        if not texts:
-            return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([found[i] for i in range(len(texts))])
+    def count_tokens_sync(self, texts: list[str]) -> int:
+        """How many tokens the model reads of ``texts`` (truncated as it truncates them),
+        not counting its [CLS] and [SEP]; blocking."""
+        return sum(len(ids) - 2 for ids in self._get_model().token_ids(list(texts)))
+
+    async def count_tokens(self, texts: list[str]) -> int:
+        """``count_tokens_sync`` on the worker thread: a large batch takes a while."""
+        return await self._in_worker(self.count_tokens_sync, texts)
 
     async def _run(self, texts: list[str]) -> Vectors:
+        return await self._in_worker(self.embed_sync, texts)
+
+    async def _in_worker(self, work: Callable[[list[str]], T], texts: list[str]) -> T:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self.embed_sync, texts)
+        job = loop.run_in_executor(self._executor, work, texts)
         try:
             return await asyncio.wait_for(job, self.timeout)
         except TimeoutError as exc:
@@ -153,25 +152,28 @@ class LocalEmbedder:
     async def aclose(self) -> None:
         self.close()
 
-    # -- per-text LRU ----------------------------------------------------------------
-    def _lookup(self, key: bytes) -> Vectors | None:
-        vector = self._cache.get(key)
-        if vector is not None:
-            self._cache.move_to_end(key)
-        return vector
-
-    def _remember(self, key: bytes, vector: Vectors) -> None:
-        if self.cache_size == 0:
-            return
-        self._cache[key] = vector
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-
     @property
     def cached(self) -> int:
         """How many vectors the LRU holds."""
-        return len(self._cache)
+        return len(self._vectors)
+
+
+def shared_local_embedder() -> LocalEmbedder:
+    """The process's one embedder with the default settings, created on first use.
+
+    Callers in one process share its model, its worker thread and its LRU; it lives as
+    long as the process (its idle worker holds nothing).
+    """
+    global _shared
+    if _shared is None:
+        with _shared_lock:
+            if _shared is None:
+                _shared = LocalEmbedder()
+    return _shared
+
+
+_shared: LocalEmbedder | None = None
+_shared_lock = threading.Lock()
 
 
 def checked_vectors(vectors: object, count: int, dimension: int, source: str) -> Vectors:
@@ -181,7 +183,10 @@ def checked_vectors(vectors: object, count: int, dimension: int, source: str) ->
     the wrong shape is a clear error for the caller to fail open on, never an IndexError
     deep in a vector store.
     """
-    import numpy as np
+    try:
+        import numpy as np
+    except ImportError as exc:
+        raise _numpy_missing() from exc
 
     array = np.asarray(vectors, dtype=np.float32)
     if array.ndim != 2 or array.shape[0] != count:
@@ -198,9 +203,32 @@ def checked_vectors(vectors: object, count: int, dimension: int, source: str) ->
     return array
 
 
-def _text_key(text: str) -> bytes:
-    # A fixed-size digest, so a long prompt costs the LRU 16 bytes, not its length.
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def require_numpy() -> None:
+    """Raise EmbedderUnavailable, naming the install command, if numpy is missing."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError as exc:
+        raise _numpy_missing() from exc
+
+
+def _numpy_missing() -> EmbedderUnavailable:
+    return EmbedderUnavailable(
+        f"embedding needs the 'semantic' extra (numpy is missing): {INSTALL_HINT}"
+    )
+
+
+def _shared_model(model_dir: Path | None) -> MiniLM:
+    """The model in ``model_dir``, loaded once per process: every embedder reads the same
+    weights (about 90 MB), which no forward pass changes."""
+    with _models_lock:
+        model = _models.get(model_dir)
+        if model is None:
+            model = _models[model_dir] = _load_model(model_dir)
+        return model
+
+
+_models: dict[Path | None, MiniLM] = {}
+_models_lock = threading.Lock()
 
 
 def _load_model(model_dir: Path | None) -> MiniLM:

@@ -230,3 +230,28 @@ def test_a_redis_without_vectors_keeps_the_exact_cache_and_says_what_is_needed(
     error = ping.json()["error"]
     assert "query engine" in error and "Vector Sets" in error
     assert upstream.app.call_count("chat/completions") == 2
+
+
+def test_the_docs_qdrant_block_embeds_through_its_model_list_entry(
+    make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    """The docs' embedding model is a model_list entry, called through the router."""
+    proxy = make_proxy(
+        {
+            "type": "qdrant-semantic",
+            "qdrant_semantic_cache_embedding_model": "text-embedding-3-small",
+            "qdrant_collection_name": "test_collection",
+            "qdrant_quantization_config": "binary",
+            "similarity_threshold": 0.8,
+        }
+    )
+    with proxy.http() as http:
+        first = chat(http, QUESTION)
+        again = chat(http, QUESTION)
+        other = chat(http, "How do I boil an egg?")
+    assert first.headers["cache-status"] == STORED
+    assert again.headers["cache-status"] == "llmcache; hit"  # exact: no embedding needed
+    assert other.headers["cache-status"] == STORED
+    # One embedding per new question: the lookup's vector is the one stored.
+    assert upstream.app.call_count("embeddings") == 2
+    assert upstream.app.call_count("chat/completions") == 2

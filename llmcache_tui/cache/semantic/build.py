@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 
 from llmcache_tui.cache.backends.base import CacheBackend, CacheBackendError
-from llmcache_tui.cache.semantic.embedder import Embedder
 from llmcache_tui.cache.semantic.guards import DEFAULT_THRESHOLD
 from llmcache_tui.cache.semantic.store import VectorStore
 from llmcache_tui.cache.semantic.tier import SemanticTier, StoreFactory
@@ -53,19 +52,13 @@ def build_semantic_tier(settings: Settings, exact: CacheBackend | None = None) -
         factory = _qdrant_factory(cache)
     else:
         factory = _redis_factory(cache, exact)
-    embedder: Embedder
-    if local:
-        from llmcache_tui.cache.semantic.local_embedder import LocalEmbedder
+    from llmcache_tui.cache.semantic.remote_embedder import embedder_for
+    from llmcache_tui.proxy.routing import Router
 
-        embedder = LocalEmbedder()
-    else:
-        from llmcache_tui.cache.semantic.remote_embedder import embedder_for
-        from llmcache_tui.proxy.routing import Router
-
-        try:
-            embedder = embedder_for(cache.embedding_model, Router(settings.model_list))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+    try:
+        embedder = embedder_for(cache.embedding_model, Router(settings.model_list))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     threshold = cache.params.similarity_threshold
     return SemanticTier(
         embedder, factory, threshold=DEFAULT_THRESHOLD if threshold is None else threshold

@@ -135,6 +135,10 @@ class LocalEmbedder:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         loop = asyncio.get_running_loop()
+        if self._model is None:
+            # Loading the weights is not part of the deadline: on a busy machine it alone
+            # can take longer, and every later call would then fail as well.
+            await loop.run_in_executor(self._executor, self._get_model)
         job = loop.run_in_executor(self._executor, work, texts)
         try:
             return await asyncio.wait_for(job, self.timeout)

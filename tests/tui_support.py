@@ -123,6 +123,8 @@ def screen_text(app: LLMCacheApp) -> str:
     width, height = app.size
     rows = [[" "] * width for _ in range(height)]
     for x, line, fragment in _SVG_TEXT.findall(app.export_screenshot()):
+        if int(line) >= height:
+            continue  # exported while the screen was being laid out anew: not visible
         row, column = rows[int(line)], round(float(x) / SVG_CHAR_WIDTH)
         for offset, char in enumerate(html.unescape(fragment).replace("\xa0", " ")):
             if column + offset < width:

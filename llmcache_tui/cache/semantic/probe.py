@@ -116,7 +116,7 @@ class ProbeReport:
         """The same neighbours judged at another threshold (no embedding, no search)."""
         text = self.query.text if self.query is not None else ""
         rows = tuple(_judged(row, text, threshold) for row in self.rows)
-        decision = _decide(self.exact, rows, self.query is not None, self.error)
+        decision = _decide(self.key, self.exact, rows, self.query is not None, self.error)
         return replace(self, threshold=threshold, rows=rows, decision=decision)
 
 
@@ -240,13 +240,14 @@ def _judged(row: ProbeRow, text: str, threshold: float) -> ProbeRow:
 
 
 def _decide(
+    key: str,
     exact: EntryState | None,
     rows: Sequence[ProbeRow],
     semantic: bool,
     error: str | None,
 ) -> ProbeDecision:
     if exact == "ok":
-        return ProbeDecision("exact hit", "the exact entry exists")
+        return ProbeDecision("exact hit", "the exact entry exists", key=key)
     if exact == "unservable":
         return ProbeDecision(
             "miss", "the entry under the exact key is not one this request may be served"

@@ -49,7 +49,9 @@ FRANCE = "What is the capital of France?"
 
 def semantic_app(tmp_path: Path, **kwargs: Any) -> LLMCacheApp:
     params = {"disk_cache_dir": str(tmp_path / "cache")}
-    return make_app(config_text(API_BASE, cache_type="qdrant-semantic", cache_params=params), **kwargs)
+    return make_app(
+        config_text(API_BASE, cache_type="qdrant-semantic", cache_params=params), **kwargs
+    )
 
 
 def key_of(prompt: str, model: str = MODEL) -> str:
@@ -109,11 +111,20 @@ async def test_probe_shows_verdicts_hits_refusals_and_other_scopes(tmp_path: Pat
         await seed(app, (MODEL, SWEDEN), (MODEL, SSL), (OTHER_MODEL, FRANCE))
         assert "Probe" in footer_text(app)
 
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert titles.count("Probe") == 1
         await probe_prompt(pilot, "what's the capital of sweden")
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert {"Threshold +", "Threshold -", "Prompt"} <= set(titles)
+        await pilot.press("question_mark")
+        help_text = rendered_text(app.screen.query_one(Static), width=120)
+        assert "Probe - Ask the semantic cache about a prompt" in help_text
+        assert "Threshold +" in help_text
+        await pilot.press("escape")
         assert f"would serve: semantic hit {key_of(SWEDEN)} at 0.9" in verdict_panel(app)
         shown = rows(app)
         assert shown[key_of(SWEDEN)]["verdict"] == "hit"
-        assert list(shown)[0] == key_of(SWEDEN)  # best first
+        assert next(iter(shown)) == key_of(SWEDEN)  # best first
         assert THRESHOLD_ROW in shown
         france = shown[key_of(FRANCE, OTHER_MODEL)]
         assert france["verdict"] == OTHER_SCOPE
@@ -219,8 +230,11 @@ async def test_probe_is_hidden_without_a_semantic_cache(tmp_path: Path) -> None:
         await pilot.press("4")
         await wait_until(pilot, lambda: notified(app, "The probe needs a semantic cache"))
         assert app.current_mode == "overview"
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Probe" not in titles
         await pilot.press("question_mark")
         await pilot.pause()
+        assert "Probe" not in rendered_text(app.screen.query_one(Static), width=120)
         assert app.session.semantic_tier() == (None, None)
 
 

@@ -64,12 +64,12 @@ class ProbeScreen(AppScreen):
     def on_mount(self) -> None:
         table = self.query_one("#probe-rows", DataTable)
         table.add_column("sim", key="sim", width=5)
-        table.add_column("verdict", key="verdict", width=40)
-        table.add_column("prompt", key="prompt", width=30)
-        table.add_column("model", key="model", width=12)
-        table.add_column("namespace", key="namespace", width=9)
-        table.add_column("age", key="age", width=6)
-        table.add_column("TTL", key="ttl", width=6)
+        table.add_column("verdict", key="verdict", width=38)
+        table.add_column("prompt", key="prompt", width=28)
+        table.add_column("model", key="model", width=11)
+        table.add_column("namespace", key="namespace", width=8)
+        table.add_column("age", key="age", width=7)
+        table.add_column("TTL", key="ttl", width=8)
 
     def session_changed(self) -> None:
         settings = self.llm_app.session.settings
@@ -173,7 +173,7 @@ class ProbeScreen(AppScreen):
         lines.append(
             f"key {report.key} | threshold {report.threshold:.2f}"
             f"{'' if self.threshold is None else ' (this view only)'}"
-            f" | the proxy judges the best {report.candidates} of the scope"
+            f" | judged: the best {report.candidates} in scope"
         )
         if report.note:
             lines.append(report.note)

@@ -22,6 +22,7 @@ from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.screens.help import HelpScreen
 from llmcache_tui.screens.overview import OverviewScreen
+from llmcache_tui.screens.probe import UNAVAILABLE, ProbeScreen
 from llmcache_tui.screens.proxy import ProxyScreen
 from llmcache_tui.session import Session
 
@@ -29,6 +30,7 @@ SCREENS_BY_MODE: dict[str, type[Screen[None]]] = {
     "overview": OverviewScreen,
     "browser": BrowserScreen,
     "proxy": ProxyScreen,
+    "probe": ProbeScreen,
 }
 
 
@@ -42,6 +44,15 @@ class LLMCacheApp(App[None]):
         Binding("1", "switch_mode('overview')", "Overview", id="app.overview"),
         Binding("2", "switch_mode('browser')", "Browser", id="app.browser"),
         Binding("3", "switch_mode('proxy')", "Proxy", id="app.proxy"),
+        Binding(
+            "4",
+            "probe",
+            "Probe",
+            id="app.probe",
+            tooltip="Ask the semantic cache about a prompt",
+        ),
+        # The same key where there is nothing to probe: says why instead of doing nothing.
+        Binding("4", "probe_unavailable", "Probe", show=False, id="app.probe_unavailable"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="List every key"),
         Binding("q", "quit", "Quit", id="app.quit", tooltip="Stop the proxy and quit"),
         Binding("escape", "leave_input", "Leave input", show=False, id="app.leave_input"),
@@ -84,6 +95,23 @@ class LLMCacheApp(App[None]):
         if isinstance(self.screen, AppScreen):
             self.screen.catch_up()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        available = self.session.semantic_available
+        if action == "probe":
+            return available
+        if action == "probe_unavailable":
+            return not available
+        return True
+
+    def action_probe(self) -> None:
+        if not self.session.semantic_available:
+            self.action_probe_unavailable()
+            return
+        self.switch_mode("probe")
+
+    def action_probe_unavailable(self) -> None:
+        self.notify(UNAVAILABLE, title="No semantic probe", severity="warning")
+
     def action_leave_input(self) -> None:
         """Escape from a text field so single-key commands work again."""
         if not isinstance(self.focused, Input):
@@ -96,8 +124,16 @@ class LLMCacheApp(App[None]):
             self.set_focus(None)
 
     def action_help(self) -> None:
-        groups = {"anywhere": self.BINDINGS}
+        shown = [
+            b
+            for b in self.BINDINGS
+            if not (isinstance(b, Binding) and self.check_action(b.action, ()) is False)
+            and not (isinstance(b, Binding) and b.action == "probe_unavailable")
+        ]
+        groups = {"anywhere": shown}
         for mode, screen in SCREENS_BY_MODE.items():
+            if mode == "probe" and not self.session.semantic_available:
+                continue
             groups[mode] = screen.BINDINGS
         self.push_screen(HelpScreen(groups, self.session.settings.app.keymap))
 
@@ -111,7 +147,10 @@ class LLMCacheApp(App[None]):
             for binding in bindings:
                 if not isinstance(binding, Binding) or binding.action == "help":
                     continue
-                if namespace == "screen" and screen.check_action(binding.action, ()) is False:
+                if binding.action == "probe_unavailable":
+                    continue
+                checker = screen if namespace == "screen" else self
+                if checker.check_action(binding.action, ()) is False:
                     continue
                 target = screen if namespace == "screen" else self
                 yield SystemCommand(

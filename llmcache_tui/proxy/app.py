@@ -67,8 +67,8 @@ class ProxyApp:
 
     ``backend`` may be shared with the terminal app; it is closed at shutdown only when
     this app built it (``owns_backend``). ``semantic`` is the semantic tier of a semantic
-    cache type, always this app's own (closed at shutdown); ``semantic_problem`` says why a
-    semantic type runs without one.
+    cache type, closed at shutdown unless ``owns_semantic`` is False (the terminal app's,
+    shared with its probe); ``semantic_problem`` says why a semantic type runs without one.
     """
 
     def __init__(
@@ -81,6 +81,7 @@ class ProxyApp:
         clock: Callable[[], float] = time.time,
         semantic: SemanticTier | None = None,
         semantic_problem: str | None = None,
+        owns_semantic: bool = True,
     ) -> None:
         self.settings = settings
         self.router = Router(settings.model_list)
@@ -91,6 +92,7 @@ class ProxyApp:
         self.semantic_problem = semantic_problem
         self.backend_problem = backend_problem
         self.owns_backend = owns_backend
+        self.owns_semantic = owns_semantic
         self.clock = clock
         self.stats = ProxyStats()
         self.requests = RequestReader(settings.max_request_bytes)
@@ -131,7 +133,7 @@ class ProxyApp:
 
     async def shutdown(self) -> None:
         await self.pipeline.aclose()
-        if self.cache is not None:
+        if self.cache is not None and self.owns_semantic:
             await self.cache.aclose()
         if self.owns_backend and self.backend is not None:
             await self.backend.close()

@@ -207,7 +207,7 @@ class QdrantStore(VectorStore):
     async def search(
         self,
         vector: Vector,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
@@ -696,13 +696,12 @@ def _lock_taken(path: Path) -> bool:
     return False
 
 
-def search_filter(scope: str, now: float, created_after: float | None) -> models.Filter:
-    """The filter every search runs before ranking: this scope, unexpired at ``now``,
-    created at or after ``created_after`` when given."""
+def search_filter(scope: str | None, now: float, created_after: float | None) -> models.Filter:
+    """The filter every search runs before ranking: this scope (every scope for None),
+    unexpired at ``now``, created at or after ``created_after`` when given."""
     from qdrant_client import models
 
     must: list[Any] = [
-        models.FieldCondition(key="scope", match=models.MatchValue(value=scope)),
         # Unexpired: a later expiry (NEVER included), or none at all (a point written
         # without the field means "never" as well).
         models.Filter(
@@ -712,6 +711,8 @@ def search_filter(scope: str, now: float, created_after: float | None) -> models
             ]
         ),
     ]
+    if scope is not None:
+        must.append(models.FieldCondition(key="scope", match=models.MatchValue(value=scope)))
     if created_after is not None:
         must.append(models.FieldCondition(key="created_at", range=models.Range(gte=created_after)))
     return models.Filter(must=must)

@@ -189,7 +189,7 @@ class RedisSearchStore(RedisStoreBase):
     async def search(
         self,
         vector: Vector,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
@@ -198,7 +198,9 @@ class RedisSearchStore(RedisStoreBase):
         blob = self._pack(vector)
         if limit <= 0:
             return []
-        filters = [f"@scope:{{{tag_value(scope)}}}", f"@expires_at:[({number(now)} +inf]"]
+        filters = [f"@expires_at:[({number(now)} +inf]"]
+        if scope is not None:
+            filters.insert(0, f"@scope:{{{tag_value(scope)}}}")
         if created_after is not None:
             filters.append(f"@created_at:[{number(created_after)} +inf]")
         query = f"({' '.join(filters)})=>[KNN {limit} @vector $vec AS dist]"

@@ -169,7 +169,7 @@ class AutoRedisVectorStore(VectorStore):
     async def search(
         self,
         vector: Vector,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,

@@ -46,6 +46,7 @@ from llmcache_tui.cache.semantic.store import (
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorStoreUnsupported,
 )
 
 DEFAULT_PREFIX = "llmcache_semantic:"
@@ -63,6 +64,7 @@ class RedisVectorSetStore(RedisStoreBase):
     """One Vector Set per scope under ``prefix`` (see the module's description)."""
 
     kind: ClassVar[str] = "redis-vectorset"
+    searches_unscoped: ClassVar[bool] = False
     limits: ClassVar[tuple[str, ...]] = (
         *RedisStoreBase.limits,
         "vectors of expired entries stay in their sets (never found) until a sweep removes them",
@@ -171,12 +173,16 @@ class RedisVectorSetStore(RedisStoreBase):
     async def search(
         self,
         vector: Vector,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
         created_after: float | None = None,
     ) -> list[Neighbour]:
+        if scope is None:
+            raise VectorStoreUnsupported(
+                "Redis Vector Sets keep one set per scope: they cannot rank every scope at once"
+            )
         blob = self._pack(vector)
         if limit <= 0:
             return []

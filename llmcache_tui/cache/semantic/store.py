@@ -100,6 +100,9 @@ class VectorStore(ABC):
     """
 
     kind: ClassVar[str]
+    #: whether ``search(..., scope=None)`` can rank vectors of every scope together (the
+    #: terminal app's probe shows neighbours the scope filter keeps out)
+    searches_unscoped: ClassVar[bool] = True
 
     def __init__(self, dimension: int) -> None:
         if dimension <= 0:
@@ -114,13 +117,17 @@ class VectorStore(ABC):
     async def search(
         self,
         vector: Vector,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
         created_after: float | None = None,
     ) -> list[Neighbour]:
         """The ``limit`` nearest vectors in ``scope``, best first.
+
+        ``scope`` None searches every scope (never on the request path: only the probe
+        uses it, to show what the filter keeps out); a store that cannot
+        (``searches_unscoped`` False) raises :class:`VectorStoreUnsupported`.
 
         Only records unexpired at ``now`` (``expires_at`` None or later than ``now``) and,
         when ``created_after`` is given, created at or after it are candidates: the filter

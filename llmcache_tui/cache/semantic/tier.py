@@ -134,17 +134,8 @@ class SemanticTier:
             self.stats.skipped += 1
             return outcome
         self.stats.lookups += 1
-        now = self.clock()
         try:
-            store, vector = await self._vector_store(query)
-            created_after = None if max_age is None else now - max_age
-            neighbours = await store.search(
-                vector,
-                query.scope,
-                limit=self.candidates,
-                now=now,
-                created_after=created_after,
-            )
+            neighbours = await self.neighbours(query, self.candidates, max_age=max_age)
             match = await self._first_acceptable(query, neighbours, read_entry, outcome)
         except (EmbedderError, CacheBackendError) as exc:
             self._failed(exc)
@@ -220,6 +211,26 @@ class SemanticTier:
         except CacheBackendError as exc:
             self._failed(exc)
             return 0
+
+    async def neighbours(
+        self,
+        query: SemanticQuery,
+        limit: int,
+        *,
+        scoped: bool = True,
+        max_age: float | None = None,
+    ) -> list[Neighbour]:
+        """The ``limit`` nearest unexpired vectors to ``query``, best first, unjudged.
+
+        In ``query``'s scope, or with ``scoped`` False in every scope (the probe's view of
+        what the filter keeps out; VectorStoreUnsupported where the store cannot). No
+        breaker and no counting: errors (EmbedderError, CacheBackendError) are raised.
+        """
+        now = self.clock()
+        store, vector = await self._vector_store(query)
+        created_after = None if max_age is None else now - max_age
+        scope = query.scope if scoped else None
+        return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
 
     # -- health ----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -1,0 +1,98 @@
+"""A modal view of one cache entry, opened from the probe: the browser's detail pane, and
+delete (asked first; hidden in read-only mode)."""
+
+from __future__ import annotations
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Label
+
+from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
+from llmcache_tui.cache.semantic.tier import SemanticTier
+from llmcache_tui.literal import literal
+from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
+
+
+class EntryScreen(ModalScreen[bool]):
+    """Shows the entry under ``key``; dismisses with True once it was deleted."""
+
+    BINDINGS = [
+        Binding("escape,q", "close", "Close", id="entry.close"),
+        Binding("d,delete", "delete", "Delete", id="entry.delete", tooltip="Delete the entry"),
+    ]
+
+    def __init__(
+        self,
+        backend: CacheBackend,
+        key: str,
+        *,
+        read_only: bool,
+        tier: SemanticTier | None = None,
+    ) -> None:
+        super().__init__()
+        self.backend = backend
+        self.key = key
+        self.read_only = read_only
+        self.tier = tier
+
+    def compose(self) -> ComposeResult:
+        from llmcache_tui.app import LLMCacheApp
+
+        clock = self.app.clock if isinstance(self.app, LLMCacheApp) else None
+        with Vertical(classes="dialog entry-dialog"):
+            yield Label(literal(f"Entry {self.key}", one_line=True), classes="dialog-question")
+            if clock is None:
+                yield EntryDetail(id="entry-detail")
+            else:
+                yield EntryDetail(id="entry-detail", clock=clock)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "delete" and self.read_only)
+
+    @work(exclusive=True, group="entry-load", exit_on_error=False)
+    async def load(self) -> None:
+        detail = self.query_one("#entry-detail", EntryDetail)
+        try:
+            raw = await self.backend.get(self.key)
+            ttl = await self.backend.ttl(self.key) if raw is not None else None
+        except CacheBackendError as exc:
+            detail.clear(f"Could not read {self.key}: {exc}")
+            return
+        if raw is None:
+            detail.clear(f"{self.key} no longer exists (expired or deleted).")
+            return
+        detail.show(LoadedEntry(self.key, raw, ttl, detail.clock()))
+
+    def action_close(self) -> None:
+        self.dismiss(False)
+
+    def action_delete(self) -> None:
+        if self.read_only:
+            self.notify("Read-only mode: changes are disabled", severity="warning")
+            return
+
+        def answered(confirmed: bool | None) -> None:
+            if confirmed:
+                self.delete_entry()
+
+        self.app.push_screen(ConfirmScreen(f"Delete this entry?\n\n{self.key}"), answered)
+
+    @work(group="entry-change", exit_on_error=False)
+    async def delete_entry(self) -> None:
+        try:
+            deleted = await self.backend.delete([self.key])
+        except CacheBackendError as exc:
+            self.notify(str(exc), title="Delete failed", severity="error", timeout=8)
+            return
+        if self.tier is not None:
+            await self.tier.forget([self.key])  # its vector would only be dropped on a hit
+        self.notify(f"Deleted {self.key}" if deleted else f"{self.key} was already gone")
+        self.dismiss(True)

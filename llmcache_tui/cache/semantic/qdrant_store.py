@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import importlib.util
 import json
 import logging
@@ -61,6 +60,7 @@ from llmcache_tui.cache.semantic.store import (
     VectorStore,
     VectorStoreError,
 )
+from llmcache_tui.cache.semantic.vector_mirror import decode_entry
 from llmcache_tui.redact import Redactor
 
 if TYPE_CHECKING:
@@ -391,6 +391,15 @@ class QdrantStore(VectorStore):
                 details=details,
             )
         details["collection_exists"] = info is not None
+        mirrored: int | None = None
+        if self.embedded:
+            with self._mirror_lock:
+                if self._mirror is not None:
+                    mirrored = len(self._mirror)
+                    details["mirror_scopes"] = self._mirror.scopes
+            details["mirror"] = "loads on the first search" if mirrored is None else "loaded"
+            if mirrored is not None and self._mirror_load_seconds is not None:
+                details["mirror_load_seconds"] = round(self._mirror_load_seconds, 3)
         if info is None:
             details["note"] = "the collection is created on the first write"
             return StoreHealth(
@@ -405,17 +414,7 @@ class QdrantStore(VectorStore):
             )
         size, distance = _vector_params(info)
         details["distance"] = distance
-        vectors = info.points_count
-        if self.embedded:
-            with self._mirror_lock:
-                loaded = self._mirror is not None
-                if self._mirror is not None:
-                    vectors = len(self._mirror)
-                    details["mirror_scopes"] = self._mirror.scopes
-            details["mirror"] = "loaded" if loaded else "loads on the first search"
-            if loaded and self._mirror_load_seconds is not None:
-                details["mirror_load_seconds"] = round(self._mirror_load_seconds, 3)
-        else:
+        if not self.embedded:
             details["collection_quantization"] = _quantization_name(info)
             details["status"] = str(info.status)
         trouble: str | None = None
@@ -430,7 +429,7 @@ class QdrantStore(VectorStore):
             reachable=True,
             ready=trouble is None,
             dimension=size if size is not None else self.dimension,
-            vectors=vectors,
+            vectors=info.points_count if mirrored is None else mirrored,
             location=self.location,
             problem=trouble,
             limits=limits,
@@ -624,7 +623,7 @@ class QdrantStore(VectorStore):
         if self._mirror is not None:
             return True  # another search loaded it while this one waited
         started = time.perf_counter()
-        records: list[VectorRecord] = []
+        records: list[tuple[VectorRecord, str | None]] = []
         offset: Any = None
         try:
             while True:
@@ -635,11 +634,7 @@ class QdrantStore(VectorStore):
                     with_payload=True,
                     with_vectors=True,
                 )
-                records.extend(
-                    found
-                    for found in (_mirror_record(point, self.dimension) for point in points)
-                    if found is not None
-                )
+                records.extend(_mirror_rows(points, self.dimension))
                 if offset is None:
                     break
         except Exception as exc:
@@ -940,38 +935,57 @@ def _neighbour(point: models.ScoredPoint) -> Neighbour | None:
         text=str(payload.get("text", "")),
         created_at=float(payload.get("created_at", 0.0)),
         expires_at=_expiry(payload.get("expires_at")),
-        entry=_entry(payload.get("entry")),
+        entry=decode_entry(payload.get("entry")),
     )
 
 
-def _mirror_record(point: models.Record, dimension: int) -> VectorRecord | None:
-    """A scrolled point as the mirror holds it; None for a point this store did not write
-    (no key or scope: no search could return it) or one without a usable vector."""
-    payload = point.payload or {}
-    key = payload.get("key")
-    scope = payload.get("scope")
-    if not isinstance(key, str) or not isinstance(scope, str):
-        return None
-    vector: Any = point.vector
-    if isinstance(vector, dict):
-        vector = vector.get("")
-    if not isinstance(vector, list) or len(vector) != dimension:
-        return None
-    created_at = payload.get("created_at")
-    return VectorRecord(
-        key=key,
-        vector=vector,
-        scope=scope,
-        text=str(payload.get("text", "")),
-        # No creation time fails every created_after, as the filter on the field would.
-        created_at=(
-            float(created_at)
-            if isinstance(created_at, int | float) and not isinstance(created_at, bool)
-            else math.nan
-        ),
-        expires_at=_expiry(payload.get("expires_at")),
-        entry=_entry(payload.get("entry")),
-    )
+def _mirror_rows(
+    points: Sequence[models.Record], dimension: int
+) -> list[tuple[VectorRecord, str | None]]:
+    """Scrolled points as the mirror takes them, with each entry's base64 text (the very
+    string qdrant-client holds, kept undecoded). Points this store did not write (no key
+    or scope: no search could return them) or without a usable vector are left out.
+
+    The vectors of the page become one float32 matrix at once: as lists of Python floats
+    they take eight times the memory, so no more than a page of them is alive at a time.
+    """
+    import numpy as np
+
+    kept: list[tuple[dict[str, Any], list[float]]] = []
+    for point in points:
+        payload = point.payload or {}
+        vector: Any = point.vector
+        if isinstance(vector, dict):
+            vector = vector.get("")
+        if (
+            isinstance(payload.get("key"), str)
+            and isinstance(payload.get("scope"), str)
+            and isinstance(vector, list)
+            and len(vector) == dimension
+        ):
+            kept.append((payload, vector))
+    if not kept:
+        return []
+    matrix = np.asarray([vector for _, vector in kept], dtype=np.float32)
+    rows: list[tuple[VectorRecord, str | None]] = []
+    for row, (payload, _) in enumerate(kept):
+        created_at = payload.get("created_at")
+        encoded = payload.get("entry")
+        record = VectorRecord(
+            key=payload["key"],
+            vector=matrix[row],
+            scope=payload["scope"],
+            text=str(payload.get("text", "")),
+            # No creation time fails every created_after, as the filter on the field would.
+            created_at=(
+                float(created_at)
+                if isinstance(created_at, int | float) and not isinstance(created_at, bool)
+                else math.nan
+            ),
+            expires_at=_expiry(payload.get("expires_at")),
+        )
+        rows.append((record, encoded if isinstance(encoded, str) else None))
+    return rows
 
 
 def _expiry(expires_at: Any) -> float | None:
@@ -979,17 +993,6 @@ def _expiry(expires_at: Any) -> float | None:
     if not isinstance(expires_at, int | float) or expires_at >= NEVER:
         return None
     return float(expires_at)
-
-
-def _entry(encoded: Any) -> bytes | None:
-    """A payload's ``entry``, decoded; None when absent or unreadable (serve no entry
-    rather than a wrong one)."""
-    if not isinstance(encoded, str):
-        return None
-    try:
-        return base64.b64decode(encoded.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError):
-        return None
 
 
 def _collection_missing(exc: BaseException) -> bool:

@@ -13,11 +13,17 @@ lists of keys, texts and entries. Each key maps to its scope and row, so replaci
 deleting a key needs no scan; a deleted row is filled with its scope's last row
 (swap-remove), which keeps every scope's rows dense and a search free of tombstones.
 
+An entry may be kept as the base64 text a JSON payload carries it in, and is then decoded
+only when a search returns it: decoding every entry up front would slow a load down and,
+where the text is the very string the store's client holds, double the memory it takes.
+
 numpy is imported inside the methods, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
@@ -34,6 +40,9 @@ if TYPE_CHECKING:
 # The first allocation of a new scope, in rows. Most scopes stay tiny (one conversation's
 # follow-ups share a scope), so spare rows are kept few; growth doubles from here.
 INITIAL_CAPACITY: Final = 2
+
+# An entry as a row keeps it: its bytes, its base64 text (decoded when returned), or none.
+StoredEntry = bytes | str | None
 
 
 class VectorMirror:
@@ -55,39 +64,44 @@ class VectorMirror:
         self._rows: dict[str, tuple[str, int]] = {}  # key -> (scope, row)
 
     @classmethod
-    def build(cls, dimension: int, records: Iterable[VectorRecord]) -> VectorMirror:
-        """A mirror of ``records`` (a later record of a key replaces an earlier one), with
-        each scope's matrix filled in one go rather than row by row."""
+    def build(
+        cls, dimension: int, records: Iterable[tuple[VectorRecord, str | None]]
+    ) -> VectorMirror:
+        """A mirror of ``records``, each scope's matrix filled in one go rather than row by
+        row. Each record comes with its entry's base64 text, kept instead of
+        ``record.entry`` when not None. A later record of a key replaces an earlier one; a
+        record whose vector has a non-finite value is left out."""
         import numpy as np
 
         mirror = cls(dimension)
-        latest: dict[str, VectorRecord] = {}
-        for record in records:
-            latest.pop(record.key, None)  # re-inserted last, so the scope order follows it
-            latest[record.key] = record
-        grouped: dict[str, list[VectorRecord]] = {}
-        for record in latest.values():
-            grouped.setdefault(record.scope, []).append(record)
-        for name, records_of_scope in grouped.items():
-            matrix = np.asarray([record.vector for record in records_of_scope], dtype=np.float32)
+        latest: dict[str, tuple[VectorRecord, str | None]] = {}
+        for item in records:
+            latest.pop(item[0].key, None)  # re-inserted last, so the scope order follows it
+            latest[item[0].key] = item
+        grouped: dict[str, list[tuple[VectorRecord, str | None]]] = {}
+        for item in latest.values():
+            grouped.setdefault(item[0].scope, []).append(item)
+        for name, items in grouped.items():
+            matrix = np.asarray([record.vector for record, _ in items], dtype=np.float32)
             if matrix.ndim != 2 or matrix.shape[1] != dimension:
                 raise ValueError(f"vectors of another size than {dimension} among the records")
-            # A record the store could never have accepted is left out, not fatal.
             finite = np.isfinite(matrix).all(axis=1)
-            group = [records_of_scope[row] for row in np.flatnonzero(finite).tolist()]
+            group = [items[row] for row in np.flatnonzero(finite).tolist()]
             if not group:
                 continue
             rows = _unit_rows(matrix[finite], dimension)
             scope = _Scope(dimension, len(group))
             scope.vectors[: len(group)] = rows
-            scope.created[: len(group)] = [record.created_at for record in group]
-            scope.expires[: len(group)] = [_expiry(record.expires_at) for record in group]
-            scope.keys = [record.key for record in group]
-            scope.texts = [record.text for record in group]
-            scope.entries = [record.entry for record in group]
+            scope.created[: len(group)] = [record.created_at for record, _ in group]
+            scope.expires[: len(group)] = [_expiry(record.expires_at) for record, _ in group]
+            scope.keys = [record.key for record, _ in group]
+            scope.texts = [record.text for record, _ in group]
+            scope.entries = [
+                record.entry if encoded is None else encoded for record, encoded in group
+            ]
             scope.count = len(group)
             mirror._scopes[name] = scope
-            for row, record in enumerate(group):
+            for row, (record, _) in enumerate(group):
                 mirror._rows[record.key] = (name, row)
         return mirror
 
@@ -107,17 +121,19 @@ class VectorMirror:
         found = self._scopes.get(scope)
         return 0 if found is None else found.count
 
-    def put(self, record: VectorRecord) -> None:
+    def put(self, record: VectorRecord, *, encoded_entry: str | None = None) -> None:
         """Insert ``record``, or replace the record of its key (in place when the scope is
-        the same, moved to the new scope otherwise)."""
+        the same, moved to the new scope otherwise). ``encoded_entry``, the entry's base64
+        text, is kept instead of ``record.entry`` when given."""
         import numpy as np
 
         row = _unit_rows(np.asarray(record.vector, dtype=np.float32)[np.newaxis, :], self.dimension)
         expires = _expiry(record.expires_at)
+        entry: StoredEntry = record.entry if encoded_entry is None else encoded_entry
         where = self._rows.get(record.key)
         if where is not None and where[0] == record.scope:
             self._scopes[record.scope].set(
-                where[1], row[0], record.created_at, expires, record.text, record.entry
+                where[1], row[0], record.created_at, expires, record.text, entry
             )
             return
         if where is not None:
@@ -125,9 +141,7 @@ class VectorMirror:
         scope = self._scopes.get(record.scope)
         if scope is None:
             scope = self._scopes[record.scope] = _Scope(self.dimension, INITIAL_CAPACITY)
-        index = scope.append(
-            record.key, row[0], record.created_at, expires, record.text, record.entry
-        )
+        index = scope.append(record.key, row[0], record.created_at, expires, record.text, entry)
         self._rows[record.key] = (record.scope, index)
 
     def remove(self, key: str) -> bool:
@@ -218,10 +232,10 @@ class _Scope:
         self.expires: Times = np.zeros(capacity, dtype=np.float64)
         self.keys: list[str] = []
         self.texts: list[str] = []
-        self.entries: list[bytes | None] = []
+        self.entries: list[StoredEntry] = []
 
     def append(
-        self, key: str, row: Matrix, created: float, expires: float, text: str, entry: bytes | None
+        self, key: str, row: Matrix, created: float, expires: float, text: str, entry: StoredEntry
     ) -> int:
         if self.count == len(self.vectors):
             self._resize(2 * len(self.vectors))
@@ -240,7 +254,7 @@ class _Scope:
         created: float,
         expires: float,
         text: str,
-        entry: bytes | None,
+        entry: StoredEntry,
     ) -> None:
         self.vectors[index] = row
         self.created[index] = created
@@ -304,7 +318,7 @@ class _Scope:
             text=self.texts[row],
             created_at=0.0 if math.isnan(created) else created,
             expires_at=None if math.isinf(expires) else expires,
-            entry=self.entries[row],
+            entry=decode_entry(self.entries[row]),
         )
 
     def _resize(self, capacity: int) -> None:
@@ -318,6 +332,19 @@ class _Scope:
         expires = np.zeros(capacity, dtype=np.float64)
         expires[:count] = self.expires[:count]
         self.vectors, self.created, self.expires = vectors, created, expires
+
+
+def decode_entry(entry: object) -> bytes | None:
+    """An entry's bytes from its bytes or base64 text; None when absent or unreadable
+    (serve no entry rather than a wrong one)."""
+    if isinstance(entry, bytes):
+        return entry
+    if not isinstance(entry, str):
+        return None
+    try:
+        return base64.b64decode(entry.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
 
 
 def _expiry(expires_at: float | None) -> float:

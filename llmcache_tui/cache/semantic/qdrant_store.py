@@ -601,6 +601,8 @@ class QdrantStore(VectorStore):
         created_after: float | None,
     ) -> list[Neighbour]:
         """On the event loop: search the mirror, loading it first if need be."""
+        if self._closed:  # the mirror outlives a close whose worker job never ran
+            raise VectorStoreError(self._where("the store is closed"))
         if self._mirror is None:
             await self._call(self._load_mirror, "load the collection into memory")
         with self._mirror_lock:

@@ -195,7 +195,10 @@ class VectorMirror:
         candidates = int(np.count_nonzero(live))
         if candidates == 0:
             return []
-        scores = group.vectors[:count] @ query
+        # einsum rather than a BLAS matrix-vector product: the product is bound by memory
+        # bandwidth, and BLAS spreads it over threads that, on a busy machine (a proxy
+        # process per core), wait on one another: 2-3 times slower there than one thread.
+        scores = np.einsum("ij,j->i", group.vectors[:count], query)
         if candidates < count:
             scores[~live] = -np.inf
         take = min(limit, candidates)

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -454,12 +455,20 @@ async def test_a_scope_larger_than_its_first_allocation(make_store: MakeStore) -
     assert [n.key for n in await reopened.search(query, "s", limit=7, now=NOW)] == expected[:7]
 
 
-async def test_the_mirror_answers_as_qdrant_does(make_store: MakeStore, tmp_path: Path) -> None:
+@pytest.mark.parametrize("searched_on", ["loop", "search thread"])
+async def test_the_mirror_answers_as_qdrant_does(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, searched_on: str
+) -> None:
     """After a random mix of writes, replacements, deletes and sweeps, the mirror's answers
-    equal qdrant-client's own filtered search over the same directory."""
+    equal qdrant-client's own filtered search over the same directory, whether a search
+    runs on the event loop or (as a large scope's does) on the search thread."""
     from qdrant_client import AsyncQdrantClient
 
+    from llmcache_tui.cache.semantic import qdrant_store
     from llmcache_tui.cache.semantic.qdrant_store import search_filter
+
+    if searched_on == "search thread":
+        monkeypatch.setattr(qdrant_store, "_INLINE_ROWS", 0)
 
     rng = random.Random(11)
     store = make_store(8)
@@ -489,6 +498,8 @@ async def test_the_mirror_answers_as_qdrant_does(make_store: MakeStore, tmp_path
         for q, scope in queries
         for now, after in cases
     ]
+    searchers = [t for t in threading.enumerate() if t.name.startswith("qdrant-search")]
+    assert bool(searchers) == (searched_on == "search thread")
     await store.close()
 
     client = AsyncQdrantClient(path=str(store.path))
@@ -513,6 +524,15 @@ async def test_the_mirror_answers_as_qdrant_does(make_store: MakeStore, tmp_path
         assert [n.key for n in mine] == [point.payload["key"] for point in points if point.payload]
         for neighbour, point in zip(mine, points, strict=True):
             assert neighbour.similarity == pytest.approx(point.score, abs=1e-5)
+
+
+async def test_a_closed_store_answers_no_search_from_its_mirror(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.add(record("k", [1.0, 0.0, 0.0, 0.0]))
+    assert await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)
+    await store.close()
+    with pytest.raises(VectorStoreError, match="closed"):
+        await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)
 
 
 async def test_a_non_finite_vector_is_refused_before_it_is_stored(make_store: MakeStore) -> None:

@@ -26,9 +26,10 @@ Every write, delete and sweep updates it in the same worker job as the collectio
 two change in one order; only this process can have the directory open (qdrant-client
 locks it), so nothing else changes the collection behind the mirror. Where a collection
 call fails part-way, the mirror drops the record rather than keep one the collection may
-have lost. Searches run on the event loop under a lock the worker holds only while it
-changes the mirror: at 20,000 vectors in one scope a search is a few milliseconds, less
-than a hop to the worker, which may be busy with a disk commit.
+have lost. Searching takes about 0.25 µs per vector of the scope (one memory-bound pass
+over its matrix): small scopes are searched on the event loop, large ones on a search
+thread of their own (never the worker, which may be busy with disk commits for seconds),
+both under a lock the worker holds only while it changes the mirror.
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ _DELETE_CHUNK: Final = 256
 # Points per scroll call when loading the mirror. The embedded client sorts every id on
 # each call, so pages are large: a few calls for the largest advised collection.
 _LOAD_PAGE: Final = 5_000
+# Scopes of up to this many rows are searched on the event loop (under a millisecond);
+# larger ones on a thread of their own, where the loop runs on meanwhile. Not the worker:
+# it may be busy for seconds (a sweep), and a thread hop costs about 0.15 ms.
+_INLINE_ROWS: Final = 4_096
 
 EMBEDDED_LIMITS: Final = (
     "Embedded Qdrant: only one process at a time can open its directory; a second one"
@@ -190,6 +195,7 @@ class QdrantStore(VectorStore):
         self._mirror: VectorMirror | None = None
         self._mirror_lock = threading.Lock()
         self._mirror_load_seconds: float | None = None
+        self._searcher: ThreadPoolExecutor | None = None  # searches of large scopes
 
     # -- the VectorStore interface ------------------------------------------------------
 
@@ -456,6 +462,9 @@ class QdrantStore(VectorStore):
             except Exception as exc:
                 log.debug("closing embedded Qdrant: %s", self._problem(exc, "close"))
             worker.shutdown(wait=False, cancel_futures=True)
+        if self._searcher is not None:
+            searcher, self._searcher = self._searcher, None
+            searcher.shutdown(wait=False, cancel_futures=True)
 
     def _server_limits(self) -> tuple[str, ...]:
         if self._api_key is not None and self._url.startswith("http://"):
@@ -600,22 +609,39 @@ class QdrantStore(VectorStore):
         now: float,
         created_after: float | None,
     ) -> list[Neighbour]:
-        """On the event loop: search the mirror, loading it first if need be."""
+        """Search the mirror, loading it first if need be: on the event loop, or for a large
+        scope on the search thread (numpy lets go of the GIL meanwhile, so the loop runs)."""
         if self._closed:  # the mirror outlives a close whose worker job never ran
             raise VectorStoreError(self._where("the store is closed"))
         if self._mirror is None:
             await self._call(self._load_mirror, "load the collection into memory")
-        with self._mirror_lock:
-            mirror = self._mirror
-            if mirror is not None:
-                try:
-                    return mirror.search(
-                        values, scope, limit=limit, now=now, created_after=created_after
+        mirror = self._mirror
+        try:
+            if mirror is not None and mirror.scope_size(scope) > _INLINE_ROWS:
+                if self._searcher is None:
+                    self._searcher = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="qdrant-search"
                     )
-                except Exception as exc:
-                    raise VectorStoreError(self._problem(exc, "search")) from None
-        self._collection_ready = False  # the collection vanished while loading
-        return []
+                job = self._searcher.submit(
+                    self._search_mirror_now, values, scope, limit, now, created_after
+                )
+                found = await asyncio.wrap_future(job)
+            else:
+                found = self._search_mirror_now(values, scope, limit, now, created_after)
+        except Exception as exc:
+            raise VectorStoreError(self._problem(exc, "search")) from None
+        if found is None:
+            self._collection_ready = False  # the collection vanished meanwhile
+            return []
+        return found
+
+    def _search_mirror_now(
+        self, values: list[float], scope: str, limit: int, now: float, after: float | None
+    ) -> list[Neighbour] | None:
+        with self._mirror_lock:
+            if self._mirror is None:
+                return None
+            return self._mirror.search(values, scope, limit=limit, now=now, created_after=after)
 
     async def _load_mirror(self, client: AsyncQdrantClient) -> bool:
         """On the worker thread: fill the mirror from the collection, unless it is loaded;

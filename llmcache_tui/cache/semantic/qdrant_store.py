@@ -92,10 +92,12 @@ _DELETE_CHUNK: Final = 256
 # Points per scroll call when loading the mirror. The embedded client sorts every id on
 # each call, so pages are large: a few calls for the largest advised collection.
 _LOAD_PAGE: Final = 5_000
-# Scopes of up to this many rows are searched on the event loop (under a millisecond);
-# larger ones on a thread of their own, where the loop runs on meanwhile. Not the worker:
-# it may be busy for seconds (a sweep), and a thread hop costs about 0.15 ms.
-_INLINE_ROWS: Final = 4_096
+# Scopes of up to this many rows are searched on the event loop (up to about 4 ms on a
+# quiet core); larger ones on a thread of their own, where the loop runs on meanwhile.
+# The hop costs the search itself 1 ms or more on a busy machine, so it is kept for
+# scopes where the loop would otherwise stall longest. Not the worker: it may be busy for
+# seconds (a sweep).
+_INLINE_ROWS: Final = 16_384
 
 EMBEDDED_LIMITS: Final = (
     "Embedded Qdrant: only one process at a time can open its directory; a second one"

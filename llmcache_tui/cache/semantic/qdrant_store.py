@@ -105,7 +105,7 @@ EMBEDDED_LIMITS: Final = (
     " of sharing it.",
     "Embedded Qdrant is meant for small collections: qdrant-client holds every point in"
     " memory and this store a second copy of the vectors and entries to search, loaded from"
-    " the directory on the first search (a second or so per 10,000 points); qdrant-client"
+    " the directory on the first search (about two seconds per 10,000 points); qdrant-client"
     f" warns above {EMBEDDED_ADVISED_POINTS:,} points. Set qdrant_api_base"
     " (QDRANT_API_BASE) to use a Qdrant server for more.",
     "Embedded Qdrant commits every write to disk on its own, and has no quantization or"
@@ -487,9 +487,11 @@ class QdrantStore(VectorStore):
     # -- opening --------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Import qdrant-client and open the client (embedded: load the directory and take
-        its lock), off the event loop and without the call deadline. Optional: the first
-        call does it anyway, under its deadline."""
+        """Import qdrant-client and open the client (embedded: load the directory, take its
+        lock and load the in-memory mirror), off the event loop and without the call
+        deadline. Optional: the first call does it anyway, under its deadline, which a
+        large embedded collection on a busy machine may not meet (about two seconds per
+        10,000 points for the mirror, as much again for the directory)."""
         if self._closed:
             raise VectorStoreError(self._where("the store is closed"))
         try:

@@ -3,7 +3,7 @@
 A store whose own search is slow (embedded Qdrant scans every point and checks the filters
 in Python) keeps one of these beside its durable copy, feeds it every write, and answers
 searches from it: a filtered search over 10,000 vectors in one scope is one matrix-vector
-product, about a millisecond. The mirror does no I/O and takes no locks; its owner decides
+product, 2-4 ms on one core. The mirror does no I/O and takes no locks; its owner decides
 which thread touches it.
 
 Records are grouped by scope, since every search stays inside one. Per scope: a float32

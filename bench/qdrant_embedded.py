@@ -1,28 +1,32 @@
 """Embedded Qdrant as the semantic tier uses it: ``python -m bench.qdrant_embedded``.
 
-For each size in ``--points`` (default 1,000 and 10,000), fills an embedded store with
-384-dimensional random unit vectors spread over ``--scopes`` scopes (each with a short
-text and a 2 KiB entry, like a cached chat answer), then measures:
+For each size in ``--points`` (default 1,000, 10,000 and 20,000) and each scope count in
+``--scopes`` (default 1 and 100), fills an embedded store with 384-dimensional random
+unit vectors spread evenly over the scopes (each with a short text and a 2 KiB entry,
+like a cached chat answer; half of them expiring), then measures:
 
-* ``QdrantStore.search`` (scope and expiry filtered, limit 5): p50 and p95 over
-  ``--searches`` calls;
+* opening the store: qdrant-client loading the directory, then the store loading its
+  in-memory mirror of the collection (scrolling every point), each timed;
+* ``QdrantStore.search`` (scope and expiry filtered, limit 5, answered from the mirror):
+  p50 and p95 over ``--searches`` calls;
 * how long the event loop stalls meanwhile: a 1 ms ticker runs beside the searches and
-  the longest gap between its ticks is reported, once through the store (calls on its
-  worker thread) and once calling ``AsyncQdrantClient(path=...)`` directly on the loop,
-  which is what the store avoids;
-* reopening the directory (qdrant-client loads every point into memory).
+  the longest gap between its ticks is reported (the mirror is searched on the loop);
+* for comparison, ``--direct-searches`` searches through ``AsyncQdrantClient(path=...)``
+  itself, the scan the mirror replaces (it blocks the loop for the whole search).
 
 Filling goes through qdrant-client's batch upload into ``--dir`` (default: a temporary
 directory on /dev/shm where it exists, since every embedded write is an SQLite commit
 and 10,000 of them on a real disk take minutes; search times do not depend on the disk,
-as embedded Qdrant searches in memory). ``--writes`` single ``add`` calls are then timed
-in a directory on the disk of the system's temporary directory.
+as embedded Qdrant searches in memory). ``--writes`` single ``add`` calls (a commit to
+the collection, then the mirror) are then timed in a directory on the disk of the system's
+temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import statistics
@@ -113,7 +117,7 @@ async def with_ticker(
 
 
 def ms(seconds: float) -> str:
-    return f"{seconds * 1000:8.1f}"
+    return f"{seconds * 1000:8.2f}"
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
@@ -121,19 +125,23 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def measure(path: Path, count: int, scopes: int, searches: int) -> dict[str, Any]:
+async def measure(
+    path: Path, count: int, scopes: int, searches: int, direct_searches: int
+) -> dict[str, Any]:
     from qdrant_client import AsyncQdrantClient
 
-    queries = unit_vectors(searches, seed=7)
+    queries = unit_vectors(max(searches, direct_searches), seed=7)
     started = time.perf_counter()
     store = QdrantStore(DIMENSION, path=path)
     await store.open()
     opened = time.perf_counter() - started
+    health = await store.health()
+    load = float(health.details.get("mirror_load_seconds", math.nan))
     await store.search(queries[0], "scope-0", limit=5, now=NOW)  # warm
 
     async def via_store() -> list[float]:
         timings = []
-        for i, query in enumerate(queries):
+        for i, query in enumerate(queries[:searches]):
             t = time.perf_counter()
             await store.search(query, f"scope-{i % scopes}", limit=5, now=NOW)
             timings.append(time.perf_counter() - t)
@@ -142,37 +150,36 @@ async def measure(path: Path, count: int, scopes: int, searches: int) -> dict[st
 
     store_times, store_gaps = await with_ticker(via_store)
     await store.close()
-
-    client = AsyncQdrantClient(path=str(path))
-
-    async def direct() -> list[float]:
-        timings = []
-        for i, query in enumerate(queries):
-            t = time.perf_counter()
-            await client.query_points(
-                "llmcache",
-                query=query,
-                query_filter=search_filter(f"scope-{i % scopes}", NOW, None),
-                limit=5,
-            )
-            timings.append(time.perf_counter() - t)
-            # The embedded client never suspends inside a call, so without this the
-            # ticker would not run at all until every search was done.
-            await asyncio.sleep(0.002)
-        return timings
-
-    direct_times, direct_gaps = await with_ticker(direct)
-    await client.close()
-    return {
+    row: dict[str, Any] = {
         "points": count,
-        "open": opened,
+        "scopes": scopes,
+        "client_open": opened - load,
+        "mirror_load": load,
         "p50": statistics.median(store_times),
         "p95": percentile(store_times, 0.95),
         "stall_p99": percentile(store_gaps, 0.99),
         "stall_max": max(store_gaps),
-        "direct_p50": statistics.median(direct_times),
-        "direct_stall_max": max(direct_gaps),
+        "direct_p50": math.nan,
+        "direct_p95": math.nan,
     }
+    if not direct_searches:
+        return row
+
+    client = AsyncQdrantClient(path=str(path))
+    direct_times = []
+    for i, query in enumerate(queries[:direct_searches]):
+        t = time.perf_counter()
+        await client.query_points(
+            "llmcache",
+            query=query,
+            query_filter=search_filter(f"scope-{i % scopes}", NOW, None),
+            limit=5,
+        )
+        direct_times.append(time.perf_counter() - t)
+    await client.close()
+    row["direct_p50"] = statistics.median(direct_times)
+    row["direct_p95"] = percentile(direct_times, 0.95)
+    return row
 
 
 async def time_writes(writes: int) -> tuple[float, float]:
@@ -180,6 +187,7 @@ async def time_writes(writes: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="qdrant-writes-") as directory:
         store = QdrantStore(DIMENSION, path=directory)
         await store.add(VectorRecord("warm", vectors[0], "s", "t", NOW, None, ENTRY))
+        await store.search(vectors[0], "s", limit=1, now=NOW)  # loads the mirror
         timings = []
         for i, vector in enumerate(vectors):
             t = time.perf_counter()
@@ -193,18 +201,24 @@ async def run(args: argparse.Namespace) -> int:
     base = args.dir or ("/dev/shm" if os.path.isdir("/dev/shm") else None)
     print(f"load average before: {os.getloadavg()[0]:.2f} (cores: {os.cpu_count()})")
     print(
-        f"{'points':>8} {'open ms':>8} {'p50 ms':>8} {'p95 ms':>8} {'stall p99':>9}"
-        f" {'stall max':>9} {'direct p50':>10} {'direct stall max':>16}"
+        f"{'points':>8} {'scopes':>6} {'client open':>11} {'mirror load':>11} {'p50 ms':>8}"
+        f" {'p95 ms':>8} {'stall p99':>9} {'stall max':>9} {'direct p50':>10}"
+        f" {'direct p95':>10}"
     )
-    for count in args.points:
-        with tempfile.TemporaryDirectory(prefix="qdrant-bench-", dir=base) as directory:
-            await fill(Path(directory), count, args.scopes)
-            row = await measure(Path(directory), count, args.scopes, args.searches)
-        print(
-            f"{row['points']:>8} {ms(row['open'])} {ms(row['p50'])} {ms(row['p95'])}"
-            f" {ms(row['stall_p99']):>9} {ms(row['stall_max']):>9}"
-            f" {ms(row['direct_p50']):>10} {ms(row['direct_stall_max']):>16}"
-        )
+    for scopes in args.scopes:
+        for count in args.points:
+            with tempfile.TemporaryDirectory(prefix="qdrant-bench-", dir=base) as directory:
+                await fill(Path(directory), count, scopes)
+                row = await measure(
+                    Path(directory), count, scopes, args.searches, args.direct_searches
+                )
+            print(
+                f"{row['points']:>8} {row['scopes']:>6} {ms(row['client_open']):>11}"
+                f" {ms(row['mirror_load']):>11} {ms(row['p50'])} {ms(row['p95'])}"
+                f" {ms(row['stall_p99']):>9} {ms(row['stall_max']):>9}"
+                f" {ms(row['direct_p50']):>10} {ms(row['direct_p95']):>10}",
+                flush=True,
+            )
     if args.writes:
         p50, p95 = await time_writes(args.writes)
         print(
@@ -217,9 +231,15 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.qdrant_embedded")
-    parser.add_argument("--points", type=int, nargs="+", default=[1000, 10_000])
-    parser.add_argument("--scopes", type=int, default=50)
-    parser.add_argument("--searches", type=int, default=50)
+    parser.add_argument("--points", type=int, nargs="+", default=[1000, 10_000, 20_000])
+    parser.add_argument("--scopes", type=int, nargs="+", default=[1, 100])
+    parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument(
+        "--direct-searches",
+        type=int,
+        default=10,
+        help="searches through qdrant-client itself, for comparison (0: none)",
+    )
     parser.add_argument("--writes", type=int, default=50)
     parser.add_argument("--dir", help="where to build the stores (default /dev/shm)")
     args = parser.parse_args(argv)

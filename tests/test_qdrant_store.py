@@ -11,11 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import random
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from llmcache_tui.cache.semantic.qdrant_store import (
     point_id,
 )
 from llmcache_tui.cache.semantic.store import (
+    Neighbour,
     VectorDimensionError,
     VectorRecord,
     VectorStoreError,
@@ -42,6 +46,16 @@ NOW = 1_000_000.0
 GUARD = 10.0
 
 MakeStore = Callable[..., QdrantStore]
+
+
+def same_neighbours(found: Sequence[Neighbour], expected: Sequence[Neighbour]) -> bool:
+    """Equal in every field, similarities to float32 rounding (a reopened collection holds
+    the vectors as qdrant-client normalised them, a hair from this store's own rounding)."""
+    return len(found) == len(expected) and all(
+        replace(a, similarity=0.0) == replace(b, similarity=0.0)
+        and a.similarity == pytest.approx(b.similarity, abs=1e-6)
+        for a, b in zip(found, expected, strict=True)
+    )
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
@@ -273,6 +287,263 @@ async def test_sweep_removes_what_expired_and_counts_it(make_store: MakeStore) -
     assert [n.key for n in found] == ["never"]
 
 
+# --------------------------------------------------------------------------- mirror
+# Embedded searches are answered from an in-memory copy; the collection is the durable
+# one. These tests check that both see every change, by searching before and after the
+# directory is reopened (which loads the copy from disk again).
+
+
+async def test_the_mirror_is_loaded_from_disk_on_reopen(
+    make_store: MakeStore, tmp_path: Path
+) -> None:
+    entry = b"\x00entry\xff" * 50
+    first = make_store()
+    await first.add(record("a", [1.0, 0.0, 0.0, 0.0], scope="x", expires_at=NOW + 60, entry=entry))
+    await first.add(record("b", [0.6, 0.8, 0.0, 0.0], scope="x", created_at=NOW - 30))
+    await first.add(record("c", [1.0, 0.0, 0.0, 0.0], scope="y"))
+    before = await first.search([1.0, 0.2, 0.0, 0.0], "x", limit=5, now=NOW)
+    await first.close()
+
+    second = make_store()
+    health = await second.health()
+    assert health.details["mirror"] == "loads on the first search"
+    assert health.vectors == 3  # from the collection, before the mirror is loaded
+    after = await second.search([1.0, 0.2, 0.0, 0.0], "x", limit=5, now=NOW)
+
+    assert [n.key for n in after] == ["a", "b"]
+    assert same_neighbours(after, before)
+    assert after[0].entry == entry and after[0].expires_at == NOW + 60
+    assert after[1].created_at == NOW - 30 and after[1].entry is None
+    loaded = await second.health()
+    assert (loaded.details["mirror"], loaded.vectors, loaded.details["mirror_scopes"]) == (
+        "loaded",
+        3,
+        2,
+    )
+    assert loaded.details["mirror_load_seconds"] >= 0
+
+
+async def test_open_loads_the_mirror(make_store: MakeStore) -> None:
+    first = make_store()
+    await first.open()  # no collection yet: nothing to load
+    assert (await first.health()).details["mirror"] == "loads on the first search"
+    await first.add(record("k", [1.0, 0.0, 0.0, 0.0]))
+    await first.close()
+
+    second = make_store()
+    await second.open()
+    assert (await second.health()).details["mirror"] == "loaded"
+    assert [n.key for n in await second.search([1, 0, 0, 0], "s", limit=1, now=NOW)] == ["k"]
+
+
+async def test_writes_after_the_mirror_loads_are_searched_and_kept(
+    make_store: MakeStore,
+) -> None:
+    store = make_store()
+    await store.add(record("early", [1.0, 0.0, 0.0, 0.0]))
+    await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)  # loads the mirror
+    await store.add(record("late", [0.0, 1.0, 0.0, 0.0]))
+
+    found = await store.search([0.0, 1.0, 0.0, 0.0], "s", limit=5, now=NOW)
+    assert [n.key for n in found] == ["late", "early"]
+    await store.close()
+
+    reopened = make_store()
+    assert same_neighbours(
+        await reopened.search([0.0, 1.0, 0.0, 0.0], "s", limit=5, now=NOW), found
+    )
+
+
+async def test_adding_a_key_with_another_scope_moves_it(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.add(record("k", [1.0, 0.0, 0.0, 0.0], scope="a"))
+    await store.add(record("stay", [0.9, 0.1, 0.0, 0.0], scope="a"))
+    await store.search([1.0, 0.0, 0.0, 0.0], "a", limit=5, now=NOW)  # loads the mirror
+    await store.add(record("k", [1.0, 0.0, 0.0, 0.0], scope="b"))
+
+    async def keys(scope: str, on: QdrantStore) -> list[str]:
+        return [n.key for n in await on.search([1.0, 0.0, 0.0, 0.0], scope, limit=5, now=NOW)]
+
+    assert await keys("a", store) == ["stay"]
+    assert await keys("b", store) == ["k"]
+    assert (await store.health()).vectors == 2
+    await store.close()
+    reopened = make_store()
+    assert (await keys("a", reopened), await keys("b", reopened)) == (["stay"], ["k"])
+
+
+async def test_a_deleted_key_is_not_found_now_or_after_reopening(make_store: MakeStore) -> None:
+    store = make_store()
+    for i in range(4):
+        await store.add(record(f"k{i}", [1.0, 0.1 * i, 0.0, 0.0]))
+    await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)  # loads the mirror
+
+    assert await store.delete(["k0", "k2"]) == 2
+
+    found = await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=5, now=NOW)
+    assert [n.key for n in found] == ["k1", "k3"]
+    assert (await store.health()).vectors == 2
+    await store.close()
+    reopened = make_store()
+    assert same_neighbours(
+        await reopened.search([1.0, 0.0, 0.0, 0.0], "s", limit=5, now=NOW), found
+    )
+
+
+async def test_swept_records_leave_the_mirror_and_the_collection(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.add(record("short", [1.0, 0.0, 0.0, 0.0], scope="a", expires_at=NOW + 10))
+    await store.add(record("long", [0.9, 0.1, 0.0, 0.0], scope="a", expires_at=NOW + 1000))
+    await store.add(record("other", [1.0, 0.0, 0.0, 0.0], scope="b", expires_at=NOW + 5))
+    await store.add(record("never", [0.8, 0.2, 0.0, 0.0], scope="b"))
+    await store.search([1.0, 0.0, 0.0, 0.0], "a", limit=1, now=NOW)  # loads the mirror
+
+    assert await store.sweep(NOW + 10) == 2
+
+    async def keys(scope: str, on: QdrantStore) -> list[str]:
+        # An earlier "now": the swept records would pass the filter, so finding none of
+        # them shows they are gone, not just filtered out.
+        found = await on.search([1.0, 0.0, 0.0, 0.0], scope, limit=5, now=NOW)
+        return [n.key for n in found]
+
+    assert (await keys("a", store), await keys("b", store)) == (["long"], ["never"])
+    assert (await store.health()).vectors == 2
+    await store.close()
+    reopened = make_store()
+    assert (await keys("a", reopened), await keys("b", reopened)) == (["long"], ["never"])
+
+
+async def test_many_scopes_each_find_only_their_own(make_store: MakeStore) -> None:
+    store = make_store()
+    query = [1.0, 0.0, 0.0, 0.0]
+    for scope in range(30):
+        await store.add(record(f"same-{scope}", query, scope=f"scope-{scope}"))
+        await store.add(
+            record(f"near-{scope}", [1.0, 0.05 * scope, 0.1, 0.0], scope=f"scope-{scope}")
+        )
+
+    for scope in (0, 13, 29):
+        found = await store.search(query, f"scope-{scope}", limit=5, now=NOW)
+        assert [n.key for n in found] == [f"same-{scope}", f"near-{scope}"]
+    assert (await store.health()).details["mirror_scopes"] == 30
+
+
+async def test_a_scope_larger_than_its_first_allocation(make_store: MakeStore) -> None:
+    from llmcache_tui.cache.semantic.vector_mirror import INITIAL_CAPACITY
+
+    store = make_store()
+    count = INITIAL_CAPACITY * 16 + 5
+    vectors = {
+        f"k{i}": [math.sin(i * 1.3), math.cos(i * 0.7), math.sin(i * 0.3 + 1), 0.5]
+        for i in range(count)
+    }
+    await store.add(record("k0", vectors["k0"]))
+    await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)  # loads the mirror
+    for key, vector in list(vectors.items())[1:]:
+        await store.add(record(key, vector))
+    query = [0.3, -0.5, 0.8, 0.1]
+    expected = sorted(vectors, key=lambda key: -cosine(query, vectors[key]))
+
+    found = await store.search(query, "s", limit=count, now=NOW)
+    assert [n.key for n in found] == expected
+    top = await store.search(query, "s", limit=7, now=NOW)
+    assert [n.key for n in top] == expected[:7]
+    for neighbour in top:
+        assert neighbour.similarity == pytest.approx(cosine(query, vectors[neighbour.key]), 1e-5)
+    await store.close()
+    reopened = make_store()
+    assert [n.key for n in await reopened.search(query, "s", limit=7, now=NOW)] == expected[:7]
+
+
+@pytest.mark.parametrize("searched_on", ["loop", "search thread"])
+async def test_the_mirror_answers_as_qdrant_does(
+    make_store: MakeStore, monkeypatch: pytest.MonkeyPatch, searched_on: str
+) -> None:
+    """After a random mix of writes, replacements, deletes and sweeps, the mirror's answers
+    equal qdrant-client's own filtered search over the same directory, whether a search
+    runs on the event loop or (as a large scope's does) on the search thread."""
+    from qdrant_client import AsyncQdrantClient
+
+    from llmcache_tui.cache.semantic import qdrant_store
+    from llmcache_tui.cache.semantic.qdrant_store import search_filter
+
+    if searched_on == "search thread":
+        monkeypatch.setattr(qdrant_store, "_INLINE_ROWS", 0)
+
+    rng = random.Random(11)
+    store = make_store(8)
+    await store.add(record("seed", [1.0] * 8, scope="s0"))
+    await store.search([1.0] * 8, "s0", limit=1, now=NOW)  # loads the mirror
+    for _ in range(120):
+        key = f"k{rng.randrange(40)}"
+        action = rng.random()
+        if action < 0.75:
+            await store.add(
+                record(
+                    key,
+                    [rng.gauss(0, 1) for _ in range(8)],
+                    scope=f"s{rng.randrange(3)}",
+                    created_at=NOW - rng.uniform(0, 100),
+                    expires_at=rng.choice([None, NOW + rng.uniform(-50, 50)]),
+                )
+            )
+        elif action < 0.95:
+            await store.delete([key])
+        else:
+            await store.sweep(NOW - rng.uniform(0, 50))
+    queries = [([rng.gauss(0, 1) for _ in range(8)], f"s{i % 3}") for i in range(9)]
+    cases = [(NOW - 60, None), (NOW, None), (NOW - 60, NOW - 50)]
+    ours = [
+        await store.search(q, scope, limit=6, now=now, created_after=after)
+        for q, scope in queries
+        for now, after in cases
+    ]
+    searchers = [t for t in threading.enumerate() if t.name.startswith("qdrant-search")]
+    assert bool(searchers) == (searched_on == "search thread")
+    await store.close()
+
+    client = AsyncQdrantClient(path=str(store.path))
+    try:
+        theirs = [
+            (
+                await client.query_points(
+                    "llmcache",
+                    query=q,
+                    query_filter=search_filter(scope, now, after),
+                    limit=6,
+                    with_payload=True,
+                )
+            ).points
+            for q, scope in queries
+            for now, after in cases
+        ]
+    finally:
+        await client.close()
+    assert any(ours)
+    for mine, points in zip(ours, theirs, strict=True):
+        assert [n.key for n in mine] == [point.payload["key"] for point in points if point.payload]
+        for neighbour, point in zip(mine, points, strict=True):
+            assert neighbour.similarity == pytest.approx(point.score, abs=1e-5)
+
+
+async def test_a_closed_store_answers_no_search_from_its_mirror(make_store: MakeStore) -> None:
+    store = make_store()
+    await store.add(record("k", [1.0, 0.0, 0.0, 0.0]))
+    assert await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)
+    await store.close()
+    with pytest.raises(VectorStoreError, match="closed"):
+        await store.search([1.0, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)
+
+
+async def test_a_non_finite_vector_is_refused_before_it_is_stored(make_store: MakeStore) -> None:
+    store = make_store()
+    with pytest.raises(VectorStoreError, match="non-finite"):
+        await store.add(record("nan", [math.nan, 0.0, 0.0, 0.0]))
+    with pytest.raises(VectorStoreError, match="non-finite"):
+        await store.search([math.inf, 0.0, 0.0, 0.0], "s", limit=1, now=NOW)
+    assert (await store.health()).vectors == 0
+
+
 # --------------------------------------------------------------------------- collection
 
 
@@ -368,14 +639,16 @@ async def test_the_constructor_touches_nothing(tmp_path: Path) -> None:
         QdrantStore(4, url="ftp://127.0.0.1")
 
 
-def test_importing_and_constructing_loads_no_qdrant_client(tmp_path: Path) -> None:
+def test_importing_and_constructing_loads_no_qdrant_client_or_numpy(tmp_path: Path) -> None:
     program = textwrap.dedent(
         f"""
         import sys
         from llmcache_tui.cache.semantic.qdrant_store import QdrantStore
         QdrantStore(4, path={str(tmp_path / "q")!r})
         QdrantStore(4, url="http://127.0.0.1:6333", api_key="k")
-        print(sorted(m for m in sys.modules if m.split(".")[0] in ("qdrant_client", "httpx")))
+        print(sorted(
+            m for m in sys.modules if m.split(".")[0] in ("qdrant_client", "httpx", "numpy")
+        ))
         """
     )
     result = subprocess.run(

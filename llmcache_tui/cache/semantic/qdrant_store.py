@@ -17,22 +17,37 @@ Embedded mode is synchronous inside qdrant-client (a brute-force scan, filters c
 Python, one SQLite commit per write), so every embedded call runs on this store's own
 worker thread, never on the event loop. qdrant-client itself is imported on first use,
 also off the event loop: the import alone takes seconds.
+
+Embedded, the collection is the durable copy and searches are answered from an in-memory
+mirror of it (:class:`VectorMirror`: per-scope numpy matrices), since qdrant-client's own
+filtered search takes hundreds of milliseconds at 10,000 points. The mirror is loaded by
+scrolling the collection on the worker thread, on the first search (or in :meth:`open`).
+Every write, delete and sweep updates it in the same worker job as the collection, so the
+two change in one order; only this process can have the directory open (qdrant-client
+locks it), so nothing else changes the collection behind the mirror. Where a collection
+call fails part-way, the mirror drops the record rather than keep one the collection may
+have lost. Searching takes about 0.25 µs per vector of the scope (one memory-bound pass
+over its matrix): small scopes are searched on the event loop, large ones on a search
+thread of their own (never the worker, which may be busy with disk commits for seconds),
+both under a lock the worker holds only while it changes the mirror.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import importlib.util
 import json
 import logging
 import math
 import os
 import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
@@ -46,10 +61,13 @@ from llmcache_tui.cache.semantic.store import (
     VectorStore,
     VectorStoreError,
 )
+from llmcache_tui.cache.semantic.vector_mirror import decode_entry
 from llmcache_tui.redact import Redactor
 
 if TYPE_CHECKING:
     from qdrant_client import AsyncQdrantClient, models
+
+    from llmcache_tui.cache.semantic.vector_mirror import VectorMirror
 
 log = logging.getLogger("llmcache_tui.cache.semantic")
 
@@ -71,14 +89,24 @@ _KEY_NAMESPACE: Final = uuid.UUID("3bcbbf2a-a0a8-47d4-bdc0-3c6e22ba0859")
 # original ones: the coarser the code, the more candidates it takes to keep the true top.
 _OVERSAMPLING: Final = {"binary": 3.0, "scalar": 2.0, "product": 4.0}
 _DELETE_CHUNK: Final = 256
+# Points per scroll call when loading the mirror. The embedded client sorts every id on
+# each call, so pages are large: a few calls for the largest advised collection.
+_LOAD_PAGE: Final = 5_000
+# Scopes of up to this many rows are searched on the event loop (up to about 4 ms on a
+# quiet core); larger ones on a thread of their own, where the loop runs on meanwhile.
+# The hop costs the search itself 1 ms or more on a busy machine, so it is kept for
+# scopes where the loop would otherwise stall longest. Not the worker: it may be busy for
+# seconds (a sweep).
+_INLINE_ROWS: Final = 16_384
 
 EMBEDDED_LIMITS: Final = (
     "Embedded Qdrant: only one process at a time can open its directory; a second one"
     " (another proxy, or the terminal app while a proxy has it open) gets an error instead"
     " of sharing it.",
-    "Embedded Qdrant is meant for small collections: every search scans all vectors and"
-    " checks the filters in Python, so it slows down as the collection grows (qdrant-client"
-    f" warns above {EMBEDDED_ADVISED_POINTS:,} points). Set qdrant_api_base"
+    "Embedded Qdrant is meant for small collections: qdrant-client holds every point in"
+    " memory and this store a second copy of the vectors and entries to search, loaded from"
+    " the directory on the first search (about two seconds per 10,000 points); qdrant-client"
+    f" warns above {EMBEDDED_ADVISED_POINTS:,} points. Set qdrant_api_base"
     " (QDRANT_API_BASE) to use a Qdrant server for more.",
     "Embedded Qdrant commits every write to disk on its own, and has no quantization or"
     " payload indexes (the settings are kept for a server).",
@@ -164,6 +192,12 @@ class QdrantStore(VectorStore):
         self._worker: ThreadPoolExecutor | None = None
         self._worker_loop: asyncio.AbstractEventLoop | None = None
         self._embedded_client: AsyncQdrantClient | None = None
+        # Embedded mode: the in-memory copy searches are answered from (None until loaded).
+        # Changed only on the worker thread, searched on the event loop, both under the lock.
+        self._mirror: VectorMirror | None = None
+        self._mirror_lock = threading.Lock()
+        self._mirror_load_seconds: float | None = None
+        self._searcher: ThreadPoolExecutor | None = None  # searches of large scopes
 
     # -- the VectorStore interface ------------------------------------------------------
 
@@ -179,6 +213,8 @@ class QdrantStore(VectorStore):
         if record.entry is not None:
             payload["entry"] = base64.b64encode(record.entry).decode("ascii")
 
+        mirrored = replace(record, vector=values)  # the caller's array may change later
+
         async def upsert(client: AsyncQdrantClient) -> bool:
             from qdrant_client import models
 
@@ -192,8 +228,12 @@ class QdrantStore(VectorStore):
                 )
             except Exception as exc:
                 if _collection_missing(exc):
+                    self._forget_mirror()
                     return False
+                # The old record may be gone from the collection, or the new one in it.
+                self._change_mirror(lambda mirror: mirror.remove(record.key))
                 raise
+            self._change_mirror(lambda mirror: mirror.put(mirrored))
             return True
 
         await self._ensure_collection(create=True)
@@ -218,7 +258,11 @@ class QdrantStore(VectorStore):
             return []
         if not await self._ensure_collection(create=False):
             return []
-        rescoring = self.quantization if not self.embedded else None
+        if self.embedded:
+            return await self._search_mirror(
+                values, scope, limit=limit, now=now, created_after=created_after
+            )
+        rescoring = self.quantization
 
         async def query(client: AsyncQdrantClient) -> list[models.ScoredPoint] | None:
             from qdrant_client import models
@@ -254,13 +298,21 @@ class QdrantStore(VectorStore):
         return [neighbour for neighbour in found if neighbour is not None]
 
     async def delete(self, keys: Sequence[str]) -> int:
-        ids = list(dict.fromkeys(point_id(key) for key in keys))
+        unique = list(dict.fromkeys(keys))
+        ids = [point_id(key) for key in unique]
         if not ids or not await self._ensure_collection(create=False):
             return 0
+
+        def unmirror(mirror: VectorMirror) -> None:
+            for key in unique:
+                mirror.remove(key)
 
         async def remove(client: AsyncQdrantClient) -> int:
             from qdrant_client import models
 
+            # First, so that a delete failing part-way leaves nothing searchable that the
+            # collection may no longer have.
+            self._change_mirror(unmirror)
             removed = 0
             for start in range(0, len(ids), _DELETE_CHUNK):
                 chunk = ids[start : start + _DELETE_CHUNK]
@@ -278,6 +330,7 @@ class QdrantStore(VectorStore):
                         )
                 except Exception as exc:
                     if _collection_missing(exc):
+                        self._forget_mirror()
                         return removed
                     raise
                 removed += len(existing)
@@ -291,7 +344,8 @@ class QdrantStore(VectorStore):
         Meant to be called periodically by the semantic tier. On a server it is two calls
         answered from the ``expires_at`` index (a count, then a delete by filter, so the
         count is known without listing ids). Embedded, both scan every point and each
-        removal is a disk commit of its own, so sweep an embedded store rarely.
+        removal is a disk commit of its own, so sweep an embedded store rarely; the mirror
+        drops the same records (searches skip expired ones anyway).
         """
         if not await self._ensure_collection(create=False):
             return 0
@@ -302,6 +356,7 @@ class QdrantStore(VectorStore):
             expired = models.Filter(
                 must=[models.FieldCondition(key="expires_at", range=models.Range(lte=now))]
             )
+            self._change_mirror(lambda mirror: mirror.remove_expired(now))
             try:
                 count = (
                     await client.count(self.collection, count_filter=expired, exact=True)
@@ -314,6 +369,7 @@ class QdrantStore(VectorStore):
                     )
             except Exception as exc:
                 if _collection_missing(exc):
+                    self._forget_mirror()
                     return 0
                 raise
             return count
@@ -343,6 +399,15 @@ class QdrantStore(VectorStore):
                 details=details,
             )
         details["collection_exists"] = info is not None
+        mirrored: int | None = None
+        if self.embedded:
+            with self._mirror_lock:
+                if self._mirror is not None:
+                    mirrored = len(self._mirror)
+                    details["mirror_scopes"] = self._mirror.scopes
+            details["mirror"] = "loads on the first search" if mirrored is None else "loaded"
+            if mirrored is not None and self._mirror_load_seconds is not None:
+                details["mirror_load_seconds"] = round(self._mirror_load_seconds, 3)
         if info is None:
             details["note"] = "the collection is created on the first write"
             return StoreHealth(
@@ -372,7 +437,7 @@ class QdrantStore(VectorStore):
             reachable=True,
             ready=trouble is None,
             dimension=size if size is not None else self.dimension,
-            vectors=info.points_count,
+            vectors=info.points_count if mirrored is None else mirrored,
             location=self.location,
             problem=trouble,
             limits=limits,
@@ -399,6 +464,9 @@ class QdrantStore(VectorStore):
             except Exception as exc:
                 log.debug("closing embedded Qdrant: %s", self._problem(exc, "close"))
             worker.shutdown(wait=False, cancel_futures=True)
+        if self._searcher is not None:
+            searcher, self._searcher = self._searcher, None
+            searcher.shutdown(wait=False, cancel_futures=True)
 
     def _server_limits(self) -> tuple[str, ...]:
         if self._api_key is not None and self._url.startswith("http://"):
@@ -419,14 +487,19 @@ class QdrantStore(VectorStore):
     # -- opening --------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Import qdrant-client and open the client (embedded: load the directory and take
-        its lock), off the event loop and without the call deadline. Optional: the first
-        call does it anyway, under its deadline."""
+        """Import qdrant-client and open the client (embedded: load the directory, take its
+        lock and load the in-memory mirror), off the event loop and without the call
+        deadline. Optional: the first call does it anyway, under its deadline, which a
+        large embedded collection on a busy machine may not meet (about two seconds per
+        10,000 points for the mirror, as much again for the directory)."""
         if self._closed:
             raise VectorStoreError(self._where("the store is closed"))
         try:
             if self.embedded:
                 await asyncio.wrap_future(self._executor().submit(self._open_embedded))
+                await asyncio.wrap_future(
+                    self._executor().submit(self._run_embedded, self._preload_mirror)
+                )
             else:
                 await self._server_client()
         except VectorStoreError:
@@ -488,6 +561,7 @@ class QdrantStore(VectorStore):
         return self._worker_loop.run_until_complete(operation(client))
 
     def _close_embedded(self) -> None:
+        self._forget_mirror()
         client, self._embedded_client = self._embedded_client, None
         loop, self._worker_loop = self._worker_loop, None
         try:
@@ -527,6 +601,121 @@ class QdrantStore(VectorStore):
             raise
         except Exception as exc:
             raise VectorStoreError(self._problem(exc, what)) from None
+
+    # -- the embedded mirror ------------------------------------------------------------
+
+    async def _search_mirror(
+        self,
+        values: list[float],
+        scope: str,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None,
+    ) -> list[Neighbour]:
+        """Search the mirror, loading it first if need be: on the event loop, or for a large
+        scope on the search thread (numpy lets go of the GIL meanwhile, so the loop runs)."""
+        if self._closed:  # the mirror outlives a close whose worker job never ran
+            raise VectorStoreError(self._where("the store is closed"))
+        if self._mirror is None:
+            await self._call(self._load_mirror, "load the collection into memory")
+        mirror = self._mirror
+        try:
+            if mirror is not None and mirror.scope_size(scope) > _INLINE_ROWS:
+                if self._searcher is None:
+                    self._searcher = ThreadPoolExecutor(
+                        max_workers=1, thread_name_prefix="qdrant-search"
+                    )
+                job = self._searcher.submit(
+                    self._search_mirror_now, values, scope, limit, now, created_after
+                )
+                found = await asyncio.wrap_future(job)
+            else:
+                found = self._search_mirror_now(values, scope, limit, now, created_after)
+        except Exception as exc:
+            raise VectorStoreError(self._problem(exc, "search")) from None
+        if found is None:
+            self._collection_ready = False  # the collection vanished meanwhile
+            return []
+        return found
+
+    def _search_mirror_now(
+        self, values: list[float], scope: str, limit: int, now: float, after: float | None
+    ) -> list[Neighbour] | None:
+        with self._mirror_lock:
+            if self._mirror is None:
+                return None
+            return self._mirror.search(values, scope, limit=limit, now=now, created_after=after)
+
+    async def _load_mirror(self, client: AsyncQdrantClient) -> bool:
+        """On the worker thread: fill the mirror from the collection, unless it is loaded;
+        False when there is no collection."""
+        from llmcache_tui.cache.semantic.vector_mirror import VectorMirror
+
+        if self._mirror is not None:
+            return True  # another search loaded it while this one waited
+        started = time.perf_counter()
+        records: list[tuple[VectorRecord, str | None]] = []
+        offset: Any = None
+        try:
+            while True:
+                points, offset = await client.scroll(
+                    self.collection,
+                    limit=_LOAD_PAGE,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                records.extend(_mirror_rows(points, self.dimension))
+                if offset is None:
+                    break
+        except Exception as exc:
+            if _collection_missing(exc):
+                return False
+            raise
+        mirror = VectorMirror.build(self.dimension, records)
+        with self._mirror_lock:
+            self._mirror = mirror
+        self._mirror_load_seconds = time.perf_counter() - started
+        log.info(
+            "embedded Qdrant at %s: %d vectors in %d scopes loaded into memory in %.2f s",
+            self.location,
+            len(mirror),
+            mirror.scopes,
+            self._mirror_load_seconds,
+        )
+        return True
+
+    async def _preload_mirror(self, client: AsyncQdrantClient) -> None:
+        """On the worker thread, for :meth:`open`: load the mirror if the collection exists
+        and fits; a collection that does not fit is left for the first call to report."""
+        info = await self._read_collection(client)
+        if info is None:
+            return
+        try:
+            self._check_collection(info)
+        except VectorStoreError:
+            return
+        await self._load_mirror(client)
+
+    def _change_mirror(self, change: Callable[[VectorMirror], object]) -> None:
+        """On the worker thread: apply ``change`` to the mirror, if it is loaded. Should it
+        fail, the mirror is dropped (and loaded again by the next search) rather than left
+        out of step with the collection."""
+        with self._mirror_lock:
+            if self._mirror is None:
+                return
+            try:
+                change(self._mirror)
+            except Exception as exc:
+                self._mirror = None
+                log.warning(
+                    "%s", self._where(f"in-memory copy dropped, to be reloaded: {_short(str(exc))}")
+                )
+
+    def _forget_mirror(self) -> None:
+        with self._mirror_lock:
+            self._mirror = None
 
     async def _read_collection(self, client: AsyncQdrantClient) -> models.CollectionInfo | None:
         if not await client.collection_exists(self.collection):
@@ -623,6 +812,8 @@ class QdrantStore(VectorStore):
             raise VectorDimensionError(
                 f"a vector of {len(values)} values for a {self.dimension}-dimensional store"
             )
+        if not all(map(math.isfinite, values)):
+            raise VectorStoreError("a vector with a non-finite value (NaN or infinity)")
         return values
 
     # -- messages -------------------------------------------------------------------------
@@ -771,26 +962,70 @@ def _neighbour(point: models.ScoredPoint) -> Neighbour | None:
     key = payload.get("key")
     if not isinstance(key, str):
         return None  # not one of ours
-    expires_at = payload.get("expires_at")
-    entry = payload.get("entry")
-    raw: bytes | None = None
-    if isinstance(entry, str):
-        try:
-            raw = base64.b64decode(entry.encode("ascii"), validate=True)
-        except (binascii.Error, UnicodeEncodeError):
-            raw = None  # unreadable: serve no entry rather than a wrong one
     return Neighbour(
         key=key,
         similarity=float(point.score),
         text=str(payload.get("text", "")),
         created_at=float(payload.get("created_at", 0.0)),
-        expires_at=(
-            None
-            if not isinstance(expires_at, int | float) or expires_at >= NEVER
-            else float(expires_at)
-        ),
-        entry=raw,
+        expires_at=_expiry(payload.get("expires_at")),
+        entry=decode_entry(payload.get("entry")),
     )
+
+
+def _mirror_rows(
+    points: Sequence[models.Record], dimension: int
+) -> list[tuple[VectorRecord, str | None]]:
+    """Scrolled points as the mirror takes them, with each entry's base64 text (the very
+    string qdrant-client holds, kept undecoded). Points this store did not write (no key
+    or scope: no search could return them) or without a usable vector are left out.
+
+    The vectors of the page become one float32 matrix at once: as lists of Python floats
+    they take eight times the memory, so no more than a page of them is alive at a time.
+    """
+    import numpy as np
+
+    kept: list[tuple[dict[str, Any], list[float]]] = []
+    for point in points:
+        payload = point.payload or {}
+        vector: Any = point.vector
+        if isinstance(vector, dict):
+            vector = vector.get("")
+        if (
+            isinstance(payload.get("key"), str)
+            and isinstance(payload.get("scope"), str)
+            and isinstance(vector, list)
+            and len(vector) == dimension
+        ):
+            kept.append((payload, vector))
+    if not kept:
+        return []
+    matrix = np.asarray([vector for _, vector in kept], dtype=np.float32)
+    rows: list[tuple[VectorRecord, str | None]] = []
+    for row, (payload, _) in enumerate(kept):
+        created_at = payload.get("created_at")
+        encoded = payload.get("entry")
+        record = VectorRecord(
+            key=payload["key"],
+            vector=matrix[row],
+            scope=payload["scope"],
+            text=str(payload.get("text", "")),
+            # No creation time fails every created_after, as the filter on the field would.
+            created_at=(
+                float(created_at)
+                if isinstance(created_at, int | float) and not isinstance(created_at, bool)
+                else math.nan
+            ),
+            expires_at=_expiry(payload.get("expires_at")),
+        )
+        rows.append((record, encoded if isinstance(encoded, str) else None))
+    return rows
+
+
+def _expiry(expires_at: Any) -> float | None:
+    """A payload's ``expires_at`` as records hold it: None for never (missing or NEVER)."""
+    if not isinstance(expires_at, int | float) or expires_at >= NEVER:
+        return None
+    return float(expires_at)
 
 
 def _collection_missing(exc: BaseException) -> bool:

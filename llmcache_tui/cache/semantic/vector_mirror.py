@@ -173,7 +173,7 @@ class VectorMirror:
     def search(
         self,
         vector: Sequence[float] | Any,
-        scope: str,
+        scope: str | None,
         *,
         limit: int,
         now: float,
@@ -181,7 +181,21 @@ class VectorMirror:
     ) -> list[Neighbour]:
         """The ``limit`` rows of ``scope`` most similar to ``vector``, best first (equal
         similarities in row order), among those unexpired at ``now`` and, when
-        ``created_after`` is given, created at or after it."""
+        ``created_after`` is given, created at or after it.
+
+        ``scope`` None searches every scope (the terminal app's probe shows what the
+        scope kept out): each scope's best, merged.
+        """
+        if scope is None:
+            found = [
+                neighbour
+                for name in list(self._scopes)
+                for neighbour in self.search(
+                    vector, name, limit=limit, now=now, created_after=created_after
+                )
+            ]
+            found.sort(key=lambda neighbour: -neighbour.similarity)
+            return found[:limit]
         group = self._scopes.get(scope)
         if group is None or limit <= 0:
             return []

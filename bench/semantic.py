@@ -252,7 +252,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--questions",
         type=int,
         default=BASE_QUESTIONS,
-        help="real questions embedded for the corpus, queries included (3000)",
+        help="real questions embedded for the corpus, queries included (2000)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)

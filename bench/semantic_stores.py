@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,6 +218,8 @@ async def _fill_embedded_qdrant(path: Path, data: Corpus, now: float) -> None:
     from llmcache_tui.cache.semantic.qdrant_store import DEFAULT_COLLECTION, NEVER, point_id
 
     client = AsyncQdrantClient(path=str(path))
+    # Its advice to use a server above 20,000 points is what this measures; once is enough.
+    warnings.filterwarnings("ignore", message="Local mode is not recommended")
     try:
         await client.create_collection(
             DEFAULT_COLLECTION,

@@ -36,9 +36,9 @@ from bench.semantic_stores import StoreSite, StoreUnavailable, scratch
 from llmcache_tui.cache.semantic.store import VectorStore
 
 MODEL = "gpt-4o-mini"
-STORED_PAIRS = 400  # duplicate pairs whose first question is stored
-STORED_OTHERS = 400  # unrelated questions stored beside them
-PROBES = 300  # further questions never stored: candidates for "nothing near"
+STORED_PAIRS = 300  # duplicate pairs whose first question is stored
+STORED_OTHERS = 300  # unrelated questions stored beside them
+PROBES = 200  # further questions never stored: candidates for "nothing near"
 ROW_SECONDS = 1.5
 ROW_MAX_OPS = 20_000
 KINDS = ("qdrant-embedded", "redis-vectorset")

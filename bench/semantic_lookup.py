@@ -67,17 +67,22 @@ def exact_top(data: Corpus, query: Any, scope: str, limit: int) -> tuple[list[st
     return [f"chat:{int(rows[i]):08x}" for i in best], elapsed
 
 
-_ROWS: dict[tuple[int, str], Any] = {}
+_ROWS: dict[int, dict[str, Any]] = {}
 
 
 def _scope_rows(data: Corpus, scope: str) -> Any:
+    """The corpus rows in ``scope`` (grouped once per corpus)."""
     import numpy as np
 
-    cached = _ROWS.get((id(data), scope))
-    if cached is None:
-        cached = np.array([i for i, s in enumerate(data.scopes) if s == scope], dtype=np.int64)
-        _ROWS[(id(data), scope)] = cached
-    return cached
+    groups = _ROWS.get(id(data))
+    if groups is None:
+        lists: dict[str, list[int]] = {}
+        for i, name in enumerate(data.scopes):
+            lists.setdefault(name, []).append(i)
+        groups = {name: np.array(rows, dtype=np.int64) for name, rows in lists.items()}
+        _ROWS.clear()  # one corpus at a time
+        _ROWS[id(data)] = groups
+    return groups[scope]
 
 
 async def search_row(

@@ -91,7 +91,8 @@ def request(text: str) -> tuple[str, Any]:
 
     body = {"model": MODEL, "messages": [{"role": "user", "content": text}]}
     query = semantic_query("chat", MODEL, body, None)
-    assert query is not None
+    if query is None:
+        raise ValueError(f"not a semantic request: {text[:80]!r}")
     return storage_key(request_digest("chat", body), None), query
 
 
@@ -205,7 +206,8 @@ async def measure_kind(
         started = time.perf_counter()
         for text in questions.stored:
             key, query = request(text)
-            assert await cache.store(key, answer(text, time.time()), 86_400, query)
+            if not await cache.store(key, answer(text, time.time()), 86_400, query):
+                raise RuntimeError(f"the disk backend refused to store {key}")
         stored_s = time.perf_counter() - started
         groups = await screen(tier, disk.get, [*questions.paraphrases, *questions.probes])
         result: dict[str, Any] = {

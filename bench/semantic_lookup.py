@@ -251,16 +251,17 @@ HEADER = (
 
 
 def print_row(kind: str, size: int, row: dict[str, Any]) -> None:
+    timing = f"{row['fill_s']:.1f} s / {row['first_search_s'] * 1000:.0f} ms"
+    if row["first_search_errors"]:
+        timing += f" after {len(row['first_search_errors'])} failed"
     for scope in ("big", "small"):
         r = row[scope]
         if not r["searches"]:
-            print(f"  {kind:<16} {size:>8,} {scope:<6} every search failed: {r['errors'][0]}")
+            print(f"  {kind:<16} {size:>8,} {scope:<6} every search failed ({timing})")
+            print(f"  {'':<16} {'':>8} {scope:<6} {r['errors'][0]}")
             continue
         ping = row.get("ping_p50_ms")
         vs_ping = f"{r['p50_ms'] / ping:8.1f}" if ping else f"{'-':>8}"
-        timing = f"{row['fill_s']:.1f} s / {row['first_search_s'] * 1000:.0f} ms"
-        if row["first_search_errors"]:
-            timing += f" after {len(row['first_search_errors'])} failed"
         print(
             f"  {kind:<16} {size:>8,} {scope:<6} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f}"
             f" {r['searches']:>4} {r['recall_at_4']:8.2f}"

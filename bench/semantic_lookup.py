@@ -265,7 +265,7 @@ def print_row(kind: str, size: int, row: dict[str, Any]) -> None:
         print(
             f"  {kind:<16} {size:>8,} {scope:<6} {r['p50_ms']:8.2f} {r['p95_ms']:8.2f}"
             f" {r['searches']:>4} {r['recall_at_4']:8.2f}"
-            f" {r['p50_ms'] / max(r['numpy_p50_ms'], 1e-6):9.0f} {vs_ping}"
+            f" {r['p50_ms'] / max(r['numpy_p50_ms'], 1e-6):9.1f} {vs_ping}"
             f"   {timing if scope == 'big' else ''}"
         )
         if r["errors"]:

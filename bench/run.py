@@ -9,7 +9,8 @@ with ratios against baselines measured in the same run:
 
 With ``--soak`` it then runs the memory soak of ``bench/soak.py`` (RSS under many
 distinct entries, against the cache's byte bound and the proxy's RSS at start). With
-``--semantic`` it then measures the local embedder (``bench/semantic.py``).
+``--semantic`` it then runs ``bench/semantic.py``: the local embedder, vector-store lookup
+latency without embedding, and semantic hits and misses against an exact hit.
 
 Servers share CPU 0 and wrk runs on CPU 1 (one thread), so each number is one server
 process on one core. Targets are reported as PASS/MISS only; the exit code is 0 unless
@@ -402,7 +403,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--semantic",
         action="store_true",
-        help="then measure the local embedder (bench/semantic.py) with its defaults",
+        help="then run the semantic benchmark (bench/semantic.py: embedder, lookup latency,"
+        " throughput) with its defaults",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
@@ -424,9 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["soak"] = soak.soak(soak.defaults(), pinning()[0])
         if args.semantic:
             print()
-            report["semantic"] = semantic.embedding_latency(
-                semantic.DEFAULT_PROMPTS, semantic.DEFAULT_BATCH, semantic.DEFAULT_DATA
-            )
+            report["semantic"] = semantic.all_parts(semantic.defaults())
     except (
         BenchFailure,
         LoadError,

@@ -1,8 +1,12 @@
-"""Semantic-cache benchmark, part one: ``python -m bench.semantic [--prompts N] [--batch B]``.
+"""Semantic-cache benchmark: ``python -m bench.semantic [--embedding] [--lookup] [--throughput]``.
 
-Measures the built-in local embedder (all-MiniLM-L6-v2 in numpy) per prompt on real
-questions from ``../shared/data/qqp_pairs.jsonl`` (built-in questions when that file is
-absent):
+Three parts, all of them unless some are named: the local embedder's latency (below),
+vector-store lookup latency without embedding (``bench/semantic_lookup.py``), and lookups/s
+of semantic hits and misses against an exact hit (``bench/semantic_throughput.py``).
+
+The embedding part measures the built-in local embedder (all-MiniLM-L6-v2 in numpy) per
+prompt on real questions from ``../shared/data/qqp_pairs.jsonl`` (built-in questions when
+that file is absent):
 
 * one prompt per call (``embed_sync([text])``), p50 and p95 over ``--prompts`` prompts;
 * the same prompts in batches of ``--batch``, per prompt (batch time / batch size);
@@ -32,6 +36,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.semantic_lookup import (
+    BASE_QUESTIONS,
+    DEFAULT_SEARCHES,
+    DEFAULT_SIZES,
+    QDRANT_DEFAULT_MAX,
+)
+from bench.semantic_stores import KINDS as STORE_KINDS
 from llmcache_tui.cache.semantic.local_embedder import EmbedderUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -207,10 +218,100 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         help="set OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) before numpy loads",
     )
+    parts = parser.add_argument_group("parts (all of them when none is named)")
+    parts.add_argument("--embedding", action="store_true", help="local embedder latency")
+    parts.add_argument(
+        "--lookup", action="store_true", help="vector-store search latency without embedding"
+    )
+    parts.add_argument(
+        "--throughput", action="store_true", help="semantic hits and misses vs an exact hit"
+    )
+    lookup = parser.add_argument_group("lookup part")
+    lookup.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=DEFAULT_SIZES,
+        help="entries per store, comma-separated (1000,10000; 100000 takes minutes more)",
+    )
+    lookup.add_argument(
+        "--stores",
+        type=_stores,
+        default=STORE_KINDS,
+        help=f"comma-separated, of {','.join(STORE_KINDS)} (all)",
+    )
+    lookup.add_argument(
+        "--searches", type=int, default=DEFAULT_SEARCHES, help="searches per row at most (200)"
+    )
+    lookup.add_argument(
+        "--qdrant-max",
+        type=int,
+        default=QDRANT_DEFAULT_MAX,
+        help="largest size run on embedded Qdrant (10000): its fill and reopen grow fast",
+    )
+    lookup.add_argument(
+        "--questions",
+        type=int,
+        default=BASE_QUESTIONS,
+        help="real questions embedded for the corpus, queries included (2000)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
-    if args.prompts < 1 or args.batch < 1:
-        parser.error("--prompts and --batch must be >= 1")
+    if args.prompts < 1 or args.batch < 1 or args.searches < 1:
+        parser.error("--prompts, --batch and --searches must be >= 1")
+    if args.questions < 400:
+        parser.error("--questions must be >= 400 (200 of them are the queries)")
+    if not (args.embedding or args.lookup or args.throughput):
+        args.embedding = args.lookup = args.throughput = True
+    return args
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part.replace("_", "")) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of sizes: {text!r}") from None
+    if not sizes or min(sizes) < 10:
+        raise argparse.ArgumentTypeError("sizes must be at least 10 entries")
+    return sizes
+
+
+def _stores(text: str) -> tuple[str, ...]:
+    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [kind for kind in kinds if kind not in STORE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"stores are {', '.join(STORE_KINDS)}")
+    return kinds
+
+
+def all_parts(args: argparse.Namespace) -> dict[str, Any]:
+    """The parts ``args`` names, one after another; their results by part."""
+    from bench import semantic_lookup, semantic_throughput
+
+    results: dict[str, Any] = {}
+    if args.embedding:
+        results["embedding"] = embedding_latency(args.prompts, args.batch, args.data)
+    if args.lookup:
+        if results:
+            print()
+        questions, _ = load_prompts(args.data, args.questions)
+        results["lookup"] = semantic_lookup.lookup_latency(
+            questions, args.sizes, args.stores, args.searches, args.qdrant_max
+        )
+    if args.throughput:
+        if results:
+            print()
+        try:
+            results["throughput"] = semantic_throughput.throughput(args.data)
+        except ValueError as exc:
+            print(f"semantic throughput skipped: {exc}")
+            results["throughput"] = {"skipped": str(exc)}
+    return results
+
+
+def defaults(data: Path = DEFAULT_DATA) -> argparse.Namespace:
+    """Every part with its defaults (what ``bench.run --semantic`` runs)."""
+    args = parse_args([])
+    args.data = data
     return args
 
 
@@ -222,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         os.environ["OPENBLAS_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"] = str(args.blas_threads)
     try:
-        result = embedding_latency(args.prompts, args.batch, args.data)
+        result = all_parts(args)
     except EmbedderUnavailable as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

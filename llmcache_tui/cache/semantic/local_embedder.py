@@ -228,7 +228,23 @@ def _shared_model(model_dir: Path | None) -> MiniLM:
         model = _models.get(model_dir)
         if model is None:
             model = _models[model_dir] = _load_model(model_dir)
+            _one_blas_thread()
         return model
+
+
+def _one_blas_thread() -> None:
+    """Let BLAS use one thread in this process.
+
+    A forward pass is small matrix products: with a thread per core, on a machine whose
+    cores are busy (a proxy process per core, Redis beside it), the threads wait on each
+    other, and one prompt took 484 ms against 34 ms with one thread (``bench.semantic``
+    at a load of 3). Without threadpoolctl the BLAS default stays.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(limits=1, user_api="blas")
 
 
 _models: dict[Path | None, MiniLM] = {}

@@ -34,7 +34,10 @@ from tests.tui_support import (
     footer_text,
     make_app,
     notified,
+    open_browser,
+    purge_whole_cache,
     rendered_text,
+    select_row,
     wait_for_group,
     wait_until,
 )
@@ -249,3 +252,38 @@ async def test_the_embedded_proxy_shares_the_sessions_tier(tmp_path: Path) -> No
         assert proxy.app.owns_semantic is False
         await app.session.stop_proxy()
         assert app.session.semantic_tier()[0] is tier  # still the session's, still open
+
+
+async def stored_vectors(app: LLMCacheApp, model: str, prompt: str) -> list[str]:
+    """The keys of the vectors a search of ``prompt``'s own scope finds."""
+    tier, _ = app.session.semantic_tier()
+    assert tier is not None
+    query = semantic_query("chat", model, chat_body(model, prompt), None)
+    assert query is not None
+    return [neighbour.key for neighbour in await tier.neighbours(query, 10)]
+
+
+async def test_deleting_in_the_browser_drops_the_vector(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, FRANCE))
+        assert key_of(SWEDEN) in await stored_vectors(app, MODEL, SWEDEN)
+        await open_browser(pilot, refresh=True)
+        await select_row(pilot, key_of(SWEDEN))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for_group(pilot, "browser-change")
+        assert notified(app, f"Deleted {key_of(SWEDEN)}")
+        assert await stored_vectors(app, MODEL, SWEDEN) == [key_of(FRANCE)]
+
+
+async def test_a_purge_drops_the_vectors(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, FRANCE), (OTHER_MODEL, SSL))
+        await open_browser(pilot, refresh=True)
+        await purge_whole_cache(pilot)
+        await wait_until(pilot, lambda: notified(app, "Purged 3 cache entries"), what="purge")
+        assert await stored_vectors(app, MODEL, SWEDEN) == []
+        assert await stored_vectors(app, OTHER_MODEL, SSL) == []

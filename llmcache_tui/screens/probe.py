@@ -200,8 +200,7 @@ class ProbeScreen(AppScreen):
         session = self.llm_app.session
         if key is None or key == THRESHOLD_ROW or session.backend is None:
             return
-        tier, _ = session.semantic_tier()
-        screen = EntryScreen(session.backend, key, read_only=session.read_only, tier=tier)
+        screen = EntryScreen(session.backend, key, read_only=session.read_only)
 
         def closed(deleted: bool | None) -> None:
             if deleted:

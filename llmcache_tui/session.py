@@ -3,7 +3,8 @@
 The proxy started from the app shares the app's backend object, so with a ``local`` cache
 the browser shows the running proxy's own in-memory entries. It shares the semantic tier
 too: the session owns it (the probe uses it) and embedded Qdrant opens its directory in
-one place at a time. Nothing here imports Textual.
+one place at a time. Entries deleted through the session's backend lose their vectors.
+Nothing here imports Textual.
 """
 
 from __future__ import annotations
@@ -63,6 +64,14 @@ class Session:
             self.backend_error = "caching is not enabled in this config (litellm_settings.cache)"
             return
         self.backend, self.backend_error = build_backend_or_problem(self.settings.cache)
+        if self.backend is not None and self.settings.cache.semantic:
+            # Whatever deletes entries (browser, purge, probe), their vectors go with them.
+            self.backend.add_delete_listener(self._forget_vectors)
+
+    async def _forget_vectors(self, keys: list[str]) -> None:
+        tier, _ = self.semantic_tier()
+        if tier is not None:
+            await tier.forget(keys)
 
     @property
     def semantic_available(self) -> bool:

@@ -227,3 +227,25 @@ async def test_health_reports_the_embedder_and_the_store(cache: ResponseCache) -
     assert report["embedder"]["ok"] and report["embedder"]["dimension"] == 384
     assert report["store"]["reachable"]
     assert report["similarity_threshold"] == 0.8
+
+
+async def test_a_tier_that_never_searched_forgets_vectors(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    """An entry deleted before the tier's first lookup loses its vector all the same."""
+    key, query = ask("What is the capital of France?")
+
+    def store(dimension: int) -> VectorStore:
+        return QdrantStore(dimension, path=tmp_path / "qdrant")
+
+    first = SemanticTier(_Shared(embedder), store, sweep_interval=0)
+    assert await first.remember(query, key, Clock()(), None)
+    await first.aclose()
+
+    fresh = SemanticTier(_Shared(embedder), store, sweep_interval=0)
+    try:
+        assert await fresh.forget([key]) == 1
+        _, again = ask("What is the capital of France?")
+        assert await fresh.neighbours(again, 10) == []
+    finally:
+        await fresh.aclose()

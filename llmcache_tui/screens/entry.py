@@ -1,5 +1,6 @@
 """A modal view of one cache entry, opened from the probe: the browser's detail pane, and
-delete (asked first; hidden in read-only mode)."""
+delete (asked first; hidden in read-only mode). The backend's delete also drops the
+entry's vector (see :class:`llmcache_tui.session.Session`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, Label
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
-from llmcache_tui.cache.semantic.tier import SemanticTier
 from llmcache_tui.literal import literal
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
@@ -31,13 +31,11 @@ class EntryScreen(ModalScreen[bool]):
         key: str,
         *,
         read_only: bool,
-        tier: SemanticTier | None = None,
     ) -> None:
         super().__init__()
         self.backend = backend
         self.key = key
         self.read_only = read_only
-        self.tier = tier
 
     def compose(self) -> ComposeResult:
         from llmcache_tui.app import LLMCacheApp
@@ -92,7 +90,5 @@ class EntryScreen(ModalScreen[bool]):
         except CacheBackendError as exc:
             self.notify(str(exc), title="Delete failed", severity="error", timeout=8)
             return
-        if self.tier is not None:
-            await self.tier.forget([self.key])  # its vector would only be dropped on a hit
         self.notify(f"Deleted {self.key}" if deleted else f"{self.key} was already gone")
         self.dismiss(True)

@@ -3,8 +3,9 @@
 The probe itself (key, scope, neighbours, guards, decision) is the cache layer's
 (:mod:`llmcache_tui.cache.semantic.probe`); this screen gathers the request, runs it in a
 worker and shows the report: a verdict panel, then the nearest stored prompts best first,
-with a line where the similarity threshold falls. ``+``/``-`` move the threshold for this
-view only and re-judge the rows without embedding again.
+with a line where the similarity threshold falls. ``+``/``-``, or a value typed in the
+threshold field, move the threshold for this view only and re-judge the rows without
+embedding again.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from llmcache_tui.screens.entry import EntryScreen
 THRESHOLD_STEP = 0.01
 THRESHOLD_ROW = "~threshold"  # the separator's row key; storage keys never start with "~"
 MAX_K = 100
+THRESHOLD_RANGE = "The threshold is a cosine similarity in [0, 1]"
 UNAVAILABLE = (
     "The probe needs a semantic cache (type qdrant-semantic or redis-semantic) over a"
     " working backend."
@@ -35,6 +37,8 @@ class ProbeScreen(AppScreen):
     """Ask the semantic cache about a prompt without sending it upstream."""
 
     AUTO_FOCUS = "#probe-prompt"
+    # Below 100 columns the fixed fields shrink so that the prompt keeps some room.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
 
     BINDINGS = [
         Binding(
@@ -57,6 +61,7 @@ class ProbeScreen(AppScreen):
             yield Input(placeholder="namespace", id="probe-namespace")
             yield Input(placeholder="temperature", id="probe-temperature")
             yield Input(value=str(DEFAULT_K), placeholder="k", id="probe-k", type="integer")
+            yield Input(placeholder="threshold", id="probe-threshold")
         yield Static("", id="probe-verdict")
         yield DataTable(id="probe-rows", cursor_type="row")
         yield Footer()
@@ -84,13 +89,16 @@ class ProbeScreen(AppScreen):
         )
         self.report = None
         self.threshold = None
+        self.query_one("#probe-threshold", Input).value = ""
         self.query_one("#probe-rows", DataTable).clear()
         session = self.llm_app.session
         self._panel(None if session.semantic_available else UNAVAILABLE)
 
     # -- running the probe ---------------------------------------------------------------
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id and event.input.id.startswith("probe-"):
+        if event.input.id == "probe-threshold":
+            self.set_threshold(event.value)
+        elif event.input.id and event.input.id.startswith("probe-"):
             self.start_probe()
 
     def action_focus_prompt(self) -> None:
@@ -154,7 +162,32 @@ class ProbeScreen(AppScreen):
             self.notify("Probe a prompt first", severity="warning")
             return
         current = self.report.threshold
-        threshold = round(min(1.0, max(0.0, current + steps * THRESHOLD_STEP)), 2)
+        self._rejudge(round(min(1.0, max(0.0, current + steps * THRESHOLD_STEP)), 2))
+
+    def set_threshold(self, text: str) -> None:
+        """The threshold typed in its field; empty: back to the tier's own."""
+        if not text.strip():
+            tier, _ = self.llm_app.session.semantic_tier()
+            self.threshold = None
+            if self.report is not None and tier is not None:
+                self.report = self.report.with_threshold(tier.threshold)
+                self._show()
+            return
+        try:
+            threshold = parse_threshold(text)
+        except ValueError as exc:
+            self.notify(str(exc), title="Threshold not changed", severity="warning")
+            return
+        if self.report is None:
+            self.threshold = threshold
+            self._panel(f"Threshold {threshold:.2f} for this view: now type a prompt (Enter).")
+            return
+        self._rejudge(threshold)
+
+    def _rejudge(self, threshold: float) -> None:
+        """The same neighbours judged at ``threshold``: no embedding, no search."""
+        if self.report is None:
+            return
         self.threshold = threshold
         self.report = self.report.with_threshold(threshold)
         self._show()
@@ -178,6 +211,7 @@ class ProbeScreen(AppScreen):
         if report.note:
             lines.append(report.note)
         self._panel("\n".join(lines))
+        self.query_one("#probe-threshold", Input).value = f"{report.threshold:.2f}"
         table = self.query_one("#probe-rows", DataTable)
         table.clear()
         now = self.llm_app.clock()
@@ -200,14 +234,24 @@ class ProbeScreen(AppScreen):
         session = self.llm_app.session
         if key is None or key == THRESHOLD_ROW or session.backend is None:
             return
-        tier, _ = session.semantic_tier()
-        screen = EntryScreen(session.backend, key, read_only=session.read_only, tier=tier)
+        screen = EntryScreen(session.backend, key, read_only=session.read_only)
 
         def closed(deleted: bool | None) -> None:
             if deleted:
                 self.rerun()
 
         self.app.push_screen(screen, closed)
+
+
+def parse_threshold(text: str) -> float:
+    """A typed threshold; ValueError (naming the range) for anything but a number in [0, 1]."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{THRESHOLD_RANGE}, not {text.strip()!r}.") from None
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"{THRESHOLD_RANGE}, not {text.strip()}.")
+    return value
 
 
 def _cells(row: ProbeRow, now: float) -> tuple[Text, ...]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -20,6 +20,9 @@ from llmcache_tui.config import MAX_TTL_SECONDS, MAX_TTL_TEXT
 from llmcache_tui.redact import NO_SECRETS, Redactor
 
 log = logging.getLogger("llmcache_tui.cache")
+
+#: Called with keys just deleted (perhaps with some that held nothing); must not raise.
+DeleteListener = Callable[[list[str]], Awaitable[None]]
 
 
 class CacheBackendError(Exception):
@@ -104,6 +107,7 @@ class CacheBackend(ABC):
         self.breaker: CircuitBreaker | None = None
         #: knows the settings' secrets (set by build_backend): client errors may quote them
         self.redactor: Redactor = NO_SECRETS
+        self._delete_listeners: list[DeleteListener] = []
 
     # -- required core -------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
@@ -145,9 +149,23 @@ class CacheBackend(ABC):
         if not keys:
             return 0
         try:
-            return await self._delete(keys)
+            deleted = await self._delete(keys)
         except Exception as exc:
             raise self._failure("delete", exc) from exc
+        if deleted:
+            await self._deleted(keys)
+        return deleted
+
+    def add_delete_listener(self, listener: DeleteListener) -> None:
+        """Have ``listener`` told the keys of every later deletion, once it succeeded."""
+        self._delete_listeners.append(listener)
+
+    async def _deleted(self, keys: list[str]) -> None:
+        for listener in self._delete_listeners:
+            try:
+                await listener(keys)
+            except Exception:  # the entries are gone: a listener must not undo that report
+                log.exception("a listener of deleted cache keys failed")
 
     async def ping(self) -> bool:
         """Always tries, breaker or not: this is how a person checks the server."""
@@ -208,9 +226,13 @@ class CacheBackend(ABC):
         if not keys:
             return 0, 0
         try:
-            return await self._sweep_entries(keys, patterns, head_size, delete)
+            swept = await self._sweep_entries(keys, patterns, head_size, delete)
         except Exception as exc:
             raise self._failure("delete" if delete else "read", exc) from exc
+        if swept is not None and swept[1]:
+            # The server does not say which keys held entries; forgetting the others is a no-op.
+            await self._deleted(keys)
+        return swept
 
     async def value_shapes(self, keys: list[str]) -> list[ValueShape | None]:
         """What each key holds, for keys that ``get_many`` found no plain value for; ``None``

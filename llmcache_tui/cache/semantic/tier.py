@@ -203,11 +203,20 @@ class SemanticTier:
         return True
 
     async def forget(self, keys: Sequence[str]) -> int:
-        """Remove the vectors of deleted entries (their hits end anyway: no entry, no hit)."""
-        if self._store is None or not keys:
+        """Remove the vectors of deleted entries (their hits end anyway: no entry, no hit).
+
+        Opens the store if this tier has not yet, so an entry deleted before any lookup
+        loses its vector too; with a remote embedder whose dimension is not known yet the
+        store cannot be opened, and such a vector is dropped when a search meets it.
+        """
+        if not keys:
             return 0
         try:
-            return await self._store.delete(keys)
+            store = self._store
+            dimension = self.embedder.dimension
+            if store is None and dimension is not None:
+                store = await self._open_store(dimension)
+            return 0 if store is None else await store.delete(keys)
         except CacheBackendError as exc:
             self._failed(exc)
             return 0
@@ -287,12 +296,14 @@ class SemanticTier:
     async def _vector_store(self, query: SemanticQuery) -> tuple[VectorStore, Vectors]:
         """Embed ``query`` if not yet done; the store (opened on first use) and the vector."""
         vector = await self._embed(query)
-        if self._store is None:
-            async with self._store_lock:
-                if self._store is None:
-                    self._store = self._store_factory(len(vector))
-                    self._start_sweeper()
-        return self._store, vector
+        return self._store or await self._open_store(len(vector)), vector
+
+    async def _open_store(self, dimension: int) -> VectorStore:
+        async with self._store_lock:
+            if self._store is None:
+                self._store = self._store_factory(dimension)
+                self._start_sweeper()
+            return self._store
 
     def _start_sweeper(self) -> None:
         if self.sweep_interval > 0 and self._sweeper is None:

@@ -6,6 +6,7 @@ backend for entries: what ``type: qdrant-semantic`` with nothing else configured
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,25 @@ async def test_a_tier_that_never_searched_forgets_vectors(
         assert await fresh.neighbours(again, 10) == []
     finally:
         await fresh.aclose()
+
+
+async def test_a_shared_store_keeps_vectors_whose_entry_is_elsewhere(
+    tmp_path: Path, embedder: LocalEmbedder
+) -> None:
+    """With a Qdrant server shared by proxies that keep entries on their own disks, an
+    entry missing here may be another machine's: its vector must stay."""
+    store = QdrantStore(384, path=tmp_path / "q")
+    tier = SemanticTier(_Shared(embedder), lambda d: store, sweep_interval=0, drop_stale=False)
+    here = DiskBackend(tmp_path / "here")
+    elsewhere = DiskBackend(tmp_path / "elsewhere")
+    try:
+        writer = ResponseCache(elsewhere, semantic=tier)
+        key = await remember(writer, "What is the capital of France?", "Paris.")
+        reader = ResponseCache(here, semantic=tier)
+        assert (await lookup(reader, "what's the capital of france")).entry is None
+        await asyncio.sleep(0)  # let a background drop run, were one scheduled
+        assert (await lookup(writer, "what's the capital of france")).key == key
+    finally:
+        await tier.aclose()
+        await here.close()
+        await elsewhere.close()

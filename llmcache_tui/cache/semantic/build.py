@@ -60,8 +60,14 @@ def build_semantic_tier(settings: Settings, exact: CacheBackend | None = None) -
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     threshold = cache.params.similarity_threshold
+    # Entries of qdrant-semantic live on each proxy's disk: with a shared Qdrant server, a
+    # vector whose entry is not on this machine may be another machine's live entry.
+    shared_server = cache.type == "qdrant-semantic" and qdrant_location(cache)[0] is not None
     return SemanticTier(
-        embedder, factory, threshold=DEFAULT_THRESHOLD if threshold is None else threshold
+        embedder,
+        factory,
+        threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+        drop_stale=not shared_server,
     )
 
 

@@ -105,6 +105,7 @@ class SemanticTier:
         candidates: int = DEFAULT_CANDIDATES,
         clock: Callable[[], float] = time.time,
         sweep_interval: float = SWEEP_INTERVAL,
+        drop_stale: bool = True,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError("threshold must be a cosine similarity in [0, 1]")
@@ -113,6 +114,9 @@ class SemanticTier:
         self.candidates = candidates
         self.clock = clock
         self.sweep_interval = sweep_interval
+        # Whether a vector whose entry is missing here is gone for every reader: not so for
+        # a Qdrant server shared by proxies that each keep their entries on their own disk.
+        self.drop_stale = drop_stale
         self.stats = SemanticStats()
         self.breaker = CircuitBreaker()
         self.warnings = RepeatedWarnings(log, clock=clock)
@@ -173,7 +177,8 @@ class SemanticTier:
         finally:
             if gone:
                 self.stats.stale_vectors += len(gone)
-                self._in_background(self._drop(gone))
+                if self.drop_stale:
+                    self._in_background(self._drop(gone))
 
     async def remember(
         self, query: SemanticQuery, key: str, created_at: float, ttl: float | None

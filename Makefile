@@ -17,12 +17,14 @@ serve: $(STAMP)
 check: $(STAMP)
 	$(BIN)/llmcache-tui --check $(ARGS)
 
-# Installs what the suite needs (Debian packages included), then lint, types and tests.
+# Installs what the suite needs (Debian packages included), then lint, types and tests,
+# on one pytest worker per core of the 2-core CI machine (PYTEST_WORKERS=0: in process).
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
 	scripts/install-system-deps.sh
 	$(BIN)/ruff check llmcache_tui tests bench
 	$(BIN)/mypy llmcache_tui
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) $(ARGS)
 
 bench: $(STAMP)
 	scripts/install-system-deps.sh

@@ -137,15 +137,12 @@ class ResponseCache:
         self, query: SemanticQuery, route: str, model: str, max_age: float | None
     ) -> Lookup:
         assert self.semantic is not None
-        outcome = await self.semantic.lookup(query, self._read_entry, max_age=max_age)
+        outcome = await self.semantic.lookup(query, self.backend.get, max_age=max_age)
         match = outcome.match
         if match is None:
             return Lookup(None, semantic_failed=outcome.failed)
         found = self._serve(match.key, match.raw, route, model, max_age, match.similarity)
         return found if found.entry is not None else MISS
-
-    async def _read_entry(self, key: str) -> bytes | None:
-        return await self.backend.get(key)
 
     def _remember(self, key: str, raw: bytes, entry: CacheEntry, body: bytes) -> None:
         if len(raw) > DECODED_MAX_BYTES:

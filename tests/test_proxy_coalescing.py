@@ -77,7 +77,10 @@ def test_one_upstream_call_for_identical_concurrent_misses(
     assert upstream.app.call_count() == 1
     assert all(r.status_code == 200 for r in responses)
     statuses = [r.headers["cache-status"] for r in responses]
-    assert sum("collapsed" in s for s in statuses) == REQUESTS - 1
+    # One leader asked upstream; every other request shared its call or, arriving after
+    # it was stored (on a busy machine some requests start late), was a hit.
+    leaders = [s for s in statuses if "collapsed" not in s and s != "llmcache; hit"]
+    assert len(leaders) == 1, statuses
     assert {_content(r, s) for r, s in zip(responses, streams, strict=True)} == {ANSWER}
     with shared_proxy.http() as http:
         after = http.post("/v1/chat/completions", json=QUESTION)

@@ -71,7 +71,7 @@ class Session:
     async def _forget_vectors(self, keys: list[str]) -> None:
         tier, _ = self.semantic_tier()
         if tier is not None:
-            await tier.forget(keys)
+            await tier.forget_deleted(keys)
 
     @property
     def semantic_available(self) -> bool:

@@ -193,11 +193,6 @@ class ResponseCache:
             await self.semantic.remember(query, key, entry.created_at, lifetime)
         return True
 
-    async def forget(self, keys: list[str]) -> None:
-        """Drop the vectors of deleted entries (their semantic hits already ended)."""
-        if self.semantic is not None:
-            await self.semantic.forget(keys)
-
     async def aclose(self) -> None:
         if self.semantic is not None:
             await self.semantic.aclose()

@@ -123,8 +123,6 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         error = app.settings.redactor.scrub(str(exc))
         await send_json(send, 503, {"status": "failed", "error": error})
         return
-    if app.cache is not None:
-        await app.cache.forget(candidates)  # the entries' vectors (hits ended with them)
     await send_json(send, 200, {"status": "success", "deleted": deleted})
 
 

@@ -93,6 +93,10 @@ class ProxyApp:
         self.backend_problem = backend_problem
         self.owns_backend = owns_backend
         self.owns_semantic = owns_semantic
+        if backend is not None and semantic is not None and owns_semantic:
+            # Deleted entries take their vectors along, whoever deletes them (the terminal
+            # app registers its own tier the same way).
+            backend.add_delete_listener(semantic.forget_deleted)
         self.clock = clock
         self.stats = ProxyStats()
         self.requests = RequestReader(settings.max_request_bytes)

@@ -207,6 +207,10 @@ class SemanticTier:
         self.stats.stored += 1
         return True
 
+    async def forget_deleted(self, keys: list[str]) -> None:
+        """A delete listener of the entries' backend: :meth:`forget`, result unused."""
+        await self.forget(keys)
+
     async def forget(self, keys: Sequence[str]) -> int:
         """Remove the vectors of deleted entries (their hits end anyway: no entry, no hit).
 

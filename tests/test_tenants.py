@@ -8,7 +8,12 @@ raw HTTP; the semantic tests use embedded Qdrant and the built-in local embedder
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -396,3 +401,41 @@ def test_keys_are_secrets_and_tenants_are_not() -> None:
     assert shown == [{"key": "********", "tenant": "team-a"}]
     assert KEY_A not in repr(settings)
     assert settings.redactor.scrub(f"key {KEY_A} of team-a") == "key ******** of team-a"
+
+
+def test_check_says_which_isolation_and_never_a_key(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "litellm_settings: {cache: true, cache_params: {type: local}}\n"
+        + TENANT_CONFIG.format(
+            master=MASTER,
+            keys="  - {key: os.environ/TEAM_A_KEY, tenant: team-a}\n"
+            f"  - {{key: {KEY_B}, tenant: team-b}}",
+        ),
+        encoding="utf-8",
+    )
+    cli = Path(sys.executable).with_name("llmcache-tui")
+    env = {**os.environ, "TEAM_A_KEY": KEY_A}
+    env.pop("LLMCACHE_CONFIG", None)
+    runs = [
+        subprocess.run(
+            [str(cli), "--check", "--config", str(config), *extra],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        for extra in ((), ("--json",))
+    ]
+
+    text, as_json = runs
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "  isolation  tenant (2 API keys)" in text.stdout
+    report = json.loads(as_json.stdout)
+    assert report["isolation"] == "tenant"
+    assert report["client_keys"] == 2
+    for run in runs:
+        for secret in (KEY_A, KEY_B, MASTER):
+            assert secret not in run.stdout + run.stderr

@@ -439,3 +439,26 @@ def test_check_says_which_isolation_and_never_a_key(tmp_path: Path) -> None:
     for run in runs:
         for secret in (KEY_A, KEY_B, MASTER):
             assert secret not in run.stdout + run.stderr
+
+
+# -------------------------------------------------------------------------------- browser
+
+
+async def test_browser_shows_whose_entry_each_key_is(tui_config: Callable[..., str]) -> None:
+    from tests.tui_support import SIZE, Ask, make_app, open_browser, seed_through_proxy, table_row
+
+    tenants = [{"key": KEY_A, "tenant": "team-a"}, {"key": KEY_B, "tenant": "team-b"}]
+    app = make_app(
+        tui_config(master_key=MASTER, llmcache={"api_keys": tenants, "isolation": "tenant"})
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        asks = [Ask("hello"), Ask("team question", "eu")]
+        keys_a = await seed_through_proxy(pilot, asks, {"authorization": f"Bearer {KEY_A}"})
+        keys_b = await seed_through_proxy(pilot, asks[:1], {"authorization": f"Bearer {KEY_B}"})
+        await open_browser(pilot, refresh=True)
+
+        assert keys_a["team question"].startswith("@team-a:eu:")
+        assert table_row(app, keys_a["hello"])["tenant"] == "team-a"
+        assert table_row(app, keys_a["team question"])["tenant"] == "team-a"
+        assert table_row(app, keys_b["hello"])["tenant"] == "team-b"
+        assert KEY_A not in str(app.export_screenshot())

@@ -462,3 +462,25 @@ async def test_browser_shows_whose_entry_each_key_is(tui_config: Callable[..., s
         assert table_row(app, keys_a["team question"])["tenant"] == "team-a"
         assert table_row(app, keys_b["hello"])["tenant"] == "team-b"
         assert KEY_A not in str(app.export_screenshot())
+
+
+async def test_remembered_vectors_are_kept_apart_per_tenant() -> None:
+    np = pytest.importorskip("numpy")
+    from llmcache_tui.cache.semantic.vector_lru import VectorLRU
+
+    computed: list[str] = []
+
+    async def compute(texts: list[str]) -> Any:
+        computed.extend(texts)
+        return np.ones((len(texts), 3), dtype=np.float32)
+
+    vectors = VectorLRU(16)
+    await vectors.embed([QUESTION], compute, 3, "team-a")
+    await vectors.embed([QUESTION], compute, 3, "team-a")
+    await vectors.embed([QUESTION], compute, 3, "team-b")
+    await vectors.embed([QUESTION], compute, 3)
+    await vectors.embed([QUESTION], compute, 3)
+
+    # team-b's first embedding costs what anyone's first does: it learns nothing of team-a.
+    assert computed == [QUESTION] * 3
+    assert len(vectors) == 3

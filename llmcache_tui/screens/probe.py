@@ -18,6 +18,7 @@ from textual.containers import Horizontal
 from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from llmcache_tui import humanize
+from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR, TENANT_MARK
 from llmcache_tui.cache.semantic.probe import DEFAULT_K, ProbeReport, ProbeRow, chat_body, probe
 from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
@@ -128,16 +129,27 @@ class ProbeScreen(AppScreen):
         k_text = self.query_one("#probe-k", Input).value.strip()
         k = int(k_text) if k_text.isdigit() and int(k_text) > 0 else DEFAULT_K
         namespace = self.query_one("#probe-namespace", Input).value.strip() or None
+        tenant = None
+        if namespace is not None and namespace.startswith(TENANT_MARK):
+            # "@team-a" or "@team-a:eu": as that tenant asks (under tenant isolation).
+            tenant, _, rest = namespace[len(TENANT_MARK) :].partition(NAMESPACE_SEPARATOR)
+            namespace = rest or None
         cache = session.settings.cache
         if namespace is None and cache is not None:
             namespace = cache.namespace  # what a request without cache controls gets
         self._panel(f"probing {prompt!r} ...")
         self.query_one("#probe-rows", DataTable).focus()
-        self.run_probe(chat_body(model, prompt, temperature), model, namespace, min(k, MAX_K))
+        body = chat_body(model, prompt, temperature)
+        self.run_probe(body, model, namespace, min(k, MAX_K), tenant or None)
 
     @work(exclusive=True, group="probe-run", exit_on_error=False)
     async def run_probe(
-        self, body: dict[str, object], model: str, namespace: str | None, k: int
+        self,
+        body: dict[str, object],
+        model: str,
+        namespace: str | None,
+        k: int,
+        tenant: str | None = None,
     ) -> None:
         session = self.llm_app.session
         tier, problem = session.semantic_tier()
@@ -145,7 +157,7 @@ class ProbeScreen(AppScreen):
         if tier is None or backend is None:
             self._panel(f"Semantic caching is off: {problem or 'no backend'}")
             return
-        report = await probe(tier, backend, dict(body), "chat", model, namespace, k)
+        report = await probe(tier, backend, dict(body), "chat", model, namespace, k, tenant=tenant)
         if self.threshold is not None:
             report = report.with_threshold(self.threshold)
         self.report = report

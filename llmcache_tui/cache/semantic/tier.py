@@ -299,7 +299,11 @@ class SemanticTier:
     # -- internals -------------------------------------------------------------------
     async def _embed(self, query: SemanticQuery) -> Vectors:
         if query.vector is None:
-            query.vector = (await self.embedder.embed([query.text]))[0]
+            if query.partition:
+                vectors = await self.embedder.embed([query.text], partition=query.partition)
+            else:  # the common case, and the one every embedder stand-in takes
+                vectors = await self.embedder.embed([query.text])
+            query.vector = vectors[0]
         return query.vector
 
     async def _vector_store(self, query: SemanticQuery) -> tuple[VectorStore, Vectors]:

@@ -5,10 +5,13 @@ The probe itself (key, scope, neighbours, guards, decision) is the cache layer's
 worker and shows the report: a verdict panel, then the nearest stored prompts best first,
 with a line where the similarity threshold falls. ``+``/``-``, or a value typed in the
 threshold field, move the threshold for this view only and re-judge the rows without
-embedding again.
+embedding again; ctrl+s saves it to the config file (after a confirmation), and the
+proxy started from the app uses it from then on.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from rich.text import Text
 from textual import work
@@ -19,8 +22,17 @@ from textual.widgets import DataTable, Footer, Header, Input, Select, Static
 
 from llmcache_tui import humanize
 from llmcache_tui.cache.semantic.probe import DEFAULT_K, ProbeReport, ProbeRow, chat_body, probe
+from llmcache_tui.config import BUILTIN_SOURCE, CONFIG_ENV_VAR
+from llmcache_tui.config_edit import (
+    THRESHOLD_PATH,
+    ConfigEditError,
+    apply_threshold_edit,
+    format_threshold,
+    plan_threshold_edit,
+)
 from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
+from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.entry import EntryScreen
 
 THRESHOLD_STEP = 0.01
@@ -46,6 +58,13 @@ class ProbeScreen(AppScreen):
         ),
         Binding("minus", "threshold(-1)", "Threshold -", id="probe.lower", tooltip="Lower by 0.01"),
         Binding("slash", "focus_prompt", "Prompt", id="probe.prompt", tooltip="Type a prompt"),
+        Binding(
+            "ctrl+s",
+            "save_threshold",
+            "Save threshold",
+            id="probe.save",
+            tooltip="Write the threshold to the config file (asks first)",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -184,6 +203,76 @@ class ProbeScreen(AppScreen):
             return
         self._rejudge(threshold)
 
+    # -- saving the threshold ---------------------------------------------------------------
+    def action_save_threshold(self) -> None:
+        session = self.llm_app.session
+        tier, problem = session.semantic_tier()
+        if tier is None:
+            self.notify(problem or UNAVAILABLE, title="Threshold not saved", severity="warning")
+            return
+        value = tier.threshold if self.threshold is None else self.threshold
+        setting = f"{THRESHOLD_PATH}: {format_threshold(value)}"
+        source = session.settings.source
+        if session.read_only:
+            self.notify(
+                f"Read-only mode: nothing is written. To keep this threshold, set {setting}"
+                f" in {source} yourself.",
+                title="Threshold not saved",
+                severity="warning",
+                timeout=10,
+            )
+            return
+        if source == BUILTIN_SOURCE:
+            self.notify(
+                "The app runs on the built-in default config: there is no file to save to."
+                f" Put {setting} in a config file (--config, ${CONFIG_ENV_VAR} or"
+                " ./config.yaml) and start the app on it.",
+                title="Threshold not saved",
+                severity="warning",
+                timeout=10,
+            )
+            return
+        self.save_threshold(source, value)
+
+    @work(exclusive=True, group="probe-save", exit_on_error=False)
+    async def save_threshold(self, source: str, value: float) -> None:
+        """Plan the edit, ask, write; the file is read and written off the event loop."""
+        try:
+            edit = await asyncio.to_thread(plan_threshold_edit, source, value)
+        except ConfigEditError as exc:
+            self.notify(str(exc), title="Threshold not saved", severity="error", timeout=10)
+            return
+        new = format_threshold(value)
+        if _same_value(edit.old, value):
+            self.llm_app.session.use_similarity_threshold(edit.new)
+            self._threshold_saved()
+            self.notify(f"{edit.path} already says {THRESHOLD_PATH}: {new}")
+            return
+        question = (
+            f"Save the similarity threshold to the config file?\n\n{edit.path}\n"
+            f"{THRESHOLD_PATH}: {edit.describe()}\n\nOnly this value changes in the file."
+            " The proxy started from this app uses it at once; other proxies when they"
+            " next start."
+        )
+        if not await self.app.push_screen_wait(ConfirmScreen(question, confirm_label="Save")):
+            return
+        try:
+            await asyncio.to_thread(apply_threshold_edit, edit)
+        except ConfigEditError as exc:
+            self.notify(str(exc), title="Threshold not saved", severity="error", timeout=10)
+            return
+        self.llm_app.session.use_similarity_threshold(edit.new)
+        self._threshold_saved()
+        self.notify(f"Saved {THRESHOLD_PATH}: {new} to {edit.path}", title="Threshold saved")
+
+    def _threshold_saved(self) -> None:
+        """The saved value is the tier's now: the view no longer overrides it."""
+        self.threshold = None
+        tier, _ = self.llm_app.session.semantic_tier()
+        if self.report is not None and tier is not None:
+            self.report = self.report.with_threshold(tier.threshold)
+            self._show()
+
     def _rejudge(self, threshold: float) -> None:
         """The same neighbours judged at ``threshold``: no embedding, no search."""
         if self.report is None:
@@ -252,6 +341,13 @@ def parse_threshold(text: str) -> float:
     if not 0.0 <= value <= 1.0:  # also refuses NaN
         raise ValueError(f"{THRESHOLD_RANGE}, not {text.strip()}.")
     return value
+
+
+def _same_value(written: str | None, value: float) -> bool:
+    try:
+        return written is not None and float(written) == round(value, 4)
+    except ValueError:
+        return False
 
 
 def _cells(row: ProbeRow, now: float) -> tuple[Text, ...]:

@@ -28,10 +28,11 @@ from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.config import BUILTIN_SOURCE, load_settings, parse_settings
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.entry import EntryScreen
-from llmcache_tui.screens.probe import THRESHOLD_ROW
+from llmcache_tui.screens.probe import THRESHOLD_ROW, ProbeScreen
 from llmcache_tui.session import Session
 from tests.tui_support import (
     SIZE,
+    SMALL,
     config_text,
     footer_text,
     make_app,
@@ -486,3 +487,96 @@ async def test_a_misplaced_cache_params_is_named_not_written(tmp_path: Path) -> 
         await wait_for_group(pilot, "probe-save")
         assert notified(app, "the top-level cache_params is not where LiteLLM reads it")
         assert path.read_text() == broken
+
+
+# --------------------------------------------------------------------------- the histogram
+
+PARAPHRASES = (
+    "What is the capital of Sweden?",
+    "What's the capital city of Sweden?",
+    "Tell me the capital of Sweden",
+    "How do I enable SSL verification?",
+)
+
+
+def histogram_text(app: LLMCacheApp) -> str:
+    return rendered_text(app.screen.query_one("#probe-stats", Static))
+
+
+async def show_probe(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    await pilot.press("4")
+    await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+    await wait_for_group(pilot, "probe-stats", timeout=60)
+
+
+async def test_the_histogram_shows_nearest_twins_and_the_threshold(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, *((MODEL, prompt) for prompt in PARAPHRASES), (OTHER_MODEL, FRANCE))
+        await show_probe(pilot)
+        screen = app.screen
+        assert isinstance(screen, ProbeScreen)
+        stats = screen.stats
+        assert stats is not None and stats.namespace is None
+        # Five vectors: the three Sweden paraphrases are each other's twins, the SSL
+        # question's twin is one of them (far off), France is alone (another model).
+        assert (stats.matched, stats.sampled, stats.alone) == (5, 5, 1)
+        above = stats.at_or_above(0.8)
+        assert above == 3, stats.similarities
+        text = histogram_text(app)
+        assert "nearest twin in scope, namespace (none): 5 vectors, 1 alone" in text
+        assert f">= 0.80: {above}" in text
+        assert "below: 1" in text
+        assert "┃" in text and "<.5" in text and ".95" in text
+
+        # The marker and the counts follow the threshold, without sampling again.
+        await type_threshold(pilot, "0.99")
+        assert screen.stats is stats
+        assert ">= 0.99: 0" in histogram_text(app)
+        assert "below: 4" in histogram_text(app)
+
+        # Another namespace: computed anew, and empty here.
+        field = screen.query_one("#probe-namespace", Input)
+        field.value = "team-z"
+        screen.start_stats()
+        await wait_for_group(pilot, "probe-stats", timeout=60)
+        assert "namespace team-z: 0 vectors (nothing stored yet)" in histogram_text(app)
+
+
+async def test_the_histogram_of_an_empty_cache_says_so(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await show_probe(pilot)
+        assert "0 vectors (nothing stored yet)" in histogram_text(app)
+
+
+# --------------------------------------------------------------------------- 80 columns
+
+
+async def test_at_80_columns_the_table_keeps_what_matters(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, SSL), (OTHER_MODEL, FRANCE))
+        await probe_prompt(pilot, "How do I disable SSL verification?")
+        table = app.screen.query_one("#probe-rows", DataTable)
+        labels = [str(column.label) for column in table.ordered_columns]
+        assert labels == ["sim", "verdict", "prompt", "model", "age"]
+        width = sum(column.get_render_width(table) for column in table.ordered_columns)
+        assert width <= SMALL[0] - 2  # room for the scroll bar: nothing clipped
+        shown = rows(app)
+        assert shown[key_of(SSL)]["verdict"] == "refused: negation"
+        assert shown[key_of(FRANCE, OTHER_MODEL)]["verdict"] == "other scope"
+        # The highlighted row's full verdict and prompt are under the table.
+        table.focus()
+        table.move_cursor(row=table.get_row_index(key_of(SSL)))
+        await pilot.pause()
+        note = rendered_text(app.screen.query_one("#probe-note", Static))
+        assert "refused: negation - " in note and SSL in note
+        # Keys are cut to their head in the verdict panel.
+        assert f"key {key_of('How do I disable SSL verification?')[:12]}…" in verdict_panel(app)
+
+        await pilot.resize_terminal(*SIZE)
+        await wait_until(pilot, lambda: len(table.ordered_columns) == 7, what="wide columns")
+        assert rows(app)[key_of(SSL)]["verdict"].startswith("refused: negation - ")
+        assert key_of("How do I disable SSL verification?") in verdict_panel(app)

@@ -411,6 +411,7 @@ async def test_saving_the_threshold_asks_then_writes_only_that_value(tmp_path: P
         assert rows(app)[key_of(SWEDEN)]["verdict"].startswith("refused: threshold - ")
         app.screen.query_one("#probe-rows", DataTable).focus()
         assert "Save threshold" in footer_text(app)
+        app.session.start_proxy("127.0.0.1", 0)
         await save_threshold(pilot)
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
         question = rendered_text(app.screen.query_one(".dialog-question", Label), width=200)
@@ -423,7 +424,12 @@ async def test_saving_the_threshold_asks_then_writes_only_that_value(tmp_path: P
         )
         assert path.read_text() == before.replace("threshold: 0.8  #", "threshold: 0.93  #")
         tier, _ = app.session.semantic_tier()
-        assert tier is not None and tier.threshold == 0.93  # the session's, and its proxy's
+        assert tier is not None and tier.threshold == 0.93
+        proxy = app.session.proxy  # the running proxy judges its next lookups with it
+        assert proxy is not None and proxy.app.cache is not None
+        assert proxy.app.cache.semantic is not None
+        assert proxy.app.cache.semantic.threshold == 0.93
+        await app.session.stop_proxy()
         cache = app.session.settings.cache
         assert cache is not None and cache.params.similarity_threshold == 0.93
         assert "threshold 0.93 |" in verdict_panel(app)

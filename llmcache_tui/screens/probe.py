@@ -7,6 +7,11 @@ with a line where the similarity threshold falls. ``+``/``-``, or a value typed 
 threshold field, move the threshold for this view only and re-judge the rows without
 embedding again; ctrl+s saves it to the config file (after a confirmation), and the
 proxy started from the app uses it from then on.
+
+Above the table, a histogram of how near the namespace's stored prompts are to their
+nearest twin in scope (:mod:`llmcache_tui.cache.semantic.neighbour_stats`, in a worker),
+with the threshold marked. Below 100 columns the table keeps sim, verdict (outcome and
+guard), prompt, model and age; the line under it shows the highlighted row in full.
 """
 
 from __future__ import annotations

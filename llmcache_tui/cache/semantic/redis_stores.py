@@ -29,6 +29,7 @@ from llmcache_tui.cache.semantic.redis_store_base import RedisStoreBase, connect
 from llmcache_tui.cache.semantic.redis_vset_store import Quantization, RedisVectorSetStore
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorRecord,
@@ -183,6 +184,12 @@ class AutoRedisVectorStore(VectorStore):
 
     async def sweep(self, now: float) -> int:
         return await (await self._chosen()).sweep(now)
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        return await (await self._chosen()).records(cursor, limit)
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        return await (await self._chosen()).delete_foreign(ids)
 
     async def health(self) -> StoreHealth:
         try:

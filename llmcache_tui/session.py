@@ -154,9 +154,7 @@ class Session:
         await self._close_backend()
         self.settings = settings
         self.read_only = self._read_only_flag or settings.app.read_only
-        self.allow_litellm_writes = (
-            self._litellm_writes_flag or settings.app.allow_litellm_writes
-        )
+        self.allow_litellm_writes = self._litellm_writes_flag or settings.app.allow_litellm_writes
         self._build_backend()
 
     def start_proxy(self, host: str, port: int) -> asyncio.Task[None]:

@@ -80,6 +80,12 @@ class ForeignIndex:
     dimension: int | None
     cache_key_field: bool  # whether it has LiteLLM's litellm_cache_key filter field
 
+    @property
+    def keys(self) -> str:
+        """How its keys start: RedisVL joins prefix and entry id with ":" (so that
+        ``<name>_isolated:...``, another index, is not taken for this one's)."""
+        return self.prefix if self.prefix.endswith(":") else self.prefix + ":"
+
 
 class RedisSearchStore(RedisStoreBase):
     """Records as hashes under ``prefix``, found through the index ``index_name``.
@@ -299,7 +305,7 @@ class RedisSearchStore(RedisStoreBase):
             self.litellm = foreign_index(info, self.index_name)
             total = _int(info.get("num_docs"))
         foreign = self.litellm
-        prefix = foreign.prefix if foreign is not None else self.prefix
+        prefix = foreign.keys if foreign is not None else self.prefix
         names, following = await self._scan_names(
             "listing", glob_escape(prefix) + "*", cursor, limit
         )
@@ -351,7 +357,7 @@ class RedisSearchStore(RedisStoreBase):
             self.litellm = None if info is None else foreign_index(info, self.index_name)
         if self.litellm is None:
             raise VectorStoreError(f"{self.kind}: index {self.index_name!r} is not LiteLLM's")
-        prefix = self.litellm.prefix
+        prefix = self.litellm.keys
         # Never a key outside the index's prefix, whatever the caller passes.
         names = [name for name in dict.fromkeys(ids) if name.startswith(prefix)]
         if not names:

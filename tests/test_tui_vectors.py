@@ -41,6 +41,7 @@ from tests.litellm_writers import (
 from tests.tui_support import (
     SIZE,
     config_text,
+    footer_text,
     make_app,
     notified,
     open_browser,
@@ -168,6 +169,7 @@ async def test_the_vectors_key_is_only_there_for_semantic_caches(tmp_path: Path)
         await pilot.press("v")
         await pilot.pause()
         assert isinstance(app.screen, BrowserScreen)
+        assert "Vectors" not in footer_text(app)
 
 
 # --------------------------------------------------------------------------- LiteLLM's

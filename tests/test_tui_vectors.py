@@ -29,7 +29,7 @@ from llmcache_tui.cache.semantic.probe import LITELLM_UNSCOPED, chat_body
 from llmcache_tui.cache.semantic.scope import semantic_query
 from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.screens.browser import BrowserScreen
-from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.screens.vectors import VectorsScreen
 from tests import redis_servers as rs
 from tests.litellm_writers import (
@@ -58,9 +58,10 @@ SSL = "How do I enable SSL verification?"
 LITELLM_COLLECTION = "litellm_semantic_cache"
 
 
-def params_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+def params_for(kind: str, request: pytest.FixtureRequest | None, tmp_path: Path) -> dict[str, Any]:
     if kind == "qdrant":
         return {"type": "qdrant-semantic", "disk_cache_dir": str(tmp_path / "cache")}
+    assert request is not None
     server: rs.RedisProcess = request.getfixturevalue(
         "redis8_search" if kind == "redis-search" else "redis8_vectorset"
     )
@@ -160,6 +161,30 @@ async def test_the_vectors_view_lists_rows_and_deletes_one_with_its_entry(
 
         await pilot.press("v")  # back to the keys
         await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen), what="browser")
+
+
+async def test_a_purge_of_every_vector_asks_for_the_word_and_takes_the_entries(
+    tmp_path: Path,
+) -> None:
+    app = app_for(params_for("qdrant", None, tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, SWEDEN, SSL)
+        await open_vectors(pilot)
+        assert len(vector_rows(app)) == 2
+
+        await pilot.press("P")
+        await wait_until(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="ask")
+        question = str(app.screen.query_one(".dialog-question", Label).content)
+        assert "Delete every vector, and its cache entry?" in question
+        await pilot.press(*"purge", "enter")
+        await wait_for_group(pilot, "vectors-purge")
+        await wait_for_group(pilot, "vectors-load")
+
+        assert vector_rows(app) == {}
+        assert notified(app, "Purged 2 vectors matching * (2 cache entries with them)")
+        backend = app.session.backend
+        assert backend is not None
+        assert await backend.get(key_of(SWEDEN)) is None and await backend.get(key_of(SSL)) is None
 
 
 async def test_the_vectors_key_is_only_there_for_semantic_caches(tmp_path: Path) -> None:

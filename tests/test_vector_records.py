@@ -146,6 +146,7 @@ async def test_a_litellm_collection_is_listed_searched_unscoped_and_never_writte
 
     with pytest.raises(VectorStoreError, match="LiteLLM's semantic cache"):
         await store.add(record("k", 1))
+    assert "LiteLLM's semantic cache" in (await store.health()).details["format"]
 
     with pytest.raises(LiteLLMReadOnly, match="--allow-litellm-writes"):
         await delete_vectors(store, None, [sweden])
@@ -296,6 +297,8 @@ async def test_a_redisvl_index_of_litellm_is_recognised_listed_and_read_only(
 
         with pytest.raises(VectorStoreError, match="LiteLLM's semantic cache"):
             await store.add(record("k", 1))
+        health = await store.health()
+        assert health.ready and "LiteLLM's semantic cache" in health.details["format"]
         with pytest.raises(LiteLLMReadOnly):
             await delete_vectors(store, None, [by_key[old]])
         assert litellm_redis.exists(old)

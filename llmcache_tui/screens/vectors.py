@@ -34,7 +34,7 @@ from llmcache_tui.cache.semantic.vector_browse import (
 )
 from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
-from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
 from llmcache_tui.session import SessionError
 
 ROWS_PER_LOAD = 100  # "load more" adds about this many matching rows when it can
@@ -43,6 +43,7 @@ PAGES_PER_LOAD = 20  # store calls per "load more" before it stops and says so
 RESPONSE_PREVIEW_CHARS = 2_000
 LITELLM_LABEL = "LiteLLM's"
 MUTATING_ACTIONS = frozenset({"delete", "purge"})
+PURGE_WORD = "purge"  # typed to confirm a purge of every vector
 
 
 class VectorsScreen(AppScreen):
@@ -275,17 +276,23 @@ class VectorsScreen(AppScreen):
         if store is None or not self._may_change(list(self.rows.values())):
             return
         pattern = self.pattern
+        everything = not pattern.strip("*")
+        target = "every vector" if everything else f"every vector whose key matches '{pattern}'"
         question = (
-            f"Delete every vector whose key matches '{pattern}', and its cache entry?\n\n"
-            f"{len(self.rows):,} of them are listed so far; the purge lists every vector."
-            "\nThis cannot be undone."
+            f"Delete {target}, and its cache entry?\n\n{len(self.rows):,} of them are"
+            " listed so far; the purge goes through every vector.\nThis cannot be undone."
         )
+        if everything:
+            question += f"\nType {PURGE_WORD} and press Enter to confirm."
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
                 self.purge(store, pattern)
 
-        self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
+        if everything:
+            self.app.push_screen(TypedConfirmScreen(question, word=PURGE_WORD), answered)
+        else:
+            self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
 
     @work(exclusive=True, group="vectors-purge", exit_on_error=False)
     async def purge(self, store: VectorStore, pattern: str) -> None:

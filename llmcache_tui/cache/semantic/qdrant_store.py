@@ -100,6 +100,8 @@ _OVERSAMPLING: Final = {"binary": 3.0, "scalar": 2.0, "product": 4.0}
 _DELETE_CHUNK: Final = 256
 # Points looked at to tell a collection of LiteLLM's from ours.
 _SAMPLE_POINTS: Final = 16
+# Payload fields a listing reads: never the encoded entries, which may be large.
+_LISTED_FIELDS: Final = ["key", "scope", "text", "created_at", "expires_at", "response"]
 # Points per scroll call when loading the mirror. The embedded client sorts every id on
 # each call, so pages are large: a few calls for the largest advised collection.
 _LOAD_PAGE: Final = 5_000
@@ -367,7 +369,7 @@ class QdrantStore(VectorStore):
                     self.collection,
                     limit=max(1, limit),
                     offset=offset,
-                    with_payload=True,
+                    with_payload=_LISTED_FIELDS,
                     with_vectors=False,
                 )
                 total = None
@@ -423,7 +425,10 @@ class QdrantStore(VectorStore):
         async def sample(client: AsyncQdrantClient) -> bool | None:
             try:
                 points, _ = await client.scroll(
-                    self.collection, limit=_SAMPLE_POINTS, with_payload=True, with_vectors=False
+                    self.collection,
+                    limit=_SAMPLE_POINTS,
+                    with_payload=_LISTED_FIELDS,
+                    with_vectors=False,
                 )
             except Exception as exc:
                 if _collection_missing(exc):
@@ -549,6 +554,8 @@ class QdrantStore(VectorStore):
             )
         size, distance = _vector_params(info)
         details["distance"] = distance
+        if self._litellm:
+            details["format"] = "LiteLLM's semantic cache: listed and probed, never written"
         if not self.embedded:
             details["collection_quantization"] = _quantization_name(info)
             details["status"] = str(info.status)

@@ -417,6 +417,10 @@ class RedisSearchStore(RedisStoreBase):
             self._check_dimension(info)
         except VectorDimensionError as exc:
             problem = str(exc)
+        if self.litellm is not None:
+            details["format"] = (
+                "LiteLLM's semantic cache (RedisVL): listed and probed, never written"
+            )
         return self._health(
             True,
             problem is None,

@@ -106,12 +106,11 @@ async def delete_vectors(
     ours = [record.key for record in records if not record.foreign]
     entries = vectors = 0
     if ours:
-        if backend is not None:
-            # The backend's delete listener drops the vectors of the entries it deleted.
-            entries = await backend.delete(ours)
-        # And those whose entry was already gone, which no listener hears of.
+        # Vectors first, counted here: the backend's delete listener would drop those of
+        # the entries it deletes, but never hears of entries that were already gone.
         vectors = await store.delete(ours)
-        vectors = max(vectors, entries)  # a listener may have been first
+        if backend is not None:
+            entries = await backend.delete(ours)
     removed = await store.delete_foreign(foreign) if foreign else 0
     return VectorDeletion(entries, vectors, removed)
 

@@ -20,7 +20,7 @@ pytest.importorskip("qdrant_client")
 
 import redis
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import DataTable, Input, Label, Static
 
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
@@ -159,6 +159,9 @@ async def test_the_vectors_view_lists_rows_and_deletes_one_with_its_entry(
         store = await app.session.vector_store()
         assert [r.key for r in (await store.records(None, 10)).records] == [key_of(SSL)]
 
+        await pilot.press("slash", *"x", "escape")  # Escape leaves the filter first
+        assert isinstance(app.screen, VectorsScreen)
+        assert app.screen.query_one("#vector-filter", Input).value == "x"
         await pilot.press("v")  # back to the keys
         await wait_until(pilot, lambda: isinstance(app.screen, BrowserScreen), what="browser")
 
@@ -171,7 +174,15 @@ async def test_a_purge_of_every_vector_asks_for_the_word_and_takes_the_entries(
         await seed(app, SWEDEN, SSL)
         await open_vectors(pilot)
         assert len(vector_rows(app)) == 2
+        await pilot.press("slash", *"team-b:*", "enter")  # the filter is a glob on the key
+        await wait_for_group(pilot, "vectors-load")
+        assert vector_rows(app) == {}
+        await pilot.press("slash", *"team-?:*", "enter")
+        await wait_for_group(pilot, "vectors-load")
+        assert len(vector_rows(app)) == 2
+        await pilot.press("slash", "ctrl+a", "ctrl+k", "enter")
 
+        await wait_for_group(pilot, "vectors-load")
         await pilot.press("P")
         await wait_until(pilot, lambda: isinstance(app.screen, TypedConfirmScreen), what="ask")
         question = str(app.screen.query_one(".dialog-question", Label).content)

@@ -195,6 +195,9 @@ class VectorsScreen(AppScreen):
         self.load(reset=True)
 
     def action_close(self) -> None:
+        if isinstance(self.focused, Input):  # Escape in the filter leaves it, as elsewhere
+            self.query_one("#vectors", DataTable).focus()
+            return
         self.app.pop_screen()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

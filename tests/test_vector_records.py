@@ -325,3 +325,44 @@ async def test_a_litellm_record_lists_the_same_through_the_session_rows(
         assert [(row.key, row.namespace, row.entry_exists) for row in rows] == [(key, None, None)]
     finally:
         await store.close()
+
+
+def test_a_litellm_neighbour_is_never_a_candidate_whatever_the_threshold() -> None:
+    from llmcache_tui.cache.semantic.probe import (
+        LITELLM_UNSCOPED,
+        ProbeDecision,
+        ProbeReport,
+        ProbeRow,
+    )
+    from llmcache_tui.cache.semantic.scope import SemanticQuery
+
+    row = ProbeRow(
+        key="3f2c0c5e-0000-4000-8000-000000000000",
+        similarity=0.93,
+        text="What is the capital of Sweden?",
+        in_scope=False,
+        verdict=None,
+        created_at=float("nan"),
+        expires_at=None,
+        entry="unservable",
+        origin=LITELLM,
+    )
+    report = ProbeReport(
+        key="k",
+        body={},
+        query=SemanticQuery(text="capital of sweden?", scope="s"),
+        threshold=0.8,
+        candidates=4,
+        exact=None,
+        rows=(row,),
+        decision=ProbeDecision("miss", ""),
+    )
+
+    at_08 = report.with_threshold(0.8)
+    assert at_08.rows[0].verdict_text().startswith(LITELLM_UNSCOPED)
+    assert "LiteLLM would match it" in at_08.rows[0].verdict_text()
+    assert at_08.decision.outcome == "miss"
+    assert "1 near LiteLLM entries, unscoped" in at_08.decision.reason
+    at_095 = report.with_threshold(0.95)
+    assert "below the threshold for LiteLLM too" in at_095.rows[0].verdict_text()
+    assert at_095.rows[0].namespace is None and at_095.rows[0].age(T) is None

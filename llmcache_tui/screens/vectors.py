@@ -159,7 +159,10 @@ class VectorsScreen(AppScreen):
             return
         shown = store.describe()
         where = shown.get("collection") or shown.get("index") or shown.get("prefix") or ""
-        text = f"Vectors: {shown.get('kind', '')} {where} at {shown.get('location', '')}"
+        kind = shown.get("kind", "")
+        if shown.get("mode") or shown.get("store"):  # embedded / server; which Redis store
+            kind = f"{kind} ({shown.get('mode') or shown.get('store')})"
+        text = f"Vectors: {kind} {where} at {shown.get('location', '')}"
         if any(row.record.foreign for row in self.rows.values()):
             if self.llm_app.session.allow_litellm_writes:
                 text += "  |  LiteLLM's semantic cache (deletes allowed)"

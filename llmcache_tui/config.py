@@ -239,6 +239,8 @@ class AppSettings(_Model):
     """``llmcache``: settings of our own (LiteLLM ignores this section)."""
 
     read_only: bool = False
+    #: let the terminal app delete records of LiteLLM's own semantic caches (off: shown only)
+    allow_litellm_writes: bool = False
     keymap: dict[str, str] = Field(default_factory=dict)
     # Client keys besides the master key, each naming its tenant; "tenant" isolation keeps
     # each tenant's cache entries (exact and semantic) apart.

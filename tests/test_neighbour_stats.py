@@ -83,7 +83,7 @@ async def tier(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
 
 
 async def add(tier: SemanticTier, *records: VectorRecord) -> None:
-    store = await tier.vector_store()
+    store = await tier.open_store()
     for item in records:
         await store.add(item)
 

@@ -6,6 +6,8 @@ never looks like missing data. Keys that are not cache entries (another applicat
 shared Redis) show as such and are never purged; a purge says first how many entries it
 will delete, and one of the whole cache asks for a typed word. Under tenant isolation a
 tenant column shows whose entry each key is (the tree's first level, ``@tenant``, too).
+``v`` opens the semantic cache's vectors (:mod:`~llmcache_tui.screens.vectors`) where the
+cache type keeps any.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class BrowserScreen(AppScreen):
         Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
         Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
         Binding("c", "copy_key", "Copy key", id="browser.copy"),
+        Binding(
+            "v", "vectors", "Vectors", id="browser.vectors", tooltip="The semantic cache's vectors"
+        ),
         Binding(
             "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
         ),
@@ -151,6 +156,8 @@ class BrowserScreen(AppScreen):
         self.explore(None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "vectors":  # only semantic cache types keep vectors
+            return self.llm_app.session.semantic_available
         # Hidden in read-only mode, and refused if invoked some other way.
         return not (action in MUTATING_ACTIONS and self.llm_app.session.read_only)
 
@@ -333,6 +340,11 @@ class BrowserScreen(AppScreen):
         return row_key.value
 
     # -- actions ------------------------------------------------------------------------------
+    def action_vectors(self) -> None:
+        from llmcache_tui.screens.vectors import VectorsScreen
+
+        self.app.push_screen(VectorsScreen())
+
     def action_copy_key(self) -> None:
         key = self.selected_key()
         if key is None:

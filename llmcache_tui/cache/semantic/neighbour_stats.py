@@ -88,7 +88,7 @@ async def neighbour_stats(
     store that cannot list its vectors) and EmbedderError if the store cannot be opened.
     """
     now = (clock or tier.clock)()
-    store = await tier.vector_store()
+    store = await tier.open_store()
     sample = await store.sample_vectors(
         limit, now=now, keys=lambda key: namespace_of(key) == namespace
     )

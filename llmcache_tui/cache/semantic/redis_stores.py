@@ -29,6 +29,7 @@ from llmcache_tui.cache.semantic.redis_store_base import RedisStoreBase, connect
 from llmcache_tui.cache.semantic.redis_vset_store import Quantization, RedisVectorSetStore
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorRecord,
@@ -189,6 +190,12 @@ class AutoRedisVectorStore(VectorStore):
         self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
     ) -> VectorSample:
         return await (await self._chosen()).sample_vectors(limit, now=now, keys=keys)
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        return await (await self._chosen()).records(cursor, limit)
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        return await (await self._chosen()).delete_foreign(ids)
 
     async def health(self) -> StoreHealth:
         try:

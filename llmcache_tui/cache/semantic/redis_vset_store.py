@@ -18,6 +18,10 @@ the filter runs inside the graph walk, before ranking. "Never expires" is stored
 NEVER_EXPIRES (1e18, beyond any Unix time), which the filter's arithmetic handles.
 VSIM scores are (1 + cos) / 2: similarity is ``2 * score - 1``.
 
+``records`` lists by SCAN over the ``entry:`` keys (a Vector Set has no cursor of its own:
+VRANDMEMBER samples, VLINKS walks the graph), then reads each element's attributes with
+VGETATTR from its scope's set.
+
 Vectors are int8-quantised by default (Q8): measured on 384-dimension vectors, it moves a
 cosine by under 0.001, halves the memory of NOQUANT and adds nothing to search time;
 ``quantization="NOQUANT"`` keeps exact float32. A set's quantisation is fixed at its creation.
@@ -43,10 +47,12 @@ from llmcache_tui.cache.semantic.redis_store_base import (
 )
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorRecordInfo,
     VectorSample,
     VectorStoreUnsupported,
 )
@@ -203,6 +209,52 @@ class RedisVectorSetStore(RedisStoreBase):
         neighbours = [_neighbour(element, score, attrs) for element, score, attrs in vsim(reply)]
         neighbours.sort(key=lambda n: n.similarity, reverse=True)
         return neighbours[:limit]
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        start = self.entry_key("")
+        names, following = await self._scan_names(
+            "listing", glob_escape(start) + "*", cursor, limit
+        )
+        if not names:
+            return RecordPage([], following)
+
+        async def scopes() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.get(name)
+            return await pipe.execute()
+
+        found = [
+            (name[len(start) :], text(scope))
+            for name, scope in zip(names, await self._call("listing", scopes), strict=True)
+            if scope is not None
+        ]
+        if not found:
+            return RecordPage([], following)
+
+        async def attributes() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for element, scope in found:
+                pipe.execute_command("VGETATTR", self.set_key(scope), element)
+            return await pipe.execute(raise_on_error=False)
+
+        listed = []
+        replies = await self._call("listing", attributes)
+        for (element, scope), attrs in zip(found, replies, strict=True):
+            if attrs is None or isinstance(attrs, Exception):
+                continue  # the vector went (swept, or removed meanwhile)
+            data = as_map(json.loads(text(attrs)))
+            expires = float(data.get("expires_at", NEVER_EXPIRES))
+            listed.append(
+                VectorRecordInfo(
+                    key=element,
+                    text=str(data.get("text", "")),
+                    created_at=float(data["created_at"]) if "created_at" in data else None,
+                    expires_at=None if expires >= NEVER_EXPIRES else expires,
+                    scope=scope,
+                )
+            )
+        return RecordPage(listed, following)
 
     async def delete(self, keys: Sequence[str]) -> int:
         keys = list(dict.fromkeys(keys))

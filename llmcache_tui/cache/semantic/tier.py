@@ -250,16 +250,16 @@ class SemanticTier:
         scope = query.scope if scoped else None
         return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
 
-    async def vector_store(self) -> VectorStore:
-        """The store, opened if need be (embedding one text when the embedder's dimension
-        is not known yet), for the terminal app's statistics. No breaker, no counting:
-        errors (EmbedderError, CacheBackendError) are raised."""
+    async def open_store(self) -> VectorStore:
+        """The vector store, opened if need be (embedding a probe text first when the
+        embedder's dimension is not known yet), for the terminal app's listing and
+        statistics. Raises EmbedderError or CacheBackendError."""
+        dimension = self.embedder.dimension
         if self._store is not None:
             return self._store
-        dimension = self.embedder.dimension
         if dimension is not None:
             return await self._open_store(dimension)
-        store, _ = await self._vector_store(SemanticQuery(text=PROBE_TEXT, scope="statistics"))
+        store, _ = await self._vector_store(SemanticQuery(text=PROBE_TEXT, scope="terminal"))
         return store
 
     def warm_up(self) -> None:

@@ -58,6 +58,7 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
                 "ttl": cache.params.ttl,
             },
             f"{cache.type.replace('-', '_')}_cache_params": {
+                "namespace": cache.namespace,  # as --check shows it beside the connection
                 **app.backend.describe(),
                 **result.server,
             },

@@ -14,10 +14,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import httpx
 import pytest
 
 from llmcache_tui.config import parse_settings
 from tests.conftest import ProxyFactory
+from tests.fake_upstream import FakeUpstreamServer
+from tests.servers import CLIENT_TLS, litellm_config, write_config
+from tests.test_serve_cli import launch
 
 CLI = Path(sys.executable).with_name("llmcache-tui")
 REFERENCE = Path("/work/shared/reference/litellm-proxy-caching.md")
@@ -191,3 +195,21 @@ def test_cache_ping_shows_the_namespace(make_proxy: ProxyFactory) -> None:
         document = http.get("/cache/ping").json()
     assert document["litellm_cache_params"]["namespace"] == "team-a"
     assert document["local_cache_params"]["namespace"] == "team-a"
+
+
+def test_serve_logs_the_warnings_at_start(tmp_path: Path, upstream: FakeUpstreamServer) -> None:
+    document = litellm_config(upstream.url, cache=False, general_settings={"master_key": "sk-9"})
+    document["cache_params"] = {"type": "local", "password": "top-level-secret"}
+    server = launch(write_config(tmp_path, document))
+    try:
+        with httpx.Client(base_url=server.base_url, timeout=10, verify=CLIENT_TLS) as http:
+            ready = http.get("/health/readiness")  # open to probes, as on LiteLLM
+    finally:
+        code, log = server.stop()
+
+    assert ready.status_code == 200
+    assert ready.json()["cache"] is None
+    assert code == 0
+    assert "config: cache_params: unknown top-level key" in log
+    assert "did you mean litellm_settings.cache_params?" in log
+    assert "top-level-secret" not in log

@@ -150,7 +150,6 @@ KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
 LITELLM_TOP_LEVEL_KEYS = frozenset(
     {
         "router_settings",
-        "include",
         "credential_list",
         "guardrails",
         "callback_settings",
@@ -523,6 +522,14 @@ def _check_top_level(data: dict[Any, Any], warnings: list[str], unused: list[str
     nested = _section_of_keys()
     for key in data:
         name = str(key)
+        if name == "include":
+            # LiteLLM merges the listed files in; settings there (a cache, models) are not
+            # read here, so say so rather than leave them silently missing.
+            warnings.append(
+                "include: the files it lists are not read by llmcache-tui;"
+                " put their settings in this file"
+            )
+            continue
         if name in known:
             continue
         suggestion = nested.get(name)

@@ -116,12 +116,17 @@ def test_litellms_own_top_level_keys_load_quietly() -> None:
     litellm_settings: {cache: true, cache_params: {type: local}}
     credential_list: []
     guardrails: []
-    include: []
     llmcache: {read_only: true}
     """
     settings = parse_settings(textwrap.dedent(text))
     assert settings.warnings == ()
     assert settings.unused_cache_settings == ()
+
+
+def test_included_files_are_said_to_be_unread() -> None:
+    settings = parse_settings("include: [models.yaml]\n")
+    (warning,) = settings.warnings
+    assert warning.startswith("include: the files it lists are not read")
 
 
 @pytest.mark.parametrize(

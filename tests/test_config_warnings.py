@@ -16,12 +16,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
+from textual.widgets import Static
 
+from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.config import parse_settings
 from tests.conftest import ProxyFactory
 from tests.fake_upstream import FakeUpstreamServer
 from tests.servers import CLIENT_TLS, litellm_config, write_config
 from tests.test_serve_cli import launch
+from tests.tui_support import SIZE, make_app, rendered_text, wait_until
 
 CLI = Path(sys.executable).with_name("llmcache-tui")
 REFERENCE = Path("/work/shared/reference/litellm-proxy-caching.md")
@@ -218,3 +222,21 @@ def test_serve_logs_the_warnings_at_start(tmp_path: Path, upstream: FakeUpstream
     assert "config: cache_params: unknown top-level key" in log
     assert "did you mean litellm_settings.cache_params?" in log
     assert "top-level-secret" not in log
+
+
+async def test_the_overview_shows_the_warnings(upstream: FakeUpstreamServer) -> None:
+    document = litellm_config(upstream.url, cache_params={"type": "local"})
+    document["cache_params"] = {"type": "local", "password": "overview-secret"}
+    app = make_app(yaml.safe_dump(document))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(
+            pilot,
+            lambda: "did you mean litellm_settings.cache_params?" in _overview(app),
+            what="the warning on the overview",
+        )
+        assert "warning: cache_params: unknown top-level key" in _overview(app)
+        assert "overview-secret" not in _overview(app)
+
+
+def _overview(app: LLMCacheApp) -> str:
+    return "\n".join(rendered_text(widget) for widget in app.screen.query(Static))

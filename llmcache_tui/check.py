@@ -55,6 +55,9 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         "config": settings.source,
         "warnings": list(settings.warnings),
         "models": len(settings.model_list),
+        # Which isolation is on and how many keys, never the keys themselves.
+        "isolation": settings.app.isolation,
+        "client_keys": len(settings.app.api_keys),  # not "api_keys": masked by name
     }
     if settings.cache is None:
         report.update(status="disabled", cache_type=None)
@@ -120,6 +123,8 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
         print(f"  ping time  {report['ping_ms']} ms")
     if report.get("redis_version"):
         print(f"  server     Redis {report['redis_version']}")
+    if "isolation" in report:
+        print(f"  isolation  {report['isolation']} ({_count(report['client_keys'], 'API key')})")
     params = report.get("params") or {}
     if params:
         shown = ", ".join(f"{name}={value}" for name, value in params.items())
@@ -134,6 +139,10 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
     if report.get("unused_cache_settings"):
         print("config error: cache settings above are not used; move them as the warnings say")
     return code
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_semantic(semantic: dict[str, Any]) -> None:

@@ -8,7 +8,9 @@ whenever settings are shown.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -82,6 +84,11 @@ MAX_TTL_TEXT = f"{MAX_TTL_SECONDS} seconds (10 years)"
 # Infinity and NaN are valid YAML floats (.inf, .nan), never valid durations or sizes.
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 TtlSeconds = Annotated[float, Field(gt=0, le=MAX_TTL_SECONDS, allow_inf_nan=False)]
+
+# A tenant names a segment of every stored key: no ":" (the namespace separator), no glob
+# or header-breaking characters, and never starting with "_" (reserved, e.g. "_master").
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TENANT_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 DEFAULT_MAX_HEADER_KB = 64.0
 DEFAULT_MAX_HEADERS = 100
@@ -243,11 +250,24 @@ class GeneralSettings(_Model):
     max_connections: PositiveInt | None = None  # None: derived from the open-file limit
 
 
+class ApiKey(_Model):
+    """One ``llmcache.api_keys`` entry: a client key and the tenant it speaks for."""
+
+    key: str | None = Field(default=None, repr=False)  # a secret: never shown
+    tenant: str | None = None
+
+
 class AppSettings(_Model):
     """``llmcache``: settings of our own (LiteLLM ignores this section)."""
 
     read_only: bool = False
     keymap: dict[str, str] = Field(default_factory=dict)
+    # Client keys besides the master key, each naming its tenant; "tenant" isolation keeps
+    # each tenant's cache entries (exact and semantic) apart.
+    api_keys: list[ApiKey] = Field(default_factory=list, repr=False)
+    isolation: Literal["shared", "tenant"] = "shared"
+    # Addresses (or networks) allowed to name the tenant in the x-llmcache-tenant header.
+    trusted_gateways: list[str] = Field(default_factory=list)
 
 
 class ConfigFile(_Model):
@@ -413,10 +433,10 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from exc
 
-    problem = _api_base_problem(parsed.model_list)
+    problem = _api_base_problem(parsed.model_list) or _tenancy_problem(parsed)
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
-    redactor = Redactor(secrets_in(resolved) | secrets_in(_backend_variables()))
+    redactor = Redactor(secrets_in(_tenants_left_out(resolved)) | secrets_in(_backend_variables()))
     cache = _cache_settings(parsed, warnings, redactor, unused_cache)
     problem = _embedding_model_problem(cache, parsed.model_list)
     if problem:
@@ -444,6 +464,56 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
             max_connections=general.max_connections,
         ),
     )
+
+
+def _tenancy_problem(parsed: ConfigFile) -> str | None:
+    """The first bad ``llmcache.api_keys`` / ``isolation`` / ``trusted_gateways`` setting.
+
+    A key is never repeated in the message: only its path is named.
+    """
+    app = parsed.llmcache
+    master = parsed.general_settings.master_key or None
+    first_of: dict[str, int] = {}
+    for index, entry in enumerate(app.api_keys):
+        path = f"llmcache.api_keys[{index}]"
+        if not entry.key:
+            return f"{path}.key: required (is its environment variable set?)"
+        if entry.key in first_of:
+            return f"{path}.key: the same key as llmcache.api_keys[{first_of[entry.key]}].key"
+        if entry.key == master:
+            return f"{path}.key: the same key as general_settings.master_key"
+        first_of[entry.key] = index
+        if not entry.tenant:
+            return f"{path}.tenant: required (the tenant this key speaks for)"
+        if not TENANT_PATTERN.fullmatch(entry.tenant):
+            return f"{path}.tenant: {entry.tenant!r} is not a tenant name ({TENANT_RULE})"
+    for index, gateway in enumerate(app.trusted_gateways):
+        try:
+            ipaddress.ip_network(gateway, strict=False)
+        except ValueError:
+            return (
+                f"llmcache.trusted_gateways[{index}]: {gateway!r} is not an IP address"
+                " or network (such as 10.0.0.0/8)"
+            )
+    if app.isolation == "tenant" and not app.api_keys and not app.trusted_gateways:
+        return (
+            "llmcache.isolation: 'tenant' needs llmcache.api_keys (or"
+            " llmcache.trusted_gateways) to tell tenants apart"
+        )
+    return None
+
+
+def _tenants_left_out(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The settings with each API key entry reduced to its key, to collect secrets from.
+
+    Under the secret-named ``api_keys`` every value would count as a secret, and tenant
+    names, masked in every log line and screen, would make both unreadable.
+    """
+    app = resolved.get("llmcache")
+    if not isinstance(app, dict) or not isinstance(app.get("api_keys"), list):
+        return resolved
+    keys = [e.get("key") if isinstance(e, dict) else e for e in app["api_keys"]]
+    return {**resolved, "llmcache": {**app, "api_keys": keys}}
 
 
 def _backend_variables() -> dict[str, str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend_or_problem
@@ -89,6 +89,25 @@ class Session:
             self._semantic, self._semantic_problem = semantic_tier_for(self.settings, self.backend)
             self._semantic_built = True
         return self._semantic, self._semantic_problem
+
+    def use_similarity_threshold(self, threshold: float) -> None:
+        """Make ``threshold`` the semantic tier's from now on (a value just saved to the
+        config): the settings say so, and the tier, shared with the embedded proxy, judges
+        its next lookups with it."""
+        cache = self.settings.cache
+        if cache is None:
+            return
+        params = cache.params.model_copy(update={"similarity_threshold": threshold})
+        raw = dict(self.settings.raw)
+        litellm = dict(raw.get("litellm_settings") or {})
+        litellm["cache_params"] = {
+            **(litellm.get("cache_params") or {}),
+            "similarity_threshold": threshold,
+        }
+        raw["litellm_settings"] = litellm
+        self.settings = replace(self.settings, cache=replace(cache, params=params), raw=raw)
+        if self._semantic is not None:
+            self._semantic.threshold = threshold
 
     @property
     def proxy_running(self) -> bool:

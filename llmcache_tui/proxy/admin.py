@@ -10,7 +10,7 @@ import orjson
 from llmcache_tui import __version__
 from llmcache_tui.cache.backends import CacheBackendError
 from llmcache_tui.cache.health import probe_backend, semantic_health
-from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
+from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR, tenant_prefix
 from llmcache_tui.config import CALL_TYPE_ROUTES
 from llmcache_tui.proxy.asgi import (
     BodyTooLarge,
@@ -21,6 +21,7 @@ from llmcache_tui.proxy.asgi import (
     send_json,
     send_response,
 )
+from llmcache_tui.proxy.auth import caller_of
 from llmcache_tui.proxy.errors import error_body
 
 if TYPE_CHECKING:
@@ -50,6 +51,8 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
             "status": "healthy" if result.healthy else "unhealthy",
             "ping_response": result.ping,
             "set_cache_response": "success" if result.write else "failed",
+            # Which isolation is on, never the keys: "tenant" keeps tenants' entries apart.
+            "isolation": app.settings.app.isolation,
             "litellm_cache_params": {
                 "supported_call_types": call_types,
                 "type": cache.type,
@@ -92,7 +95,11 @@ def _semantic_problem(report: dict[str, Any]) -> str:
 
 
 async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Delete the given keys (as stored, or without the configured namespace)."""
+    """Delete the given keys (as stored, or without the configured namespace).
+
+    Under tenant isolation a tenant's keys are read inside its own tenant: another
+    tenant's key matches nothing and is answered as any key that is not there.
+    """
     try:
         raw = await read_body(scope, receive, DELETE_BODY_LIMIT)
     except BodyTooLarge:
@@ -113,10 +120,8 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         await send_json(send, 503, error_body(503, app.settings.redactor.scrub(reason)))
         return
     namespace = app.settings.cache.namespace if app.settings.cache else None
-    candidates = list(keys)
-    if namespace:
-        prefix = namespace + NAMESPACE_SEPARATOR
-        candidates += [prefix + key for key in keys if not key.startswith(prefix)]
+    caller = caller_of(scope)
+    candidates = _deletable(keys, namespace, None if caller.master else caller.tenant)
     try:
         deleted = await app.backend.delete(candidates)
     except CacheBackendError as exc:
@@ -124,6 +129,17 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         await send_json(send, 503, error_body(503, f"cache delete failed: {error}"))
         return
     await send_json(send, 200, {"status": "success", "deleted": deleted})
+
+
+def _deletable(keys: list[str], namespace: str | None, tenant: str | None) -> list[str]:
+    """The stored keys the given keys may stand for, all inside ``tenant`` when given."""
+    own = tenant_prefix(tenant) if tenant else ""
+    bare = [key.removeprefix(own) for key in keys]
+    candidates = bare
+    if namespace:
+        prefix = namespace + NAMESPACE_SEPARATOR
+        candidates = bare + [prefix + key for key in bare if not key.startswith(prefix)]
+    return [own + key for key in candidates]
 
 
 async def health(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,7 +8,6 @@ hit or miss, store).
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -23,10 +22,10 @@ from llmcache_tui.proxy.asgi import (
     Receive,
     Scope,
     Send,
-    header,
     received_at,
     send_json,
 )
+from llmcache_tui.proxy.auth import CALLER, Authenticator, caller_of
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
 from llmcache_tui.proxy.pipeline import Pipeline
 from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
@@ -109,7 +108,7 @@ class ProxyApp:
             backend_problem=backend_problem,
             clock=clock,
         )
-        self._master_key = settings.master_key.encode() if settings.master_key else None
+        self.auth = Authenticator(settings)
         self._routes: dict[str, tuple[str, Handler | None]] = {
             **{path: ("POST", None) for path in LLM_ROUTES},  # None: the LLM path below
             **admin.ROUTES,
@@ -181,10 +180,12 @@ class ProxyApp:
             message = f"{echo(scope['path'])} accepts {method}, not {scope['method']}"
             await send_json(send, 405, error_body(405, message), [(b"allow", method.encode())])
             return
-        if path not in PUBLIC_PATHS and not self._authorized(scope):
-            message = "missing or invalid API key: send 'Authorization: Bearer <master_key>'"
-            await send_json(send, 401, error_body(401, message))
-            return
+        if path not in PUBLIC_PATHS:
+            try:
+                scope[CALLER] = self.auth.identify(scope)
+            except ProxyError as exc:
+                await send_json(send, exc.status, exc.body())
+                return
         try:
             if handler is None:
                 await self.handle_llm(LLM_ROUTES[path], scope, receive, send)
@@ -199,35 +200,17 @@ class ProxyApp:
             with contextlib.suppress(Exception):
                 await send_json(send, 500, error_body(500, "internal error in llmcache-tui"))
 
-    def _authorized(self, scope: Scope) -> bool:
-        key = self._master_key
-        if key is None:
-            return True
-        given = header(scope, b"authorization")
-        if given is None:
-            given = header(scope, b"api-key")
-            if given is None:
-                return False
-        else:
-            # "Bearer", "bearer", "BEARER": the scheme is case-insensitive (RFC 9110 11.1),
-            # and one or more spaces separate it from the token; the key itself is not.
-            scheme, _, given = given.partition(b" ")
-            if scheme.lower() != b"bearer":
-                return False
-        # Whitespace around a field value is not part of it (RFC 9110 5.5); the HTTP
-        # parser leaves trailing whitespace in.
-        return hmac.compare_digest(given.strip(b" \t"), key)
-
     # -- LLM calls -----------------------------------------------------------------------
     async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         started = received_at(scope)
         outcome = "client_error"
+        tenant = caller_of(scope).tenant
         try:
             if route == "transcription":
                 request = await self.requests.read_form(route, scope, receive)
             else:
-                request = await self.requests.read_json(route, scope, receive)
-            outcome = await self.pipeline.answer(request, receive, send)
+                request = await self.requests.read_json(route, scope, receive, tenant)
+            outcome = await self.pipeline.answer(request, receive, send, tenant)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
             await send_json(send, exc.status, exc.body(), exc.headers)

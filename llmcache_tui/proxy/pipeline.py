@@ -9,6 +9,7 @@ Cache failures are absorbed by :class:`ResponseCache`; they never fail a request
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 
@@ -73,25 +74,31 @@ class Pipeline:
     async def aclose(self) -> None:
         await self.forwarder.aclose()
 
-    async def answer(self, request: LLMRequest, receive: Receive, send: Send) -> str:
+    async def answer(
+        self, request: LLMRequest, receive: Receive, send: Send, tenant: str | None = None
+    ) -> str:
+        """``tenant``: the caller's, under tenant isolation; its entries are its own."""
         deployment = deployment_for_request(self.router, request)
         cache = self.cache
         decision = BYPASS
         if cache is not None:
             decision = self._decision(request)
+            if tenant is not None:
+                decision = dataclasses.replace(decision, tenant=tenant)
         headers: Headers = []
         key = ""
         fwd = decision.skip_reason or "miss"
         detail = "cache-unavailable" if self.backend_problem else None
         if decision.uses_cache:
-            key = storage_key(request.cache_digest(), decision.namespace)
+            # The coalescing key too: two tenants' identical misses never share an answer.
+            key = storage_key(request.cache_digest(), decision.namespace, decision.tenant)
             headers.append((b"x-litellm-cache-key", key.encode()))
         if cache is not None and decision.read:
             # The lookup: the cache's one read on the request path. Awaited here, and the
             # hit sent from here, so a hit costs no layer more than it must.
             query = None
             if cache.semantic is not None:
-                query = request.semantic_query(decision.namespace)
+                query = request.semantic_query(decision.namespace, decision.tenant)
             found = await cache.lookup(key, request.route, request.model, decision.max_age, query)
             if found.entry is not None:
                 status = HIT_STATUS
@@ -224,7 +231,7 @@ class Pipeline:
             return None
         query = None
         if cache.semantic is not None:
-            query = request.semantic_query(decision.namespace)
+            query = request.semantic_query(decision.namespace, decision.tenant)
         stored = await cache.store(key, entry, decision.ttl, query)
         self.stats.stored += stored
         return stored

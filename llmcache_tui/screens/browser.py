@@ -4,7 +4,8 @@ Every backend call runs in a worker. Keys arrive page by page (bounded scans, "l
 and the status line says how much of the keyspace has been examined, so a partial scan
 never looks like missing data. Keys that are not cache entries (another application's, on a
 shared Redis) show as such and are never purged; a purge says first how many entries it
-will delete, and one of the whole cache asks for a typed word.
+will delete, and one of the whole cache asks for a typed word. Under tenant isolation a
+tenant column shows whose entry each key is (the tree's first level, ``@tenant``, too).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from llmcache_tui.cache.browse import (
     namespace_pattern,
     namespaces_of,
 )
+from llmcache_tui.cache.keys import tenant_of
 from llmcache_tui.literal import literal, printable
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.confirm import ConfirmScreen
@@ -46,6 +48,7 @@ SCAN_BUDGET = 20_000  # entries examined per "load more" before it stops and say
 EXPLORE_BUDGET = 2_000  # entries examined to discover a branch's sub-namespaces
 ROW_CHUNK = 100  # rows added between yields to the event loop
 KEY_COLUMN_WIDTH = 24
+TENANT_COLUMN_WIDTH = 12
 TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
 MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
 LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
@@ -81,6 +84,7 @@ class BrowserScreen(AppScreen):
         self.rows: dict[str, KeyRow] = {}
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
+        self.show_tenants = False
 
     @property
     def backend(self) -> CacheBackend | None:
@@ -101,15 +105,23 @@ class BrowserScreen(AppScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._add_columns()
+        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
+            self.query_one("#namespaces", Tree).display = False
+
+    def _add_columns(self) -> None:
+        """The key table's columns; a tenant column only under tenant isolation."""
+        self.show_tenants = self.llm_app.session.settings.app.isolation == "tenant"
         table = self.query_one("#keys", DataTable)
+        table.clear(columns=True)
         table.add_column("key", key="key", width=KEY_COLUMN_WIDTH)
+        if self.show_tenants:
+            table.add_column("tenant", key="tenant", width=TENANT_COLUMN_WIDTH)
         table.add_column("model", key="model", width=14)
         table.add_column("type", key="type", width=5)
         table.add_column("age", key="age", width=7)
         table.add_column("TTL", key="ttl", width=7)
         table.add_column("size", key="size", width=9)
-        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
-            self.query_one("#namespaces", Tree).display = False
 
     def action_toggle_tree(self) -> None:
         tree = self.query_one("#namespaces", Tree)
@@ -125,6 +137,8 @@ class BrowserScreen(AppScreen):
         tree.root.remove_children()
         self.namespace_nodes.clear()
         self.explored.clear()
+        if self.show_tenants != (self.llm_app.session.settings.app.isolation == "tenant"):
+            self._add_columns()  # a config with the other isolation was loaded
         backend = self.backend
         note = LOCAL_NOTE if backend is not None and backend.process_local else ""
         self.query_one("#local-note", Label).update(note)
@@ -186,7 +200,7 @@ class BrowserScreen(AppScreen):
                 if row.key in self.rows:
                     continue  # scans may return a key twice
                 self.rows[row.key] = row
-                table.add_row(*_cells(row, now), key=row.key)
+                table.add_row(*_cells(row, now, tenants=self.show_tenants), key=row.key)
                 added += 1
                 for namespace in namespaces_of(row.key):
                     self._add_namespace(namespace)
@@ -480,7 +494,7 @@ def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool)
     return "\n".join(lines)
 
 
-def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
+def _cells(row: KeyRow, now: float, *, tenants: bool = False) -> tuple[Text | str, ...]:
     age = None if row.created_at is None else max(0.0, now - row.created_at)
     if row.origin == NOT_AN_ENTRY:
         model = "(not an entry)"
@@ -496,8 +510,11 @@ def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
     else:
         size = humanize.size(row.size)
     # Keys, model names and Redis types come from the cache: a str cell would be markup.
+    key = Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH))
+    owner = (literal(tenant_of(row.key) or "-", one_line=True),) if tenants else ()
     return (
-        Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH)),
+        key,
+        *owner,
         literal(model, one_line=True),
         literal(kind, one_line=True),
         humanize.duration(age, none="-"),

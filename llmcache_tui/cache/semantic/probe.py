@@ -138,14 +138,16 @@ async def probe(
     k: int = DEFAULT_K,
     *,
     clock: Callable[[], float] | None = None,
+    tenant: str | None = None,
 ) -> ProbeReport:
-    """Probe how ``request_body`` (sent to ``route``, in ``namespace``) would be answered.
+    """Probe how ``request_body`` (sent to ``route``, in ``namespace``; by ``tenant`` under
+    tenant isolation) would be answered.
 
     Never raises for a failing embedder, store or backend: the report says what failed.
     """
     now = (clock or tier.clock)()
-    key = storage_key(request_digest(route, request_body), namespace)
-    query = semantic_query(route, model, request_body, namespace)
+    key = storage_key(request_digest(route, request_body), namespace, tenant)
+    query = semantic_query(route, model, request_body, namespace, tenant)
     exact: EntryState | None = None
     error: str | None = None
     try:

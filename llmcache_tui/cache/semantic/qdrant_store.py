@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -58,6 +59,7 @@ from llmcache_tui.cache.semantic.store import (
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorSample,
     VectorStore,
     VectorStoreError,
 )
@@ -89,6 +91,9 @@ _KEY_NAMESPACE: Final = uuid.UUID("3bcbbf2a-a0a8-47d4-bdc0-3c6e22ba0859")
 # original ones: the coarser the code, the more candidates it takes to keep the true top.
 _OVERSAMPLING: Final = {"binary": 3.0, "scalar": 2.0, "product": 4.0}
 _DELETE_CHUNK: Final = 256
+# A server's points scrolled at most for the similarity statistics, and per call.
+SAMPLE_SCAN: Final = 5_000
+_SAMPLE_PAGE: Final = 500
 # Points per scroll call when loading the mirror. The embedded client sorts every id on
 # each call, so pages are large: a few calls for the largest advised collection.
 _LOAD_PAGE: Final = 5_000
@@ -337,6 +342,48 @@ class QdrantStore(VectorStore):
             return removed
 
         return await self._call(remove, "delete vectors")
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """Embedded: from the in-memory mirror (every record looked at). On a server: the
+        first ``SAMPLE_SCAN`` unexpired points scrolled, filtered by key here."""
+        if limit <= 0 or not await self._ensure_collection(create=False):
+            return VectorSample([], 0, True)
+        if self.embedded:
+            if self._mirror is None:
+                await self._call(self._load_mirror, "load the collection into memory")
+            with self._mirror_lock:
+                if self._mirror is None:
+                    return VectorSample([], 0, True)
+                records, matched = self._mirror.sample_records(limit, now=now, keys=keys)
+            return VectorSample(records, matched, True)
+
+        async def scroll(client: AsyncQdrantClient) -> tuple[list[VectorRecord], bool]:
+            found: list[VectorRecord] = []
+            offset: Any = None
+            scanned = 0
+            while scanned < SAMPLE_SCAN:
+                points, offset = await client.scroll(
+                    self.collection,
+                    scroll_filter=search_filter(None, now, None),
+                    limit=min(_SAMPLE_PAGE, SAMPLE_SCAN - scanned),
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                scanned += len(points)
+                rows = _mirror_rows(points, self.dimension)
+                found += [record for record, _ in rows if keys is None or keys(record.key)]
+                if offset is None:
+                    return found, True
+            return found, False
+
+        records, complete = await self._call(scroll, "list vectors")
+        matched = len(records)
+        if matched > limit:
+            records = random.sample(records, limit)
+        return VectorSample(records, matched, complete)
 
     async def sweep(self, now: float) -> int:
         """Remove the vectors expired at ``now``; how many were removed.

@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 import re
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from redis import exceptions as redis_errors
@@ -43,6 +46,7 @@ from llmcache_tui.cache.semantic.store import (
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorSample,
 )
 
 #: LiteLLM's default ``redis_semantic_cache_index_name`` is its own; this is ours.
@@ -55,6 +59,9 @@ NO_INDEX = ("unknown index name", "no such index", "not found")
 TAG_SAFE = re.compile(r"[^A-Za-z0-9_]")
 #: Expired records a sweep unlinks at most per call (Redis removes them anyway).
 SWEEP_BATCH = 1000
+# Records read at most (one FT.SEARCH) for the similarity statistics, and their fields.
+SAMPLE_SCAN = 5000
+SAMPLED = ("key", "scope", "text", "created_at", "expires_at", "vector")
 
 
 class RedisSearchStore(RedisStoreBase):
@@ -227,6 +234,45 @@ class RedisSearchStore(RedisStoreBase):
 
         return await self._call("delete", unlink)
 
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """The first SAMPLE_SCAN unexpired records of the index (one FT.SEARCH, vectors
+        included), filtered by key here."""
+        if limit <= 0:
+            return VectorSample([], 0, True)
+        query = f"@expires_at:[({number(now)} +inf]"
+        args: list[Any] = [
+            "FT.SEARCH", self.index_name, query, "RETURN", len(SAMPLED), *SAMPLED,
+            "LIMIT", 0, SAMPLE_SCAN, "DIALECT", 2,
+        ]  # fmt: skip
+        reply = await self._with_index("list vectors", lambda: self.client.execute_command(*args))
+        results = search_results(reply)
+        records = [
+            record
+            for record in (self._record(fields) for _, fields in results)
+            if record is not None and (keys is None or keys(record.key))
+        ]
+        matched = len(records)
+        if matched > limit:
+            records = random.sample(records, limit)
+        return VectorSample(records, matched, len(results) < SAMPLE_SCAN)
+
+    def _record(self, fields: dict[str, Any]) -> VectorRecord | None:
+        """A sampled document as a record; None if it is not one of ours."""
+        blob = fields.get("vector")
+        if not isinstance(blob, bytes) or len(blob) != 4 * self.dimension:
+            return None  # or a client that decodes replies as text: no vector to read
+        expires = float(text(fields.get("expires_at", "inf")))
+        return VectorRecord(
+            key=text(fields.get("key", "")),
+            vector=array("f", blob).tolist() if sys.byteorder == "little" else _swapped(blob),
+            scope=text(fields.get("scope", "")),
+            text=text(fields.get("text", "")),
+            created_at=float(text(fields.get("created_at", "0"))),
+            expires_at=None if expires == float("inf") else expires,
+        )
+
     async def sweep(self, now: float) -> int:
         """Unlink up to SWEEP_BATCH records expired at ``now``. Redis removes each at its
         expiry anyway (PEXPIREAT); this only frees sooner the ones it has not reached."""
@@ -313,6 +359,13 @@ def _neighbour(fields: dict[str, Any]) -> Neighbour:
         created_at=float(text(fields.get("created_at", "0"))),
         expires_at=None if expires == float("inf") else expires,
     )
+
+
+def _swapped(blob: bytes) -> list[float]:
+    """Little-endian float32 bytes as floats on a big-endian machine."""
+    values = array("f", blob)
+    values.byteswap()
+    return values.tolist()
 
 
 def _int(value: Any) -> int | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from redis import exceptions as redis_errors
@@ -32,6 +32,7 @@ from llmcache_tui.cache.semantic.store import (
     StoreHealth,
     Vector,
     VectorRecord,
+    VectorSample,
     VectorStore,
     VectorStoreError,
     VectorStoreUnsupported,
@@ -183,6 +184,11 @@ class AutoRedisVectorStore(VectorStore):
 
     async def sweep(self, now: float) -> int:
         return await (await self._chosen()).sweep(now)
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        return await (await self._chosen()).sample_vectors(limit, now=now, keys=keys)
 
     async def health(self) -> StoreHealth:
         try:

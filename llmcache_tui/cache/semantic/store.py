@@ -14,7 +14,7 @@ Every failure is a :class:`VectorStoreError`, which the semantic tier absorbs (f
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
@@ -69,6 +69,20 @@ class Neighbour:
     created_at: float
     expires_at: float | None = None
     entry: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSample:
+    """Records a store picked for the probe's similarity statistics.
+
+    ``matched`` is how many records the scan found that the caller's key filter kept (at
+    least ``len(records)``); ``complete`` whether the scan covered the whole store, so
+    ``matched`` is every such record there is.
+    """
+
+    records: list[VectorRecord]
+    matched: int
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +159,16 @@ class VectorStore(ABC):
     @abstractmethod
     async def health(self) -> StoreHealth:
         """Reachability, collection or index state, dimension; never raises."""
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """Up to ``limit`` records unexpired at ``now`` whose entry key ``keys`` keeps,
+        chosen at random when there are more, vectors included (never on the request
+        path: the terminal app's similarity statistics). A store scans a bounded number of
+        records for them; one that cannot list its records raises
+        :class:`VectorStoreUnsupported`."""
+        raise VectorStoreUnsupported(f"the {self.kind} store cannot list its vectors")
 
     async def open(self) -> None:  # noqa: B027 - most stores connect on first use anyway
         """Connect and load now, without a call's deadline (a warm-up; optional)."""

@@ -1,6 +1,8 @@
 """``llmcache-tui --check``: a health probe for scripts and container health checks.
 
-Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error. A
+Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error, or a
+config whose cache settings would do nothing (``cache_params`` at the top level, or without
+``cache: true``; listed under ``unused_cache_settings``, the rest is still checked). A
 semantic cache is also checked: one probe embedding, and the vector store's reachability,
 collection or index and dimension; if that part fails the status is ``degraded`` (exit 1):
 the exact cache works, semantic hits do not.
@@ -42,6 +44,9 @@ def run_check(config_path: str | None, *, as_json: bool) -> int:
     report["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
     codes = {"healthy": EXIT_HEALTHY, "disabled": EXIT_HEALTHY, "config_error": EXIT_CONFIG_ERROR}
     code = codes.get(report["status"], EXIT_UNHEALTHY)
+    if settings.unused_cache_settings:
+        report["unused_cache_settings"] = list(settings.unused_cache_settings)
+        code = EXIT_CONFIG_ERROR
     return _report(report, settings.redactor, as_json, code)
 
 
@@ -67,7 +72,9 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         report.update(status="unhealthy", error=str(exc))
         return report
     try:
-        report["params"] = backend.describe()  # masked with the rest of the report
+        # Masked with the rest of the report. The namespace tells which keys are ours
+        # on a shared server.
+        report["params"] = {"namespace": settings.cache.namespace, **backend.describe()}
         result = await probe_backend(backend)
     finally:
         await backend.close()
@@ -129,6 +136,8 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
         _print_semantic(report["semantic"])
     for warning in report.get("warnings", []):
         print(f"  warning: {warning}")
+    if report.get("unused_cache_settings"):
+        print("config error: cache settings above are not used; move them as the warnings say")
     return code
 
 

@@ -7,6 +7,7 @@ whenever settings are shown.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
@@ -147,6 +148,27 @@ KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
         "s3_path",
         "s3_config",
         "redis_flush_size",
+    }
+)
+
+
+# Top-level keys of LiteLLM's config.yaml that this proxy does not read: accepted silently,
+# so a real LiteLLM config loads without noise; any other top-level key draws a warning.
+LITELLM_TOP_LEVEL_KEYS = frozenset(
+    {
+        "router_settings",
+        "credential_list",
+        "guardrails",
+        "callback_settings",
+        "files_settings",
+        "finetune_settings",
+        "assistant_settings",
+        "mcp_servers",
+        "mcp_aliases",
+        "vector_store_registry",
+        "prompts",
+        "search_tools",
+        "model_group_alias",
     }
 )
 
@@ -329,6 +351,10 @@ class Settings:
     request_timeout: float
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # Warnings (also in ``warnings``) about cache settings the config holds but that do
+    # nothing (a top-level cache_params, cache_params without cache: true): ``--check``
+    # exits 2 on them, since caching is then not what the file seems to ask for.
+    unused_cache_settings: tuple[str, ...] = ()
     app: AppSettings = field(default_factory=AppSettings)
     # Knows the secret values of the config and of the variables backends read; every
     # text or structure shown to a person or written to a log goes through it.
@@ -397,6 +423,8 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
                 os.environ[str(name)] = str(value)
 
     warnings: list[str] = []
+    unused_cache: list[str] = []
+    _check_top_level(data, warnings, unused_cache)
     resolved = _resolve_env(data, "", warnings)
     # A section whose children are all commented out is YAML null; LiteLLM treats it as absent.
     resolved = {
@@ -411,7 +439,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
     redactor = Redactor(secrets_in(_tenants_left_out(resolved)) | secrets_in(_backend_variables()))
-    cache = _cache_settings(parsed, warnings, redactor)
+    cache = _cache_settings(parsed, warnings, redactor, unused_cache)
     problem = _embedding_model_problem(cache, parsed.model_list)
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
@@ -426,6 +454,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         request_timeout=timeout,
         warnings=tuple(warnings),
         raw=resolved,
+        unused_cache_settings=tuple(unused_cache),
         app=parsed.llmcache,
         redactor=redactor,
         connection_limits=ConnectionLimits(
@@ -515,15 +544,17 @@ def _embedding_model_problem(cache: CacheSettings | None, entries: list[ModelEnt
 
 
 def _cache_settings(
-    parsed: ConfigFile, warnings: list[str], redactor: Redactor
+    parsed: ConfigFile, warnings: list[str], redactor: Redactor, unused: list[str]
 ) -> CacheSettings | None:
     settings = parsed.litellm_settings
     if not settings.cache:
         if settings.cache_params is not None:
-            warnings.append(
+            message = (
                 "litellm_settings.cache_params is set but litellm_settings.cache is not true:"
-                " caching is off"
+                " caching is off (add 'cache: true' under litellm_settings)"
             )
+            warnings.append(message)
+            unused.append(message)
         return None
     params = settings.cache_params or CacheParams()
     routes = _routes(params.supported_call_types, warnings)
@@ -531,6 +562,65 @@ def _cache_settings(
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
     return CacheSettings(params=params, routes=routes, redactor=redactor)
+
+
+def _section_of_keys() -> dict[str, str]:
+    """Each key the sections read, mapped to its full path: where a misplaced key belongs."""
+    paths: dict[str, str] = {}
+    for name in CacheParams.model_fields:
+        paths[name] = f"litellm_settings.cache_params.{name}"
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("general_settings", GeneralSettings),
+        ("llmcache", AppSettings),
+        ("litellm_settings", LitellmSettings),
+    ]
+    for section, model in sections:
+        for name in model.model_fields:
+            paths[name] = f"{section}.{name}"
+    return paths
+
+
+_CACHE_PATH = "litellm_settings.cache"
+
+
+def _check_top_level(data: dict[Any, Any], warnings: list[str], unused: list[str]) -> None:
+    """Warn about each top-level key no one reads, saying where it probably belongs.
+
+    A key that belongs in the cache settings (``cache_params`` pasted at the top level, a
+    misspelt ``litellm_settings`` holding ``cache``) leaves caching other than the file
+    seems to ask for, so it is also listed in ``unused``.
+    """
+    known = set(ConfigFile.model_fields) | LITELLM_TOP_LEVEL_KEYS
+    nested = _section_of_keys()
+    for key in data:
+        name = str(key)
+        if name == "include":
+            # LiteLLM merges the listed files in; settings there (a cache, models) are not
+            # read here, so say so rather than leave them silently missing.
+            warnings.append(
+                "include: the files it lists are not read by llmcache-tui;"
+                " put their settings in this file"
+            )
+            continue
+        if name in known:
+            continue
+        suggestion = nested.get(name)
+        if suggestion is None:
+            close = difflib.get_close_matches(name, [*sorted(known), *nested], n=1, cutoff=0.75)
+            if close:
+                suggestion = nested.get(close[0], close[0])
+        message = f"{name}: unknown top-level key, ignored"
+        if suggestion:
+            message += f"; did you mean {suggestion}?"
+        value = data[key]
+        holds_cache = isinstance(value, dict) and ("cache" in value or "cache_params" in value)
+        about_cache = (suggestion or "").startswith(_CACHE_PATH) or (
+            suggestion == "litellm_settings" and holds_cache
+        )
+        if about_cache:
+            message += " (its cache settings are not used)"
+            unused.append(message)
+        warnings.append(message)
 
 
 def _api_base_problem(entries: list[ModelEntry]) -> str | None:

@@ -1,7 +1,8 @@
-"""Operational routes: ``/cache/ping``, ``/cache/delete``, health, models and metrics."""
+"""Operational routes: ``/cache/ping``, ``/cache/delete``, health and metrics."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -60,6 +61,7 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
                 "ttl": cache.params.ttl,
             },
             f"{cache.type.replace('-', '_')}_cache_params": {
+                "namespace": cache.namespace,  # as --check shows it beside the connection
                 **app.backend.describe(),
                 **result.server,
             },
@@ -115,9 +117,7 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         return
     if app.backend is None:
         reason = app.backend_problem or "caching is not enabled"
-        await send_json(
-            send, 503, {"status": "failed", "error": app.settings.redactor.scrub(reason)}
-        )
+        await send_json(send, 503, error_body(503, app.settings.redactor.scrub(reason)))
         return
     namespace = app.settings.cache.namespace if app.settings.cache else None
     caller = caller_of(scope)
@@ -126,7 +126,7 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         deleted = await app.backend.delete(candidates)
     except CacheBackendError as exc:
         error = app.settings.redactor.scrub(str(exc))
-        await send_json(send, 503, {"status": "failed", "error": error})
+        await send_json(send, 503, error_body(503, f"cache delete failed: {error}"))
         return
     await send_json(send, 200, {"status": "success", "deleted": deleted})
 
@@ -151,34 +151,50 @@ async def liveliness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
 
 
 async def readiness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    # The proxy serves from upstream when the cache is down, so it stays ready; the cache's
-    # state is reported for operators, not used to take the instance out of rotation.
-    await send_json(send, 200, _health_document(app))
+    """LiteLLM's readiness document (the fields its probes and dashboards read), open to all.
+
+    The proxy serves from upstream when the cache is down, so it stays ready; the cache's
+    state is reported for operators, not used to take the instance out of rotation.
+    """
+    level = logging.getLogger("llmcache_tui").getEffectiveLevel()
+    cache = app.settings.cache
+    await send_json(
+        send,
+        200,
+        {
+            "status": "healthy",
+            "db": "Not connected",  # LiteLLM's value without a database: there is none here
+            "cache": None if cache is None else cache.type,
+            "litellm_version": __version__,
+            "success_callbacks": [],
+            "use_aiohttp_transport": True,  # upstream calls go through aiohttp
+            "log_level": logging.getLevelName(level),
+            "is_detailed_debug": level <= logging.DEBUG,
+            "version": __version__,
+            "models": len(app.settings.model_list),
+            # Open to anyone, so without the reason (it may name hosts): /health has it.
+            "cache_status": _cache_state(app).partition(":")[0],
+        },
+    )
 
 
 def _health_document(app: ProxyApp) -> dict[str, Any]:
     cache = app.settings.cache
-    if cache is None:
-        cache_state = "disabled"
-    elif app.backend is None:
-        cache_state = f"unavailable: {app.settings.redactor.scrub(str(app.backend_problem))}"
-    else:
-        cache_state = "configured"
     return {
         "status": "healthy",
         "version": __version__,
         "cache": None if cache is None else cache.type,
-        "cache_status": cache_state,
+        "cache_status": _cache_state(app),
         "models": len(app.settings.model_list),
     }
 
 
-async def models(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "llmcache-tui"}
-        for name in app.router.names
-    ]
-    await send_json(send, 200, {"object": "list", "data": data})
+def _cache_state(app: ProxyApp) -> str:
+    if app.settings.cache is None:
+        return "disabled"
+    if app.backend is None:
+        return f"unavailable: {app.settings.redactor.scrub(str(app.backend_problem))}"
+    return "configured"
 
 
 async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -214,6 +230,5 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/health/liveliness": ("GET", liveliness),
     "/health/liveness": ("GET", liveliness),
     "/health/readiness": ("GET", readiness),
-    "/models": ("GET", models),
     "/metrics": ("GET", metrics),
 }

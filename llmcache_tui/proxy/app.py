@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.config import Settings
-from llmcache_tui.proxy import admin
+from llmcache_tui.proxy import admin, models_routes
 from llmcache_tui.proxy.asgi import (
     ClientDisconnected,
     Receive,
@@ -40,8 +40,9 @@ log = logging.getLogger("llmcache_tui.proxy")
 Handler = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
 
 LLM_ROUTES = {f"/{path}": route for route, path in LLM_PATHS.items()}
-# Reachable without the master key, so orchestrators can probe liveness.
-PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
+# Reachable without the master key, as on LiteLLM, so orchestrators' probes need no secret;
+# they tell only that the process runs and which cache type it has. ``/health`` needs it.
+PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
 
 
 def semantic_tier_for(
@@ -111,6 +112,7 @@ class ProxyApp:
         self._routes: dict[str, tuple[str, Handler | None]] = {
             **{path: ("POST", None) for path in LLM_ROUTES},  # None: the LLM path below
             **admin.ROUTES,
+            **models_routes.ROUTES,
         }
 
     @classmethod
@@ -168,6 +170,8 @@ class ProxyApp:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         found = self._routes.get(path)
+        if found is None and path.startswith(models_routes.MODEL_PREFIX):
+            found = ("GET", models_routes.model)
         if found is None:
             await send_json(send, 404, error_body(404, f"no route {echo(scope['path'])}"))
             return

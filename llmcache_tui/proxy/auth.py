@@ -83,7 +83,6 @@ class Authenticator:
             raise ProxyError(
                 401,
                 f"isolation is per tenant: {self.hint}, or call through a trusted gateway",
-                code="invalid_api_key",
             )
         return Caller(tenant, master)
 
@@ -107,7 +106,7 @@ class Authenticator:
 
     def _refused(self) -> ProxyError:
         message = f"missing or invalid API key: {self.hint}"
-        return ProxyError(401, message, code="invalid_api_key")
+        return ProxyError(401, message)
 
     def _from_gateway(self, scope: Scope) -> bool:
         client = scope.get("client")

@@ -32,7 +32,6 @@ def deployment_for_request(router: Router, request: LLMRequest) -> Deployment:
             400,
             f"model {echo(model)} is not in model_list (models: {known})",
             param="model",
-            code="model_not_found",
         )
     if not deployment.supported:
         raise ProxyError(

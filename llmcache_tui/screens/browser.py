@@ -39,9 +39,9 @@ from llmcache_tui.cache.browse import (
 from llmcache_tui.cache.keys import tenant_of
 from llmcache_tui.literal import literal, printable
 from llmcache_tui.screens.base import AppScreen
-from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
-from llmcache_tui.screens.purge import PurgeScreen
+from llmcache_tui.screens.purge import PurgeConfirmScreen, PurgeScreen, PurgeTypedConfirmScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
 
 ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
@@ -450,20 +450,23 @@ class BrowserScreen(AppScreen):
             if progress is not None:
                 state = "Purged" if progress.done else "Purge stopped after deleting"
                 others = f"; {progress.skipped:,} other keys left alone" if progress.skipped else ""
-                self.notify(
-                    f"{state} {progress.deleted:,} cache entries matching {pattern}{others}"
-                )
+                what = "keys" if progress.everything else "cache entries"
+                self.notify(f"{state} {progress.deleted:,} {what} matching {pattern}{others}")
             self.reset_view()
+
+        question = purge_question(pattern, estimate, reads_values=backend.purge_reads_values)
+        dialog: PurgeConfirmScreen | PurgeTypedConfirmScreen
+        if is_whole_cache(pattern):
+            dialog = PurgeTypedConfirmScreen(question, estimate, word=PURGE_WORD)
+        else:
+            dialog = PurgeConfirmScreen(question, estimate)
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
-                self.app.push_screen(PurgeScreen(backend, pattern), purged)
+                purging = PurgeScreen(backend, pattern, everything=dialog.everything)
+                self.app.push_screen(purging, purged)
 
-        question = purge_question(pattern, estimate, reads_values=backend.purge_reads_values)
-        if is_whole_cache(pattern):
-            self.app.push_screen(TypedConfirmScreen(question, word=PURGE_WORD), answered)
-        else:
-            self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
+        self.app.push_screen(dialog, answered)
 
     def _may_change(self) -> bool:
         if self.llm_app.session.read_only:
@@ -494,6 +497,7 @@ def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool)
     if estimate.others:
         so_far = "" if estimate.complete else " so far"
         lines.append(f"{estimate.others:,} matching keys{so_far} are not cache entries: they stay.")
+        lines.append("Tick the box below to delete every matching key instead.")
     elif not reads_values:
         lines.append("Every key this cache lists is taken for a cache entry.")
     lines.append("This cannot be undone.")

@@ -61,7 +61,7 @@ RequestListener = Callable[[RequestEvent], None]
 class ResponseWatch:
     """Wraps an ASGI ``send`` to note the status and cache headers of the response."""
 
-    __slots__ = ("_send", "status", "cache_status", "key")
+    __slots__ = ("_send", "cache_status", "key", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send

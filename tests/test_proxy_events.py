@@ -156,7 +156,7 @@ def test_without_listeners_the_proxy_keeps_no_events(proxy: RunningProxy) -> Non
         ("llmcache; fwd=stale; stored", "stored"),
         ("llmcache; fwd=miss; stored", "stored"),
         ("llmcache; fwd=miss; collapsed", "collapsed"),
-        ("llmcache; fwd=request; stored", "stored"),
+        ("llmcache; fwd=request; stored", "bypass"),
         ("llmcache; fwd=request", "bypass"),
         ("llmcache; fwd=bypass", "bypass"),
         ("llmcache; fwd=miss; stored; detail=cache-error", "cache-error"),

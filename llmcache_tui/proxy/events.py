@@ -37,9 +37,9 @@ class RequestEvent:
     """What one LLM request was and how it was answered.
 
     ``result`` is one of :data:`RESULTS`: ``hit`` and ``semantic-hit`` were served from
-    the cache; ``miss`` went upstream and was not stored, ``stored`` went upstream and was
-    stored, ``collapsed`` shared an identical request's upstream call; ``bypass`` did not
-    read the cache (its controls, its call type, or no cache); ``cache-error`` was
+    the cache; ``miss`` was looked up and not stored, ``stored`` was looked up and stored,
+    ``collapsed`` shared an identical request's upstream call; ``bypass`` did not read
+    the cache (its controls, its call type, or no cache); ``cache-error`` was
     answered although the cache failed; ``rejected`` never reached the cache (a request
     the proxy refused, such as invalid JSON). ``key`` is the entry served or looked up
     ("" when none), ``model`` the name the client sent ("" when unknown).
@@ -106,10 +106,8 @@ def result_of(cache_status: bytes) -> str:
         return "cache-error"
     if "hit" in flags:
         return "semantic-hit" if "semantic" in details else "hit"
+    if "fwd=miss" not in flags and "fwd=stale" not in flags:
+        return "bypass"  # not read (``no-cache`` may still have stored it)
     if "collapsed" in flags:
         return "collapsed"
-    if "stored" in flags:
-        return "stored"
-    if "fwd=miss" in flags or "fwd=stale" in flags:
-        return "miss"
-    return "bypass"
+    return "stored" if "stored" in flags else "miss"

@@ -9,6 +9,7 @@ empty-list test and nothing is kept.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -95,6 +96,7 @@ class ResponseWatch:
         )
 
 
+@functools.lru_cache(maxsize=64)  # the proxy writes a handful of distinct values
 def result_of(cache_status: bytes) -> str:
     """The :data:`RESULTS` value a ``Cache-Status`` header value stands for."""
     if not cache_status:

@@ -58,14 +58,12 @@ class RequestTable(DataTable[Text]):
     def append(self, events: Iterable[RequestEvent]) -> None:
         """Add the new events the filter lets through at the bottom."""
         following = self.row_count == 0 or self.cursor_row >= self.row_count - 1
-        added = False
-        for event in events:
-            if shown_by(event, self.filter):
-                self._add(event)
-                added = True
+        fresh = [event for event in events if shown_by(event, self.filter)]
+        for event in fresh[-self.max_rows :]:  # a burst: only what would stay is drawn
+            self._add(event)
         if len(self._events) > self.max_rows + TRIM_SLACK:
             self.load(list(self._events.values())[-self.max_rows :])
-        elif added and following and self.row_count:
+        elif fresh and following and self.row_count:
             self.move_cursor(row=self.row_count - 1)
 
     def on_resize(self) -> None:

@@ -8,6 +8,7 @@ proxy, in front of the fake upstream.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import httpx
@@ -184,6 +185,10 @@ async def test_narrow_screen_drops_columns_and_the_raw_log_is_a_key_away(
         assert cache_key(stored)[:8] in row_texts(app)[0]
         assert all(len(line) <= 80 for line in text.splitlines())
 
+        logging.getLogger("llmcache_tui.proxy").warning("something to read")
+        await wait_until(
+            pilot, lambda: "1 warning or error" in views_title(app), what="the warning count"
+        )
         await pilot.press("r")
         views = app.screen.query_one("#proxy-views", ContentSwitcher)
         assert views.current == "proxy-log"
@@ -193,5 +198,7 @@ async def test_narrow_screen_drops_columns_and_the_raw_log_is_a_key_away(
             lambda: '"POST /v1/chat/completions HTTP/1.1" 200' in screen_text(app),
             what="the raw log lines",
         )
+        assert "something to read" in screen_text(app)
         await pilot.press("r")
         assert views.current == "proxy-requests"
+        assert "warning" not in views_title(app)  # seen

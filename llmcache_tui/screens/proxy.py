@@ -267,8 +267,10 @@ class ProxyScreen(AppScreen):
             status.append("stopped", style="dim")
         self.query_one("#proxy-status", Static).update(status)
         wide = self.app.size.width >= WIDE
+        totals = self.query_one("#proxy-stats", Static)
+        totals.display = proxy is not None  # the last run's numbers stay once it stops
         if proxy is not None:
-            self.query_one("#proxy-stats", Static).update(stats_table(proxy.app, wide=wide))
+            totals.update(stats_table(proxy.app, wide=wide))
         self._refresh_trend()
         limit = 6 if self.app.size.height >= TALL else 3
         self.query_one("#proxy-models", Static).update(
@@ -299,7 +301,7 @@ class ProxyScreen(AppScreen):
             data += [1.0 if index == 1 else 0.0, rate or 0.0]
         self.query_one("#proxy-sparkline", Sparkline).data = data
         latest = next((rate for rate in reversed(rates) if rate is not None), None)
-        note = "no lookups yet" if latest is None else f"latest {latest:.0%}"
+        note = "no lookups" if latest is None else f"latest {latest:.0%}"
         self.query_one("#proxy-trend-note", Label).update(note)
 
     def _title_views(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from textual.widgets import ContentSwitcher, Sparkline, Static
+from textual.widgets import ContentSwitcher, RichLog, Sparkline, Static
 
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.proxy.events import RequestEvent
@@ -189,6 +189,8 @@ async def test_narrow_screen_drops_columns_and_the_raw_log_is_a_key_away(
         await wait_until(
             pilot, lambda: "1 warning or error" in views_title(app), what="the warning count"
         )
+        # Hidden, the raw log is not written to (it would hold every line until shown).
+        assert not app.screen.query_one("#proxy-log", RichLog)._deferred_renders
         await pilot.press("r")
         views = app.screen.query_one("#proxy-views", ContentSwitcher)
         assert views.current == "proxy-log"

@@ -90,7 +90,8 @@ class ProxyScreen(AppScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.shown_lines = 0
+        self.shown_lines = 0  # log bridge lines written to the raw log
+        self.counted_lines = 0  # log bridge lines looked at for warnings
         self.shown_events = 0
         self.problems = 0  # warnings and errors in the raw log since it was last looked at
 
@@ -188,6 +189,7 @@ class ProxyScreen(AppScreen):
         self.query_one("#proxy-views", ContentSwitcher).current = view
         if view == "proxy-log":
             self.problems = 0
+            self._refresh_raw_log()
         self.query_one(f"#{view}").focus()
         self._title_views()
 
@@ -280,16 +282,24 @@ class ProxyScreen(AppScreen):
             self.request_log.since(self.shown_events)
         )
         self.shown_events = self.request_log.total
-        log = self.query_one("#proxy-log", RichLog)
-        bridge = self.llm_app.log_bridge
-        raw_shown = self.query_one("#proxy-views", ContentSwitcher).current == "proxy-log"
-        for line in bridge.since(self.shown_lines):
-            # Log lines quote clients' paths and errors: never markup, never raw controls.
-            log.write(literal(line))
-            if not raw_shown and any(level in line for level in PROBLEM_LEVELS):
-                self.problems += 1
-        self.shown_lines = bridge.total
+        self._refresh_raw_log()
         self._title_views()
+
+    def _refresh_raw_log(self) -> None:
+        bridge = self.llm_app.log_bridge
+        if self.query_one("#proxy-views", ContentSwitcher).current == "proxy-log":
+            log = self.query_one("#proxy-log", RichLog)
+            for line in bridge.since(self.shown_lines):
+                # Log lines quote clients' paths and errors: never markup, never raw controls.
+                log.write(literal(line))
+            self.shown_lines = bridge.total
+        else:
+            # Not written while hidden: a log without a size holds every write until it is
+            # shown; the bridge keeps the recent lines for then.
+            for line in bridge.since(self.counted_lines):
+                if any(level in line for level in PROBLEM_LEVELS):
+                    self.problems += 1
+        self.counted_lines = bridge.total
 
     def _refresh_trend(self) -> None:
         rates = self.request_log.hit_rates(self.llm_app.clock())

@@ -110,6 +110,10 @@ class RequestLog:
         fresh = min(fresh, len(self.events))
         return [self.events[i] for i in range(len(self.events) - fresh, len(self.events))]
 
+    def clear_events(self) -> None:
+        """Forget the events (the log's "clear"); the tallies go on counting."""
+        self.events.clear()
+
     def reset_tallies(self) -> None:
         """Start the tallies over (a new proxy run); the events stay for reading."""
         self._groups.clear()

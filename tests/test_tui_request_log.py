@@ -204,3 +204,8 @@ async def test_narrow_screen_drops_columns_and_the_raw_log_is_a_key_away(
         await pilot.press("r")
         assert views.current == "proxy-requests"
         assert "warning" not in views_title(app)  # seen
+
+        await pilot.press("ctrl+l")  # clears the view in sight: the request log
+        assert results(app) == []
+        assert views_title(app).startswith("Requests: all requests, 0 shown")
+        assert app.request_log.groups()[0].tally.requests == 1  # the stats stay

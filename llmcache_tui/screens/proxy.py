@@ -41,6 +41,7 @@ from llmcache_tui.proxy.app import ProxyApp
 from llmcache_tui.proxy.embedded import ProxyStartError
 from llmcache_tui.request_log import FILTERS, Group, RequestLog, Tally
 from llmcache_tui.screens.base import AppScreen
+from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.session import SessionError
 from llmcache_tui.widgets.request_table import WIDE, RequestTable, latency, middle_truncate
 
@@ -198,7 +199,7 @@ class ProxyScreen(AppScreen):
             self.query_one("#proxy-log", RichLog).clear()
             self.problems = 0
         else:
-            self.request_log.events.clear()
+            self.request_log.clear_events()
             self.query_one("#proxy-requests", RequestTable).load([])
         self._title_views()
 
@@ -226,8 +227,6 @@ class ProxyScreen(AppScreen):
     @work(exclusive=True, group="proxy-open", exit_on_error=False)
     async def open_entry(self, key: str) -> None:
         """Show ``key`` in the browser, or say why not (gone, or never stored)."""
-        from llmcache_tui.screens.browser import BrowserScreen
-
         backend = self.llm_app.session.backend
         if backend is None:
             self.notify("Not connected to a cache", severity="warning")

@@ -27,6 +27,7 @@ from llmcache_tui.proxy.asgi import (
 )
 from llmcache_tui.proxy.auth import CALLER, Authenticator, caller_of
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
+from llmcache_tui.proxy.events import CLIENT_CLOSED, RequestListener, ResponseWatch
 from llmcache_tui.proxy.pipeline import Pipeline
 from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
 from llmcache_tui.proxy.routing import Router
@@ -69,6 +70,8 @@ class ProxyApp:
     this app built it (``owns_backend``). ``semantic`` is the semantic tier of a semantic
     cache type, closed at shutdown unless ``owns_semantic`` is False (the terminal app's,
     shared with its probe); ``semantic_problem`` says why a semantic type runs without one.
+    ``request_listeners`` are called with a :class:`~llmcache_tui.proxy.events.RequestEvent`
+    after each LLM request (on the event loop: they must return at once).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class ProxyApp:
             backend.add_delete_listener(semantic.forget_deleted)
         self.clock = clock
         self.stats = ProxyStats()
+        self.request_listeners: list[RequestListener] = []
         self.requests = RequestReader(settings.max_request_bytes)
         self.pipeline = Pipeline(
             settings,
@@ -205,14 +209,39 @@ class ProxyApp:
         started = received_at(scope)
         outcome = "client_error"
         tenant = caller_of(scope).tenant
+        # Responses are watched only for listeners: without one, the hit path is unchanged.
+        watch = ResponseWatch(send) if self.request_listeners else None
+        if watch is not None:
+            send = watch.send
+        model = ""
         try:
             if route == "transcription":
                 request = await self.requests.read_form(route, scope, receive)
             else:
                 request = await self.requests.read_json(route, scope, receive, tenant)
+            model = request.model
             outcome = await self.pipeline.answer(request, receive, send, tenant)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
             await send_json(send, exc.status, exc.body(), exc.headers)
+        except ClientDisconnected:
+            if watch is not None and not watch.status:
+                watch.status = CLIENT_CLOSED
+            raise
+        except Exception:
+            if watch is not None and not watch.status:
+                watch.status = 500  # what the caller answers
+            raise
         finally:
-            self.stats.record(outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.record(outcome, elapsed)
+            if watch is not None:
+                self._tell(watch, route, model, elapsed)
+
+    def _tell(self, watch: ResponseWatch, route: str, model: str, elapsed: float) -> None:
+        event = watch.event(self.clock(), route, model, elapsed)
+        for listener in list(self.request_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not fail the request
+                log.exception("request listener %r failed", listener)

@@ -33,6 +33,7 @@ from llmcache_tui.cache.browse import (
     PurgeProgress,
     count_purge,
     describe_keys,
+    glob_escape,
     namespace_pattern,
     namespaces_of,
 )
@@ -294,6 +295,12 @@ class BrowserScreen(AppScreen):
         self.pattern = pattern
         self.query_one("#filter", Input).value = "" if pattern == "*" else pattern
         self.load_keys(reset=True)
+
+    def open_key(self, key: str) -> None:
+        """Show ``key`` alone in the table, its entry in the pane (asked for from elsewhere,
+        such as the proxy's request log)."""
+        self.apply_filter(glob_escape(key))
+        self.query_one("#keys", DataTable).focus()
 
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()

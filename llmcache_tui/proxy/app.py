@@ -28,6 +28,8 @@ from llmcache_tui.proxy.asgi import (
     send_json,
 )
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
+from llmcache_tui.proxy.exposition import new_registry
+from llmcache_tui.proxy.metrics import ProxyMetrics
 from llmcache_tui.proxy.pipeline import Pipeline
 from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
 from llmcache_tui.proxy.routing import Router
@@ -69,6 +71,8 @@ class ProxyApp:
     this app built it (``owns_backend``). ``semantic`` is the semantic tier of a semantic
     cache type, closed at shutdown unless ``owns_semantic`` is False (the terminal app's,
     shared with its probe); ``semantic_problem`` says why a semantic type runs without one.
+    ``metrics=False`` records no latencies, lookups or savings (and no backend timings),
+    to measure what recording them costs; ``/metrics`` then has the plain counters only.
     """
 
     def __init__(
@@ -82,6 +86,7 @@ class ProxyApp:
         semantic: SemanticTier | None = None,
         semantic_problem: str | None = None,
         owns_semantic: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.settings = settings
         self.router = Router(settings.model_list)
@@ -99,6 +104,14 @@ class ProxyApp:
             backend.add_delete_listener(semantic.forget_deleted)
         self.clock = clock
         self.stats = ProxyStats()
+        self.metrics: ProxyMetrics | None = None
+        if metrics:
+            namespace = settings.cache.namespace if settings.cache else None
+            self.metrics = ProxyMetrics(settings.model_list, namespace)
+        elif backend is not None:
+            for part in backend.timed_parts():
+                part.timings = None
+        self.metrics_registry = new_registry(self)
         self.requests = RequestReader(settings.max_request_bytes)
         self.pipeline = Pipeline(
             settings,
@@ -107,6 +120,7 @@ class ProxyApp:
             self.stats,
             backend_problem=backend_problem,
             clock=clock,
+            metrics=self.metrics,
         )
         self._master_key = settings.master_key.encode() if settings.master_key else None
         self._routes: dict[str, tuple[str, Handler | None]] = {
@@ -228,4 +242,7 @@ class ProxyApp:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
             await send_json(send, exc.status, exc.body(), exc.headers)
         finally:
-            self.stats.record(outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.record(outcome, elapsed)
+            if self.metrics is not None:
+                self.metrics.request(route, outcome, elapsed)

@@ -76,7 +76,9 @@ class OperationTimings:
 
     def __init__(self) -> None:
         self.latency = LatencyRecorder(BACKEND_BUCKETS)
-        self.errors: dict[str, int] = {}
+        # The proxy's own operations start at zero, so a dashboard's rate() of them is 0
+        # rather than "no data" until the first failure.
+        self.errors: dict[str, int] = {"get": 0, "set": 0}
 
     def failed(self, operation: str) -> None:
         self.errors[operation] = self.errors.get(operation, 0) + 1

@@ -3,13 +3,15 @@
 A ``model_list`` entry's ``model_info.input_cost_per_token`` and ``output_cost_per_token``
 (LiteLLM's own keys) come first. Without them, the upstream model name is looked up in
 :data:`BUILT_IN`, OpenAI's standard-tier list prices in USD per token as published in
-August 2025 (uncached input, no batch discount). A dated name (``gpt-4o-mini-2024-07-18``)
-takes the price of the longest listed name it starts with, unless listed itself. Models
-neither names are not priced: their hits still count tokens, but no money.
+August 2025 (uncached input, no batch discount). A dated snapshot (``gpt-4o-mini-2024-07-18``,
+``gpt-3.5-turbo-0125``) takes its model's price unless listed itself; other variants
+(``gpt-4o-realtime-preview``) are other models with other prices, and are not guessed.
+Models neither names are not priced: their hits still count tokens, but no money.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from llmcache_tui.config import ModelEntry
@@ -46,17 +48,18 @@ BUILT_IN: dict[str, Price] = {
 }
 
 
+_SNAPSHOT = re.compile(r"(.+?)-(?:\d{4}-\d{2}-\d{2}|\d{4})")
+
+
 def built_in_price(upstream_model: str) -> Price | None:
     """The listed price of an upstream model name (``openai/`` and other prefixes ignored)."""
     name = upstream_model.rpartition("/")[2]
     price = BUILT_IN.get(name)
-    if price is not None:
-        return price
-    best = ""
-    for listed in BUILT_IN:
-        if name.startswith(listed + "-") and len(listed) > len(best):
-            best = listed
-    return BUILT_IN[best] if best else None
+    if price is None:
+        snapshot = _SNAPSHOT.fullmatch(name)
+        if snapshot is not None:
+            price = BUILT_IN.get(snapshot.group(1))
+    return price
 
 
 def configured_price(entries: list[ModelEntry], model_name: str) -> Price | None:

@@ -112,7 +112,7 @@ def _traffic(proxy: RunningProxy) -> tuple[Scrape, dict[str, dict[str, int]]]:
 
 @pytest.fixture
 def priced_proxy(make_proxy: ProxyFactory, upstream: FakeUpstreamServer) -> RunningProxy:
-    return make_proxy(cache_type="local", extra_models=[priced_entry(upstream.url)])
+    return make_proxy(cache_type="disk", extra_models=[priced_entry(upstream.url)])
 
 
 def test_every_family_has_help_and_type(priced_proxy: RunningProxy) -> None:
@@ -153,8 +153,8 @@ def test_upstream_and_backend_latency(priced_proxy: RunningProxy) -> None:
     assert found.value(upstream, model_group="gpt-4o-mini") == 3
     assert found.value(upstream, model_group="text-embedding-3-small") == 1
     backend = "llmcache_backend_operation_duration_seconds_count"
-    assert found.value(backend, backend="local", operation="get") == 7  # every cached lookup
-    assert found.value(backend, backend="local", operation="set") == 4
+    assert found.value(backend, backend="disk", operation="get") == 7  # every cached lookup
+    assert found.value(backend, backend="disk", operation="set") == 4
     assert found.value("llmcache_backend_errors_total") == 0
 
 
@@ -278,12 +278,12 @@ def test_label_values_are_bounded() -> None:
     for n in range(100):
         metrics.looked_up(f"openai/model-{n}", None, MISS, f"model-{n}")
         metrics.upstream_call(f"openai/model-{n}", 0.01)
-    namespaces = {series.namespace for series in metrics.series.values()}
-    models = {series.model for series in metrics.series.values()}
+    namespaces = {series.namespace for series in metrics.lookup_counts()}
+    models = {series.model for series in metrics.lookup_counts()}
     assert OTHER in namespaces and len(namespaces) <= NAMESPACES + 2
     assert {"gpt-4o", OTHER} <= models and len(models) <= 1 + 20 + 1
     assert len(metrics.upstream.series) <= 20 + 1
-    assert sum(series.misses for series in metrics.series.values()) == NAMESPACES + 10 + 100
+    assert sum(series.misses for series in metrics.lookup_counts()) == NAMESPACES + 10 + 100
 
 
 def test_built_in_prices_cover_dated_and_prefixed_names() -> None:

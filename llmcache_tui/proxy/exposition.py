@@ -134,18 +134,23 @@ class ProxyCollector:
             " (model_info prices, else the built-in price table).",
             labels=["model"],
         )
+        counted: dict[tuple[str, str], list[float]] = {}
+        for counts in metrics.lookup_counts():
+            row = counted.setdefault((counts.model, counts.namespace), [0, 0, 0, 0])
+            row[0] += counts.hits
+            row[1] += counts.semantic_hits
+            row[2] += counts.misses
+            row[3] += counts.errors
+        for labels, row in counted.items():
+            for result, value in zip(("hit", "semantic_hit", "miss", "error"), row, strict=True):
+                lookups.add_metric([*labels, result], value)
+        # Namespaces add up per model: a dashboard sums money by model.
         saved: dict[str, list[float]] = {}
-        for series in list(metrics.series.values()):
-            labels = [series.model, series.namespace]
-            lookups.add_metric([*labels, "hit"], series.hits)
-            lookups.add_metric([*labels, "semantic_hit"], series.semantic_hits)
-            lookups.add_metric([*labels, "miss"], series.misses)
-            lookups.add_metric([*labels, "error"], series.errors)
-            # Namespaces add up per model: a dashboard sums money by model.
-            per_model = saved.setdefault(series.model, [0, 0, 0.0])
-            per_model[0] += series.prompt_tokens
-            per_model[1] += series.completion_tokens
-            per_model[2] += series.cost_usd
+        for counts in metrics.lookup_counts():
+            per_model = saved.setdefault(counts.model, [0, 0, 0.0])
+            per_model[0] += counts.prompt_tokens
+            per_model[1] += counts.completion_tokens
+            per_model[2] += counts.cost_usd
         for model, (prompt, completion, usd) in saved.items():
             tokens.add_metric([model, "prompt"], prompt)
             tokens.add_metric([model, "completion"], completion)

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
 OTHER = "other"
 EXTRA_MODELS = 20
 NAMESPACES = 20
-# Distinct (model, namespace) pairs remembered with their labels and price; beyond this,
-# pairs are worked out again on each request rather than kept.
+# Distinct (model, namespace) pairs counted apart, each with its labels and price; beyond
+# this, new pairs share counters by label.
 REMEMBERED_PAIRS = 1024
 NO_NAMESPACE = ""
 
@@ -59,27 +59,38 @@ class BoundedLabel:
         return OTHER
 
 
-class LookupSeries:
-    """Cache lookups and what the hits saved, for one (model, namespace) label pair."""
+class LookupCounts:
+    """Cache lookups of one (model, namespace) pair as sent, and the tokens its hits saved.
+
+    Pairs whose labels are the same (two names over the cap are both ``other``) are added
+    up when scraped; money is worked out then too, from the tokens and the pair's price.
+    """
 
     __slots__ = (
         "completion_tokens",
-        "cost_usd",
         "errors",
         "hits",
         "misses",
         "model",
         "namespace",
+        "price",
         "prompt_tokens",
         "semantic_hits",
     )
 
-    def __init__(self, model: str, namespace: str) -> None:
+    def __init__(self, model: str, namespace: str, price: Price | None) -> None:
         self.model = model
         self.namespace = namespace
+        self.price = price
         self.hits = self.semantic_hits = self.misses = self.errors = 0
         self.prompt_tokens = self.completion_tokens = 0
-        self.cost_usd = 0.0
+
+    @property
+    def cost_usd(self) -> float:
+        price = self.price
+        if price is None:
+            return 0.0
+        return self.prompt_tokens * price.prompt + self.completion_tokens * price.completion
 
 
 class ProxyMetrics:
@@ -92,13 +103,11 @@ class ProxyMetrics:
         exact = [entry.model_name for entry in model_list if "*" not in entry.model_name]
         self.models = BoundedLabel(exact, EXTRA_MODELS)
         self.namespaces = BoundedLabel([namespace or NO_NAMESPACE], NAMESPACES)
-        self.series: dict[tuple[str, str], LookupSeries] = {}
-        self._pairs: dict[tuple[str, str | None], tuple[LookupSeries, Price | None]] = {}
+        self.pairs: dict[tuple[str, str | None], LookupCounts] = {}
+        # Once ``pairs`` is full: one set of counters per label pair, priced at scrape by
+        # what it was first asked for (only clients inventing names get here).
+        self.overflow: dict[tuple[str, str], LookupCounts] = {}
         self._model_labels: dict[str, str] = {}
-
-    def request(self, route: str, result: str, seconds: float) -> None:
-        """A finished LLM request (``result``: one of :data:`RESULTS`)."""
-        self.requests.observe((route, result), seconds)
 
     def upstream_call(self, model: str, seconds: float) -> None:
         """One call to a deployment of the model group ``model`` (the name clients send)."""
@@ -112,45 +121,46 @@ class ProxyMetrics:
     def looked_up(
         self, model: str, namespace: str | None, found: Lookup, upstream_model: str
     ) -> None:
-        """One cache lookup of ``model`` in ``namespace``; a hit also counts what it saved."""
-        known = self._pairs.get((model, namespace))
-        if known is None:
-            known = self._pair(model, namespace, upstream_model)
-        series, price = known
+        """One cache lookup of ``model`` in ``namespace``; a hit also counts what it saved.
+
+        The hit path runs this on every hit: keep it to counter additions.
+        """
+        counts = self.pairs.get((model, namespace))
+        if counts is None:
+            counts = self._counts(model, namespace, upstream_model)
         entry = found.entry
         if entry is None:
             if found.failed:
-                series.errors += 1
+                counts.errors += 1
             else:
-                series.misses += 1
+                counts.misses += 1
             return
         if found.similarity is None:
-            series.hits += 1
+            counts.hits += 1
         else:
-            series.semantic_hits += 1
+            counts.semantic_hits += 1
         usage = entry.usage
-        if not usage:
-            return
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        # Counted only when a number: a stored answer's usage is whatever upstream sent.
-        if type(prompt) is not int or prompt < 0:
-            prompt = 0
-        if type(completion) is not int or completion < 0:
-            completion = 0
-        series.prompt_tokens += prompt
-        series.completion_tokens += completion
-        if price is not None:
-            series.cost_usd += prompt * price.prompt + completion * price.completion
+        if usage:
+            # Counted only when a count: a stored answer's usage is whatever upstream sent.
+            prompt = usage.get("prompt_tokens")
+            if type(prompt) is int and prompt > 0:
+                counts.prompt_tokens += prompt
+            completion = usage.get("completion_tokens")
+            if type(completion) is int and completion > 0:
+                counts.completion_tokens += completion
 
-    def _pair(
-        self, model: str, namespace: str | None, upstream_model: str
-    ) -> tuple[LookupSeries, Price | None]:
+    def lookup_counts(self) -> list[LookupCounts]:
+        """Every pair's counters (some may share labels)."""
+        return [*self.pairs.values(), *self.overflow.values()]
+
+    def _counts(self, model: str, namespace: str | None, upstream_model: str) -> LookupCounts:
         labels = (self.models(model), self.namespaces(namespace or NO_NAMESPACE))
-        series = self.series.get(labels)
-        if series is None:
-            series = self.series[labels] = LookupSeries(*labels)
-        known = (series, price_for(self.model_list, model, upstream_model))
-        if len(self._pairs) < REMEMBERED_PAIRS:
-            self._pairs[(model, namespace)] = known
-        return known
+        if len(self.pairs) >= REMEMBERED_PAIRS:
+            counts = self.overflow.get(labels)
+            if counts is None:
+                price = price_for(self.model_list, model, upstream_model)
+                counts = self.overflow[labels] = LookupCounts(*labels, price)
+            return counts
+        price = price_for(self.model_list, model, upstream_model)
+        counts = self.pairs[(model, namespace)] = LookupCounts(*labels, price)
+        return counts

@@ -12,12 +12,15 @@ request a hit. Reported as hit throughput with metrics over without, from the sa
   Throughput is hits per second of this process's CPU time, which other load on the
   machine disturbs less than wall time.
 * **served** (``--wrk``, needs wrk): each app under uvicorn as ``--headless serve`` runs it,
-  pinned to the first CPU, loaded by ``wrk -t1`` on the second, alternating between the
-  two servers; req/s and server CPU time per request. The target (with metrics at least
-  97% of without) applies here, judged by CPU time per request (req/s is printed too, but
-  other processes on the machine move it by more than the difference measured).
+  both pinned to the first CPU and loaded at the same time, each by its own ``wrk -t1`` on
+  the second CPU. Sharing one core for the same seconds, the two see the same
+  disturbance from other processes, which loading them one after the other does not
+  (on a busy machine req/s then moves by more than the difference measured). The
+  scheduler gives both the same CPU time, so the req/s ratio is the throughput ratio;
+  CPU time per request is printed beside it. The target (with metrics at least 97% of
+  without) applies here.
 
-The ratio of each round pair is printed and the median over rounds reported; rounds
+The ratio of each round is printed and the median over rounds reported; in process, rounds
 alternate which app goes first, so drifting load on the machine favours neither.
 """
 
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -205,24 +209,24 @@ def served(
         pairs, cpu_pairs = [], []
         pids = [server.process.pid for server in started.values()]
         for number in range(rounds):
+            # Which wrk starts first alternates: the first may get a head start.
             order = list(started) if number % 2 == 0 else list(reversed(started))
-            rates, cpu_us = {}, {}
-            for name in order:
-                server = started[name]
-                load = Load(server.base_url + CHAT_PATH, body, connections, duration)
-                before = sysload.snapshot(pids)
-                result = loadgen.run_load(wrk, load, client_cpu)
-                used = sysload.used(before, sysload.snapshot(pids))
-                if result.error_count:
-                    raise RuntimeError(f"{name}: wrk reported errors {result.errors}")
-                rates[name] = result.rps
-                cpu_us[name] = used.servers[server.process.pid] / max(1, result.requests) * 1e6
+            rates, cpu_us = _together(
+                wrk,
+                {name: started[name] for name in order},
+                body,
+                connections,
+                duration,
+                client_cpu,
+                pids,
+            )
             pairs.append(rates)
             cpu_pairs.append(cpu_us)
+            ratio = rates["metrics"] / rates["no metrics"]
             print(
                 f"  round {number + 1}: with {rates['metrics']:8.0f} req/s"
                 f" ({cpu_us['metrics']:.1f} us CPU/req), without {rates['no metrics']:8.0f}"
-                f" ({cpu_us['no metrics']:.1f}), ratio {rates['metrics'] / rates['no metrics']:.4f}"
+                f" ({cpu_us['no metrics']:.1f}), ratio {ratio:.4f}"
             )
     summary = _summary(pairs, "req/s")
     # Higher CPU per request is worse: the throughput it allows is its inverse.
@@ -234,6 +238,39 @@ def served(
     }
     summary["pinned"] = server_cpu is not None
     return summary
+
+
+def _together(
+    wrk: str,
+    started: dict[str, servers.Server],
+    body: Path,
+    connections: int,
+    duration: float,
+    client_cpu: int | None,
+    pids: list[int],
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Load both servers at once, one wrk each: they share the server core for the same
+    seconds, so load from other processes falls on both alike."""
+    loads = {
+        name: Load(server.base_url + CHAT_PATH, body, connections, duration)
+        for name, server in started.items()
+    }
+    before = sysload.snapshot(pids)
+    with ThreadPoolExecutor(len(loads)) as pool:
+        running = {
+            name: pool.submit(loadgen.run_load, wrk, load, client_cpu)
+            for name, load in loads.items()
+        }
+        results = {name: future.result() for name, future in running.items()}
+    used = sysload.used(before, sysload.snapshot(pids))
+    rates, cpu_us = {}, {}
+    for name, result in results.items():
+        if result.error_count:
+            raise RuntimeError(f"{name}: wrk reported errors {result.errors}")
+        rates[name] = result.rps
+        seconds = used.servers[started[name].process.pid]
+        cpu_us[name] = seconds / max(1, result.requests) * 1e6
+    return rates, cpu_us
 
 
 # -- report ------------------------------------------------------------------------------
@@ -295,13 +332,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         served_summary = results["served"]
         print(_line("served", served_summary))
         cpu = served_summary["cpu_us_per_request"]
-        ratio = served_summary["cpu_ratio_median"]
+        ratio = served_summary["ratio_median"]
         verdict = "PASS" if ratio >= TARGET else "MISS"
         print(
             f"served CPU per request: with {cpu['metrics']:.1f} us, without"
-            f" {cpu['no metrics']:.1f} us; throughput ratio by CPU {ratio:.4f}"
-            f" -> {verdict} (target >= {TARGET:.2f})"
+            f" {cpu['no metrics']:.1f} us (ratio {served_summary['cpu_ratio_median']:.4f})"
         )
+        print(f"served hit throughput ratio {ratio:.4f} -> {verdict} (target >= {TARGET:.2f})")
     if args.json:
         args.json.write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2))
     return 0

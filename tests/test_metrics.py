@@ -275,6 +275,7 @@ def test_label_values_are_bounded() -> None:
 
     for n in range(NAMESPACES + 10):
         metrics.looked_up("gpt-4o", f"ns-{n}", MISS, "gpt-4o")
+    metrics.looked_up("openai/" + "x" * 300, None, MISS, "x" * 300)  # too long for a label
     for n in range(100):
         metrics.looked_up(f"openai/model-{n}", None, MISS, f"model-{n}")
         metrics.upstream_call(f"openai/model-{n}", 0.01)
@@ -283,7 +284,8 @@ def test_label_values_are_bounded() -> None:
     assert OTHER in namespaces and len(namespaces) <= NAMESPACES + 2
     assert {"gpt-4o", OTHER} <= models and len(models) <= 1 + 20 + 1
     assert len(metrics.upstream.series) <= 20 + 1
-    assert sum(series.misses for series in metrics.lookup_counts()) == NAMESPACES + 10 + 100
+    assert "openai/" + "x" * 300 not in models and "openai/model-0" in models
+    assert sum(series.misses for series in metrics.lookup_counts()) == NAMESPACES + 10 + 101
 
 
 def test_built_in_prices_cover_dated_and_prefixed_names() -> None:

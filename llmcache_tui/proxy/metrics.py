@@ -7,6 +7,7 @@ left to scrape time (:mod:`llmcache_tui.proxy.exposition`).
 Label values are bounded, whatever clients send: a model label is a ``model_list`` name,
 or one of the first :data:`EXTRA_MODELS` names a wildcard entry matched, else ``other``;
 a namespace label is one of the first :data:`NAMESPACES` namespaces seen, else ``other``.
+Names longer than :data:`LABEL_CHARS` are ``other`` too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ NAMESPACES = 20
 # this, new pairs share counters by label.
 REMEMBERED_PAIRS = 1024
 NO_NAMESPACE = ""
+LABEL_CHARS = 200  # a longer name seen (wildcards take any) is counted as ``other``
 
 #: ``result`` label values of ``llmcache_request_duration_seconds``
 RESULTS = (
@@ -52,7 +54,7 @@ class BoundedLabel:
     def __call__(self, value: str) -> str:
         if value in self.values:
             return value
-        if self.room > 0:
+        if self.room > 0 and len(value) <= LABEL_CHARS:
             self.room -= 1
             self.values[value] = None
             return value

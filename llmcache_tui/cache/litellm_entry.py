@@ -92,7 +92,9 @@ def embedding_item(entry: CacheEntry) -> dict[str, Any] | None:
 
 def join_embeddings(items: list[dict[str, Any]], model: str) -> dict[str, Any]:
     """The embedding answer for a request whose every input was found, in input order."""
-    tokens = sum(item["prompt_tokens"] for item in items if isinstance(item.get("prompt_tokens"), int))
+    tokens = sum(
+        item["prompt_tokens"] for item in items if isinstance(item.get("prompt_tokens"), int)
+    )
     return {
         "object": "list",
         "data": [

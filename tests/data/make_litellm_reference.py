@@ -52,54 +52,147 @@ TOOLS = [
 
 # (name, path, body as sent: key order matters to LiteLLM)
 CASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("chat_plain", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}]}),
-    ("chat_params", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui params"}],
-      "temperature": 0.2, "max_tokens": 50, "top_p": 1.0, "seed": 7, "stop": ["\n\n"],
-      "user": "u-1", "tools": TOOLS, "tool_choice": "auto"}),
-    ("chat_params_reordered", "/v1/chat/completions",
-     {"tool_choice": "auto", "tools": TOOLS, "user": "u-1", "stop": ["\n\n"], "seed": 7,
-      "top_p": 1.0, "max_tokens": 50, "temperature": 0.2,
-      "messages": [{"role": "user", "content": "tui params"}], "model": "fake"}),
-    ("chat_whole_float", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}],
-      "temperature": 1}),
-    ("chat_unicode_system", "/v1/chat/completions",
-     {"model": "fake", "messages": [
-         {"role": "system", "content": "Réponds \"brièvement\" — it's 東京\n"},
-         {"role": "user", "content": [{"type": "text", "text": "tui ünï"}]}],
-      "response_format": {"type": "json_object"}, "n": 1, "logprobs": False,
-      "frequency_penalty": 0, "metadata": {"trace": "x"}, "extra_thing": None}),
-    ("chat_request_namespace", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}],
-      "cache": {"namespace": "team-a"}}),
-    ("chat_stream", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui stream me"}],
-      "stream": True}),
-    ("chat_stream_false_first", "/v1/chat/completions",
-     {"stream": False, "temperature": 0.5, "model": "fake",
-      "messages": [{"role": "user", "content": "tui alpha"}]}),
-    ("chat_stream_options", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui stream me"}],
-      "stream_options": {"include_usage": False}, "stream": True, "temperature": 0.3}),
-    ("chat_nulls_unknown", "/v1/chat/completions",
-     {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}],
-      "temperature": None, "extra": "x", "user": "u-2", "store": False}),
-    ("text_completion_stream", "/v1/completions",
-     {"model": "fake-instruct", "prompt": "tui stream text", "stream": True}),
-    ("embedding_params", "/v1/embeddings",
-     {"model": "fake-embed", "input": ["tui zeta"], "encoding_format": "float",
-      "dimensions": 8}),
-    ("text_completion", "/v1/completions",
-     {"model": "fake-instruct", "prompt": "tui beta", "max_tokens": 16}),
-    ("text_completion_reordered", "/v1/completions",
-     {"max_tokens": 16, "stream": False, "prompt": "tui beta", "model": "fake-instruct"}),
-    ("embedding_reordered", "/v1/embeddings",
-     {"dimensions": 8, "input": ["tui zeta"], "model": "fake-embed"}),
+    (
+        "chat_plain",
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}]},
+    ),
+    (
+        "chat_params",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui params"}],
+            "temperature": 0.2,
+            "max_tokens": 50,
+            "top_p": 1.0,
+            "seed": 7,
+            "stop": ["\n\n"],
+            "user": "u-1",
+            "tools": TOOLS,
+            "tool_choice": "auto",
+        },
+    ),
+    (
+        "chat_params_reordered",
+        "/v1/chat/completions",
+        {
+            "tool_choice": "auto",
+            "tools": TOOLS,
+            "user": "u-1",
+            "stop": ["\n\n"],
+            "seed": 7,
+            "top_p": 1.0,
+            "max_tokens": 50,
+            "temperature": 0.2,
+            "messages": [{"role": "user", "content": "tui params"}],
+            "model": "fake",
+        },
+    ),
+    (
+        "chat_whole_float",
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}], "temperature": 1},
+    ),
+    (
+        "chat_unicode_system",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [
+                {"role": "system", "content": 'Réponds "brièvement" — it\'s 東京\n'},
+                {"role": "user", "content": [{"type": "text", "text": "tui ünï"}]},
+            ],
+            "response_format": {"type": "json_object"},
+            "n": 1,
+            "logprobs": False,
+            "frequency_penalty": 0,
+            "metadata": {"trace": "x"},
+            "extra_thing": None,
+        },
+    ),
+    (
+        "chat_request_namespace",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui alpha"}],
+            "cache": {"namespace": "team-a"},
+        },
+    ),
+    (
+        "chat_stream",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui stream me"}],
+            "stream": True,
+        },
+    ),
+    (
+        "chat_stream_false_first",
+        "/v1/chat/completions",
+        {
+            "stream": False,
+            "temperature": 0.5,
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui alpha"}],
+        },
+    ),
+    (
+        "chat_stream_options",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui stream me"}],
+            "stream_options": {"include_usage": False},
+            "stream": True,
+            "temperature": 0.3,
+        },
+    ),
+    (
+        "chat_nulls_unknown",
+        "/v1/chat/completions",
+        {
+            "model": "fake",
+            "messages": [{"role": "user", "content": "tui alpha"}],
+            "temperature": None,
+            "extra": "x",
+            "user": "u-2",
+            "store": False,
+        },
+    ),
+    (
+        "text_completion_stream",
+        "/v1/completions",
+        {"model": "fake-instruct", "prompt": "tui stream text", "stream": True},
+    ),
+    (
+        "embedding_params",
+        "/v1/embeddings",
+        {"model": "fake-embed", "input": ["tui zeta"], "encoding_format": "float", "dimensions": 8},
+    ),
+    (
+        "text_completion",
+        "/v1/completions",
+        {"model": "fake-instruct", "prompt": "tui beta", "max_tokens": 16},
+    ),
+    (
+        "text_completion_reordered",
+        "/v1/completions",
+        {"max_tokens": 16, "stream": False, "prompt": "tui beta", "model": "fake-instruct"},
+    ),
+    (
+        "embedding_reordered",
+        "/v1/embeddings",
+        {"dimensions": 8, "input": ["tui zeta"], "model": "fake-embed"},
+    ),
     ("embedding_one", "/v1/embeddings", {"model": "fake-embed", "input": "tui gamma"}),
-    ("embedding_many", "/v1/embeddings",
-     {"model": "fake-embed", "input": ["tui delta", "tui epsilon"]}),
+    (
+        "embedding_many",
+        "/v1/embeddings",
+        {"model": "fake-embed", "input": ["tui delta", "tui epsilon"]},
+    ),
 ]
 
 
@@ -109,14 +202,30 @@ def litellm_config(upstream: str, redis_port: int, namespace: str | None) -> str
         params["namespace"] = namespace
     config = {
         "model_list": [
-            {"model_name": "fake", "litellm_params": {
-                "model": "openai/fake-model", "api_base": upstream, "api_key": "sk-fake"}},
-            {"model_name": "fake-instruct", "litellm_params": {
-                "model": "text-completion-openai/gpt-3.5-turbo-instruct",
-                "api_base": upstream, "api_key": "sk-fake"}},
-            {"model_name": "fake-embed", "litellm_params": {
-                "model": "openai/text-embedding-3-small", "api_base": upstream,
-                "api_key": "sk-fake"}},
+            {
+                "model_name": "fake",
+                "litellm_params": {
+                    "model": "openai/fake-model",
+                    "api_base": upstream,
+                    "api_key": "sk-fake",
+                },
+            },
+            {
+                "model_name": "fake-instruct",
+                "litellm_params": {
+                    "model": "text-completion-openai/gpt-3.5-turbo-instruct",
+                    "api_base": upstream,
+                    "api_key": "sk-fake",
+                },
+            },
+            {
+                "model_name": "fake-embed",
+                "litellm_params": {
+                    "model": "openai/text-embedding-3-small",
+                    "api_base": upstream,
+                    "api_key": "sk-fake",
+                },
+            },
         ],
         "litellm_settings": {"cache": True, "cache_params": params},
         "general_settings": {"master_key": MASTER_KEY},
@@ -163,9 +272,21 @@ def run_litellm(
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     log = (work / f"litellm-{port}.log").open("w")
     proxy = subprocess.Popen(
-        [sys.executable, "-c", SERVE, str(materials), "--config", str(config),
-         "--port", str(port), "--host", "127.0.0.1"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-c",
+            SERVE,
+            str(materials),
+            "--config",
+            str(config),
+            "--port",
+            str(port),
+            "--host",
+            "127.0.0.1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     store = redis.Redis(port=redis_port)
     results = []
@@ -176,30 +297,48 @@ def run_litellm(
             materials.write_text("")
             replies = []
             for _ in range(2):
-                reply = httpx.post(f"http://127.0.0.1:{port}{path}", content=json.dumps(body),
-                                   headers={"content-type": "application/json",
-                                            "authorization": f"Bearer {MASTER_KEY}"}, timeout=60)
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}{path}",
+                    content=json.dumps(body),
+                    headers={
+                        "content-type": "application/json",
+                        "authorization": f"Bearer {MASTER_KEY}",
+                    },
+                    timeout=60,
+                )
                 replies.append(reply)
                 time.sleep(0.5)  # LiteLLM writes the cache after answering
             stored = {}
             for key in store.scan_iter(count=1000):
                 stored[key.decode()] = store.get(key).decode()
             digests = [json.loads(line) for line in materials.read_text().splitlines()]
-            results.append({
-                "name": name,
-                "path": path,
-                "body": json.dumps(body),
-                "materials": list({d["material"]: d["digest"] for d in digests}.items()),
-                "stored": stored,
-                "first": {"status": replies[0].status_code,
-                          "headers": {k: v for k, v in replies[0].headers.items()
-                                      if k.startswith("x-litellm-cache")},
-                          "body": replies[0].text},
-                "second": {"status": replies[1].status_code,
-                           "headers": {k: v for k, v in replies[1].headers.items()
-                                       if k.startswith("x-litellm-cache")},
-                           "body": replies[1].text},
-            })
+            results.append(
+                {
+                    "name": name,
+                    "path": path,
+                    "body": json.dumps(body),
+                    "materials": list({d["material"]: d["digest"] for d in digests}.items()),
+                    "stored": stored,
+                    "first": {
+                        "status": replies[0].status_code,
+                        "headers": {
+                            k: v
+                            for k, v in replies[0].headers.items()
+                            if k.startswith("x-litellm-cache")
+                        },
+                        "body": replies[0].text,
+                    },
+                    "second": {
+                        "status": replies[1].status_code,
+                        "headers": {
+                            k: v
+                            for k, v in replies[1].headers.items()
+                            if k.startswith("x-litellm-cache")
+                        },
+                        "body": replies[1].text,
+                    },
+                }
+            )
     finally:
         proxy.terminate()
         proxy.wait(30)

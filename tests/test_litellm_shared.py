@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
+import diskcache
 import httpx
 import pytest
 
@@ -149,3 +151,27 @@ def test_what_our_proxy_writes_decodes_as_litellms_entries_do(
                 assert mine["response"].keys() == their["response"].keys()
                 assert mine["response"]["embedding"] == their["response"]["embedding"]
         assert len(list(raw.scan_iter(match="*"))) == len(entries(case))
+
+
+def test_the_disk_cache_is_shared_the_way_litellm_writes_it(
+    tmp_path: Path, make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    """LiteLLM's disk cache hands diskcache its entry as a dict (which diskcache pickles)
+    and reads a value back with json.loads: both ways must work."""
+    case = CASES["chat_plain"]
+    (key,) = entries(case)
+    params = {"namespace": REFERENCE["namespace"], "key_format": "litellm"}
+    proxy = make_proxy(params, cache_type="disk", models=MODELS)
+    with diskcache.Cache(str(tmp_path / "disk-cache")) as disk, proxy.http() as http:
+        document = json.loads(entries(case)[key])
+        document["timestamp"] = time.time()
+        disk.set(key, document)  # as LiteLLM's DiskCache.set_cache does
+        hit = send(http, case)
+        assert hit.headers["cache-status"] == HIT
+        assert hit.json() == json.loads(document["response"])
+        disk.delete(key)
+        assert send(http, case).headers["cache-status"] == MISS_STORED
+        mine = json.loads(disk.get(key))  # as LiteLLM's DiskCache.get_cache reads it
+        assert list(mine) == ["timestamp", "response"]
+        assert json.loads(mine["response"])["choices"][0]["message"]["content"] == "echo: tui alpha"
+    assert upstream.app.call_count("chat/completions") == 1

@@ -12,7 +12,14 @@ its own, outside the repository:
     /tmp/litellm-venv/bin/pip install 'litellm[proxy]>=1.108,<1.109' httptools
     /tmp/litellm-venv/bin/python tests/data/make_litellm_reference.py
 
-Run it from the repository root (the fake upstream is imported from ``tests``).
+Run it from the repository root (the fake upstream is imported from ``tests``). With
+``LLMCACHE_PYTHON`` naming an interpreter that has this project's dependencies, it also runs
+our proxy (``key_format: litellm``) beside LiteLLM on one Redis, writes
+each case through one and reads it through the other, and records what the reader answered
+under ``shared``:
+
+    LLMCACHE_PYTHON=.venv/bin/python /tmp/litellm-venv/bin/python \
+        tests/data/make_litellm_reference.py
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ import httpx
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+from tests.fake_upstream import FakeUpstreamServer  # noqa: E402
+
 OUT = Path(__file__).with_name("litellm_reference.json")
 NAMESPACE = "litellm.caching.caching"
 MASTER_KEY = "sk-reference-" + "0123456789abcdef" * 3  # a throwaway local proxy's key
@@ -196,10 +206,16 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 ]
 
 
-def litellm_config(upstream: str, redis_port: int, namespace: str | None) -> str:
+def litellm_config(
+    upstream: str, redis_port: int, namespace: str | None, shared: bool = False
+) -> str:
     params: dict[str, Any] = {"type": "redis", "host": "127.0.0.1", "port": redis_port}
     if namespace:
         params["namespace"] = namespace
+    if shared:
+        # Ours. LiteLLM hands unknown cache_params to its Redis client, which refuses them,
+        # so each proxy has a config file of its own.
+        params["key_format"] = "litellm"
     config = {
         "model_list": [
             {
@@ -346,33 +362,113 @@ def run_litellm(
     return results
 
 
+def entry_count(store: redis.Redis) -> int:
+    """Response cache entries in Redis (LiteLLM also keeps spend counters there)."""
+    return sum(1 for key in store.scan_iter(count=1000) if not key.endswith(b":tokens"))
+
+
+def run_shared(
+    work: Path, fake: FakeUpstreamServer, redis_port: int, port: int, ours_port: int, ours: str
+) -> list[dict[str, Any]]:
+    """Both proxies on one Redis: each case written through one and read through the
+    other, both ways; what the reader answered is recorded."""
+    upstream = fake.url
+    config = work / "config-shared-litellm.yaml"
+    config.write_text(litellm_config(upstream, redis_port, NAMESPACE))
+    our_config = work / "config-shared-ours.yaml"
+    our_config.write_text(litellm_config(upstream, redis_port, NAMESPACE, shared=True))
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    logs = [(work / f"shared-{name}.log").open("w") for name in ("litellm", "ours")]
+    theirs_proxy = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(work / "shared.jsonl"), "--config", str(config),
+         "--port", str(port), "--host", "127.0.0.1"],
+        env=env, stdout=logs[0], stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    ours_proxy = subprocess.Popen(
+        [ours, "-m", "llmcache_tui", "--headless", "serve", "--config", str(our_config),
+         "--port", str(ours_port)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=logs[1],
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    proxies = {"litellm": port, "llmcache": ours_port}
+    store = redis.Redis(port=redis_port)
+    results = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness")
+        wait_http(f"http://127.0.0.1:{ours_port}/health")
+        for name, path, body in CASES:
+            for writer, reader in (("llmcache", "litellm"), ("litellm", "llmcache")):
+                store.flushall()
+                replies = []
+                calls = 0
+                for who in (writer, reader):
+                    if who == reader:
+                        # LiteLLM writes Redis in the background after answering.
+                        wanted = len(body["input"]) if isinstance(body.get("input"), list) else 1
+                        deadline = time.monotonic() + 10
+                        while entry_count(store) < wanted and time.monotonic() < deadline:
+                            time.sleep(0.1)
+                        calls = fake.app.call_count()
+                    reply = httpx.post(
+                        f"http://127.0.0.1:{proxies[who]}{path}",
+                        content=json.dumps(body),
+                        headers={
+                            "content-type": "application/json",
+                            "authorization": f"Bearer {MASTER_KEY}",
+                        },
+                        timeout=60,
+                    )
+                    replies.append(reply)
+                results.append(
+                    {
+                        "name": name,
+                        "writer": writer,
+                        "reader": reader,
+                        "reader_called_upstream": fake.app.call_count() - calls,
+                        "written": replies[0].text,
+                        "read": replies[1].text,
+                        "reader_headers": {
+                            k: v
+                            for k, v in replies[1].headers.items()
+                            if k.startswith("x-litellm") or k == "cache-status"
+                        },
+                    }
+                )
+    finally:
+        for proxy in (theirs_proxy, ours_proxy):
+            proxy.terminate()
+            proxy.wait(30)
+        for log in logs:
+            log.close()
+    return results
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(os.environ.get("LITELLM_REFERENCE_WORK", tmp))
-        redis_port, upstream_port = 16399, 16398
+        redis_port = 16399
         server = subprocess.Popen(
             ["redis-server", "--port", str(redis_port), "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
         )
-        upstream = subprocess.Popen(
-            [sys.executable, "-m", "tests.fake_upstream", "--port", str(upstream_port)],
-            cwd=ROOT,
-        )
+        fake = FakeUpstreamServer().start()
         try:
-            wait_http(f"http://127.0.0.1:{upstream_port}/v1/models")
-            base = f"http://127.0.0.1:{upstream_port}/v1"
+            base = fake.url
             runs = {
                 "no_namespace": run_litellm(work, base, redis_port, None, 16400),
                 "namespace": run_litellm(work, base, redis_port, NAMESPACE, 16401),
             }
+            ours = os.environ.get("LLMCACHE_PYTHON")
+            shared = run_shared(work, fake, redis_port, 16402, 16403, ours) if ours else None
         finally:
-            upstream.terminate()
+            fake.stop()
             server.terminate()
     document = {
         "litellm_version": version("litellm"),
         "openai_version": version("openai"),
         "namespace": NAMESPACE,
         "runs": runs,
+        "shared": shared,
     }
     OUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {OUT}")

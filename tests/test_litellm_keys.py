@@ -149,3 +149,17 @@ def test_a_request_namespace_comes_after_the_configured_one_on_redis_only() -> N
     assert litellm_storage_key("d", "team", "ns", False) == "team:d"
     assert litellm_storage_key("d", None, "ns", True) == "ns:d"
     assert litellm_storage_key("d", None, None, True) == "d"
+
+
+def test_the_recorded_side_by_side_run_was_all_hits() -> None:
+    """In the run of both proxies on one Redis, each answered from the other's entries."""
+    shared = REFERENCE["shared"]
+    assert {(r["writer"], r["reader"]) for r in shared} == {
+        ("llmcache", "litellm"),
+        ("litellm", "llmcache"),
+    }
+    missed = [(r["name"], r["writer"]) for r in shared if r["reader_called_upstream"]]
+    assert missed == []
+    for record in shared:
+        if record["reader"] == "llmcache":
+            assert record["reader_headers"]["cache-status"] == "llmcache; hit"

@@ -175,3 +175,22 @@ def test_the_disk_cache_is_shared_the_way_litellm_writes_it(
         assert list(mine) == ["timestamp", "response"]
         assert json.loads(mine["response"])["choices"][0]["message"]["content"] == "echo: tui alpha"
     assert upstream.app.call_count("chat/completions") == 1
+
+
+def test_an_embedding_request_with_one_input_missing_goes_upstream_whole(
+    redis_plain: rs.RedisProcess, make_proxy: ProxyFactory, upstream: FakeUpstreamServer
+) -> None:
+    case = CASES["embedding_many"]
+    proxy = shared_proxy(make_proxy, redis_plain)
+    with redis_plain.client() as raw, proxy.http() as http:
+        seed(raw, case)
+        first_key = next(iter(entries(case)))
+        raw.delete(first_key)
+        partial = send(http, case)
+        assert partial.headers["cache-status"] == MISS_STORED
+        assert len(partial.json()["data"]) == 2
+        assert raw.exists(*entries(case)) == 2  # every input stored again
+        assert send(http, case).headers["cache-status"] == HIT
+        keys = send(http, case).headers["x-litellm-cache-key"].split(", ")
+        assert sorted(keys) == sorted(entries(case))
+    assert upstream.app.call_count("embeddings") == 1

@@ -165,6 +165,8 @@ class ResponseCache:
     async def lookup_embeddings(self, keys: list[str], model: str, max_age: float | None) -> Lookup:
         """An embedding answer joined from LiteLLM's entries, one per input: a hit only
         when every input is found, fresh; its age is the oldest input's."""
+        if not keys:
+            return MISS  # no input, nothing LiteLLM would have stored
         try:
             raws = await self.backend.get_many(keys)
         except CacheBackendError as exc:

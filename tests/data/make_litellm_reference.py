@@ -371,7 +371,8 @@ def run_shared(
     work: Path, fake: FakeUpstreamServer, redis_port: int, port: int, ours_port: int, ours: str
 ) -> list[dict[str, Any]]:
     """Both proxies on one Redis: each case written through one and read through the
-    other, both ways; what the reader answered is recorded."""
+    other, both ways, under the per-request namespace ``<writer>-writes-<case>``; what the reader
+    answered, and whether it called upstream, is recorded."""
     upstream = fake.url
     config = work / "config-shared-litellm.yaml"
     config.write_text(litellm_config(upstream, redis_port, NAMESPACE))
@@ -398,6 +399,9 @@ def run_shared(
         wait_http(f"http://127.0.0.1:{ours_port}/health")
         for name, path, body in CASES:
             for writer, reader in (("llmcache", "litellm"), ("litellm", "llmcache")):
+                # A namespace per case and direction: LiteLLM keeps what it read or wrote
+                # in memory (600 s), and would answer a repeated key from there.
+                body = {**body, "cache": {"namespace": f"{writer}-writes-{name}"}}
                 store.flushall()
                 replies = []
                 calls = 0

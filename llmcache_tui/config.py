@@ -293,6 +293,9 @@ class AppSettings(_Model):
     isolation: Literal["shared", "tenant"] = "shared"
     # Addresses (or networks) allowed to name the tenant in the x-llmcache-tenant header.
     trusted_gateways: list[str] = Field(default_factory=list)
+    # cache_params.key_format, where one config file serves LiteLLM too: LiteLLM hands
+    # cache_params keys it does not know to its Redis client, which refuses them.
+    key_format: Literal["llmcache", "litellm"] | None = None
 
 
 class ConfigFile(_Model):
@@ -458,7 +461,11 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from exc
 
-    problem = _api_base_problem(parsed.model_list) or _tenancy_problem(parsed)
+    problem = (
+        _api_base_problem(parsed.model_list)
+        or _tenancy_problem(parsed)
+        or _key_format_problem(parsed)
+    )
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
     redactor = Redactor(secrets_in(_tenants_left_out(resolved)) | secrets_in(_backend_variables()))
@@ -580,11 +587,39 @@ def _cache_settings(
             unused.append(message)
         return None
     params = settings.cache_params or CacheParams()
+    params = _with_app_key_format(params, parsed.llmcache.key_format)
     routes = _routes(params.supported_call_types, warnings)
     for key in sorted(params.model_extra or {}):
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
     return CacheSettings(params=params, routes=routes, redactor=redactor)
+
+
+def _key_format_problem(parsed: ConfigFile) -> str | None:
+    """Why ``llmcache.key_format`` cannot apply, if it cannot: it may stand in for the
+    cache_params key, never contradict it."""
+    key_format = parsed.llmcache.key_format
+    params = parsed.litellm_settings.cache_params
+    if key_format is None or params is None or key_format == params.key_format:
+        return None
+    if "key_format" in params.model_fields_set:
+        return (
+            f"llmcache.key_format: {key_format!r} contradicts"
+            f" litellm_settings.cache_params.key_format {params.key_format!r}; keep one"
+        )
+    if key_format == "litellm" and params.type in SEMANTIC_TYPES:
+        return (
+            "llmcache.key_format: 'litellm' works with the exact cache types (local, disk,"
+            f" redis, s3), not with {params.type!r}"
+        )
+    return None
+
+
+def _with_app_key_format(params: CacheParams, key_format: str | None) -> CacheParams:
+    """``params`` with ``llmcache.key_format`` applied (checked by _key_format_problem)."""
+    if key_format is None or key_format == params.key_format:
+        return params
+    return params.model_copy(update={"key_format": key_format})
 
 
 def _section_of_keys() -> dict[str, str]:

@@ -36,13 +36,17 @@ class TmuxPane:
 
     Its own server (``-L``) keeps it apart from any other tmux on the machine, and the
     server starts without ``COLUMNS``/``LINES``: readline (which pytest loads) exports
-    them, and the app would then size itself by them instead of by its terminal.
+    them, and the app would then size itself by them instead of by its terminal. A shell
+    around the command writes its exit status to a file (tmux itself now and then leaves
+    an ended command unreaped, its status unknown); the pane stays for its last screen.
     """
 
     def __init__(self, command: list[str], cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
         self.name = f"llmcache-{uuid.uuid4().hex[:8]}"
+        self.status_file = cwd / f"{self.name}.status"
         width, height = size
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        script = '"$@"; echo $? > "$STATUS_FILE"'
         self._tmux(
             "new-session",
             "-d",
@@ -54,9 +58,13 @@ class TmuxPane:
             str(height),
             "-c",
             str(cwd),
+            "-e",
+            f"STATUS_FILE={self.status_file}",
+            "sh",
+            "-c",
+            script,
+            "sh",
             *command,
-            # In the same call, before the command can end: keep the pane once it has,
-            # for its exit status and last screen.
             ";",
             "set-option",
             "-t",
@@ -95,26 +103,34 @@ class TmuxPane:
 
     def exit_status(self) -> int | None:
         """The command's exit status once it has ended; None while it runs."""
-        shown = self._tmux(
-            "display-message", "-p", "-t", self.name, "#{pane_dead} #{pane_dead_status}"
-        )
-        dead, _, status = shown.strip().partition(" ")
-        if not dead:
-            return -1  # no session at all
-        # The pane's terminal closes a moment before tmux has collected the status.
-        return int(status) if dead == "1" and status else None
+        try:
+            written = self.status_file.read_text()
+        except FileNotFoundError:
+            return None
+        return int(written) if written.endswith("\n") else None  # else: being written
+
+    def shows(self, text: str, what: str, timeout: float = 20.0) -> None:
+        """Wait until ``text`` is on the screen; on a timeout, fail showing the screen."""
+        wait_for(lambda: text in self.screen(), what, timeout, self)
 
     def close(self) -> None:
         self._tmux("kill-server")
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = 20.0,
+    pane: TmuxPane | None = None,
+) -> None:
+    """Poll ``condition``; on a timeout, fail naming ``what`` (with ``pane``'s screen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    shown = "" if pane is None else f"; the screen:\n{pane.screen()}"
+    raise AssertionError(f"timed out waiting for {what}{shown}")
 
 
 @pytest.fixture
@@ -140,11 +156,11 @@ def start_embedded_proxy(app: TmuxPane) -> int:
     """Start the app's own proxy from its screen (3) on a free port; return the port."""
     port = free_port()
     app.keys("3")
-    wait_for(lambda: "Start (s)" in app.screen(), "the proxy screen")
+    app.shows("Start (s)", "the proxy screen")
     app.keys("BTab")  # from the Start button back to the port field
     app.keys("C-u", str(port), "Escape")
     app.keys("s")
-    wait_for(lambda: f"running on http://127.0.0.1:{port}" in app.screen(), "the proxy", 60)
+    app.shows(f"running on http://127.0.0.1:{port}", "the proxy", 60)
     return port
 
 
@@ -163,7 +179,7 @@ def test_start_proxy_from_the_app_cache_a_request_and_quit(
         "  master_key: sk-terminal-secret\n"
     )
     app = pane(["--config", str(config)])
-    wait_for(lambda: "Cache backend" in app.screen(), "the overview")
+    app.shows("Cache backend", "the overview")
     screen = app.screen()
     assert "connected" in screen
     assert "sk-terminal-secret" not in screen
@@ -178,11 +194,11 @@ def test_start_proxy_from_the_app_cache_a_request_and_quit(
     assert second.headers["cache-status"] == "llmcache; hit"
 
     app.keys("2")
-    wait_for(lambda: "gpt-x" in app.screen(), "the entry in the browser")
-    wait_for(lambda: "from tmux" in app.screen(), "the prompt in the detail pane")
+    app.shows("gpt-x", "the entry in the browser")
+    app.shows("from tmux", "the prompt in the detail pane")
 
     app.keys("q")
-    wait_for(lambda: not app.alive(), "the app to exit")
+    wait_for(lambda: not app.alive(), "the app to exit", pane=app)
     assert app.exit_status() == 0, app.screen()
     wait_for(lambda: port_is_free(port), "the proxy port to be released", timeout=5)
 
@@ -200,8 +216,8 @@ def test_probe_a_semantic_cache_delete_the_neighbour_and_quit(
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     app = pane(["--config", str(config)], (120, 36))
-    wait_for(lambda: "Cache backend" in app.screen(), "the overview")
-    wait_for(lambda: " 4 Probe " in app.screen(), "the probe in the footer")
+    app.shows("Cache backend", "the overview")
+    app.shows(" 4 Probe ", "the probe in the footer")
 
     port = start_embedded_proxy(app)  # seeds through the app's own proxy: one Qdrant user
     url = f"http://127.0.0.1:{port}"
@@ -211,27 +227,28 @@ def test_probe_a_semantic_cache_delete_the_neighbour_and_quit(
     key = stored.headers["x-litellm-cache-key"]
 
     app.keys("4")
-    wait_for(lambda: "prompt to probe" in app.screen(), "the probe screen")
+    app.shows("prompt to probe", "the probe screen")
     app.type(PARAPHRASE)
     app.keys("Enter")
-    wait_for(lambda: f"would serve: semantic hit {key}" in app.screen(), "the verdict", 60)
+    app.shows(f"would serve: semantic hit {key}", "the verdict", 60)
     screen = app.screen()
     assert "threshold 0.80" in screen
     assert "What is the capital of" in screen  # the neighbour's row (the cell may be cut)
 
     app.keys("Enter")  # the best row, under the cursor: its entry
-    wait_for(lambda: " d Delete " in app.screen(), "the entry screen")
+    app.shows(f"Entry {key}", "the entry screen")
+    app.shows("d Delete", "the entry screen's keys")
     app.keys("d")
-    wait_for(lambda: "Delete this entry?" in app.screen(), "the question")
+    app.shows("Delete this entry?", "the question")
     app.keys("y")
-    wait_for(lambda: "miss: " in app.screen(), "the probe again, without the entry")
+    app.shows("miss: ", "the probe again, without the entry")
     assert "What is the capital of" not in app.screen()
     paraphrase = {**chat, "messages": [{"role": "user", "content": PARAPHRASE}]}
     again = httpx.post(f"{url}/v1/chat/completions", json=paraphrase, timeout=60)
     assert again.headers["cache-status"] == "llmcache; fwd=miss; stored"
 
     app.keys("q")
-    wait_for(lambda: not app.alive(), "the app to exit")
+    wait_for(lambda: not app.alive(), "the app to exit", pane=app)
     assert app.exit_status() == 0, app.screen()
     assert "Traceback" not in app.screen()
     wait_for(lambda: port_is_free(port), "the proxy port to be released", timeout=5)

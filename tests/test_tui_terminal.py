@@ -34,7 +34,7 @@ PARAPHRASE = "what's the capital of sweden"
 class TmuxPane:
     """One detached tmux session running a command, on a tmux server of its own.
 
-    Its own server (``-L``) keeps it apart from any other tmux on the machine, and the
+    Its own server (a socket in ``cwd``) keeps it apart from any other tmux on the machine, and the
     server starts without ``COLUMNS``/``LINES``: readline (which pytest loads) exports
     them, and the app would then size itself by them instead of by its terminal. A shell
     around the command writes its exit status to a file (tmux itself now and then leaves
@@ -43,6 +43,7 @@ class TmuxPane:
 
     def __init__(self, command: list[str], cwd: Path, size: tuple[int, int] = (100, 30)) -> None:
         self.name = f"llmcache-{uuid.uuid4().hex[:8]}"
+        self.socket = cwd / f"{self.name}.sock"
         self.status_file = cwd / f"{self.name}.status"
         width, height = size
         env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
@@ -77,7 +78,7 @@ class TmuxPane:
 
     def _tmux(self, *args: str, check: bool = False, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
-            ["tmux", "-L", self.name, *args], capture_output=True, text=True, env=env
+            ["tmux", "-S", str(self.socket), *args], capture_output=True, text=True, env=env
         )
         if check and result.returncode != 0:
             raise AssertionError(f"tmux {args[0]} failed: {result.stderr}")

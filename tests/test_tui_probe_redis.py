@@ -387,3 +387,31 @@ async def test_a_redis_without_vectors_says_what_is_needed(
         assert "query engine" in panel and "Vector Sets" in panel
         assert "the proxy answers from upstream" in panel
         assert probe_rows(app) == {THRESHOLD_ROW: probe_rows(app)[THRESHOLD_ROW]}
+
+
+async def test_an_entry_deleted_behind_the_vectors_back_is_shown_gone(
+    redis_probe: RedisProbe,
+) -> None:
+    """A vector whose entry went another way (deleted by another client, expired): the
+    probe marks it gone and skips it, as the proxy does, which then drops the vector."""
+    app, keys = redis_probe.app, redis_probe.keys
+    sweden = keys["sweden"]
+    with redis_probe.server.client() as raw:
+        assert raw.delete(sweden) == 1  # the entry only, not its vector
+    async with app.run_test(size=SIZE) as pilot:
+        await probe_prompt(pilot, PARAPHRASE)
+        assert verdict(app, sweden) == "entry gone (deleted or expired)"
+        assert verdict_panel(app).startswith(
+            "miss: every candidate the guards accepted has lost its entry"
+        )
+        assert (await redis_probe.ask(PARAPHRASE)).headers["cache-status"] == NOT_STORED
+
+        async def vector_dropped() -> bool:
+            await probe_prompt(pilot, PARAPHRASE)
+            return sweden not in probe_rows(app)
+
+        for _ in range(50):  # the proxy drops the stale vector in the background
+            if await vector_dropped():
+                break
+        assert sweden not in probe_rows(app)
+        assert verdict_panel(app).startswith("miss: best candidate refused by threshold")

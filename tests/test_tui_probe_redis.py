@@ -4,7 +4,8 @@ Real parts: Redis 8.2 from the PyPI wheels, once with the query engine (FT.*) an
 with Vector Sets only; the built-in local embedder; a real proxy (``ProxyApp`` over HTTP
 in front of the fake upstream) on the same Redis, which stores every entry the probe
 looks at. After each verdict the proxy is asked the same question with ``no-store``, so
-the test also checks that the probe says what the proxy does.
+the test also checks that the probe says what the proxy does. Besides: the probe is
+hidden on an exact Redis cache, and on a Redis without vectors it says what is missing.
 """
 
 from __future__ import annotations

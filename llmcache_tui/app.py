@@ -18,6 +18,7 @@ from textual.worker import Worker, WorkerState
 
 from llmcache_tui.literal import printable
 from llmcache_tui.log_bridge import LogBridge
+from llmcache_tui.request_log import RequestLog
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.screens.help import HelpScreen
@@ -64,6 +65,7 @@ class LLMCacheApp(App[None]):
         self.clock = clock
         self.generation = 0  # bumped when the session connects elsewhere
         self.log_bridge = LogBridge(redactor=lambda: self.session.settings.redactor)
+        self.request_log = RequestLog()  # the embedded proxy's requests, for its screen
 
     def _show_session_in_header(self) -> None:
         cache = self.session.settings.cache

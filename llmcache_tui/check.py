@@ -1,6 +1,8 @@
 """``llmcache-tui --check``: a health probe for scripts and container health checks.
 
-Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error. A
+Exit codes: 0 healthy, 1 cache backend unhealthy (with the reason), 2 config error, or a
+config whose cache settings would do nothing (``cache_params`` at the top level, or without
+``cache: true``; listed under ``unused_cache_settings``, the rest is still checked). A
 semantic cache is also checked: one probe embedding, and the vector store's reachability,
 collection or index and dimension; if that part fails the status is ``degraded`` (exit 1):
 the exact cache works, semantic hits do not.
@@ -42,6 +44,9 @@ def run_check(config_path: str | None, *, as_json: bool) -> int:
     report["elapsed_ms"] = round((time.perf_counter() - started) * 1000, 1)
     codes = {"healthy": EXIT_HEALTHY, "disabled": EXIT_HEALTHY, "config_error": EXIT_CONFIG_ERROR}
     code = codes.get(report["status"], EXIT_UNHEALTHY)
+    if settings.unused_cache_settings:
+        report["unused_cache_settings"] = list(settings.unused_cache_settings)
+        code = EXIT_CONFIG_ERROR
     return _report(report, settings.redactor, as_json, code)
 
 
@@ -50,6 +55,9 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         "config": settings.source,
         "warnings": list(settings.warnings),
         "models": len(settings.model_list),
+        # Which isolation is on and how many keys, never the keys themselves.
+        "isolation": settings.app.isolation,
+        "client_keys": len(settings.app.api_keys),  # not "api_keys": masked by name
     }
     if settings.cache is None:
         report.update(status="disabled", cache_type=None)
@@ -64,7 +72,9 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         report.update(status="unhealthy", error=str(exc))
         return report
     try:
-        report["params"] = backend.describe()  # masked with the rest of the report
+        # Masked with the rest of the report. The namespace tells which keys are ours
+        # on a shared server.
+        report["params"] = {"namespace": settings.cache.namespace, **backend.describe()}
         result = await probe_backend(backend)
     finally:
         await backend.close()
@@ -113,6 +123,8 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
         print(f"  ping time  {report['ping_ms']} ms")
     if report.get("redis_version"):
         print(f"  server     Redis {report['redis_version']}")
+    if "isolation" in report:
+        print(f"  isolation  {report['isolation']} ({_count(report['client_keys'], 'API key')})")
     params = report.get("params") or {}
     if params:
         shown = ", ".join(f"{name}={value}" for name, value in params.items())
@@ -124,7 +136,13 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
         _print_semantic(report["semantic"])
     for warning in report.get("warnings", []):
         print(f"  warning: {warning}")
+    if report.get("unused_cache_settings"):
+        print("config error: cache settings above are not used; move them as the warnings say")
     return code
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_semantic(semantic: dict[str, Any]) -> None:

@@ -55,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--read-only", action="store_true", help="terminal app: no changes")
+    parser.add_argument(
+        "--allow-litellm-writes",
+        action="store_true",
+        help="terminal app: may delete records of LiteLLM's own semantic caches",
+    )
     parser.add_argument("--version", action="version", version=f"llmcache-tui {__version__}")
     return parser
 
@@ -117,7 +122,10 @@ def _tui(args: argparse.Namespace) -> int:
     from llmcache_tui.session import Session
 
     raise_open_file_limit()  # the embedded proxy's connections are this process's files
-    return run_tui(Session(settings, read_only=args.read_only))
+    session = Session(
+        settings, read_only=args.read_only, allow_litellm_writes=args.allow_litellm_writes
+    )
+    return run_tui(session)
 
 
 if __name__ == "__main__":

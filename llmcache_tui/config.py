@@ -7,7 +7,10 @@ whenever settings are shown.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -82,6 +85,11 @@ MAX_TTL_TEXT = f"{MAX_TTL_SECONDS} seconds (10 years)"
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 TtlSeconds = Annotated[float, Field(gt=0, le=MAX_TTL_SECONDS, allow_inf_nan=False)]
 
+# A tenant names a segment of every stored key: no ":" (the namespace separator), no glob
+# or header-breaking characters, and never starting with "_" (reserved, e.g. "_master").
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+TENANT_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
 DEFAULT_MAX_HEADER_KB = 64.0
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_IDLE_TIMEOUT = 5.0  # uvicorn's keep-alive default: clients' pools expect about this
@@ -144,6 +152,27 @@ KNOWN_CACHE_PARAM_KEYS = REDIS_CLIENT_PARAMS | frozenset(
 )
 
 
+# Top-level keys of LiteLLM's config.yaml that this proxy does not read: accepted silently,
+# so a real LiteLLM config loads without noise; any other top-level key draws a warning.
+LITELLM_TOP_LEVEL_KEYS = frozenset(
+    {
+        "router_settings",
+        "credential_list",
+        "guardrails",
+        "callback_settings",
+        "files_settings",
+        "finetune_settings",
+        "assistant_settings",
+        "mcp_servers",
+        "mcp_aliases",
+        "vector_store_registry",
+        "prompts",
+        "search_tools",
+        "model_group_alias",
+    }
+)
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the key path at fault."""
 
@@ -164,11 +193,20 @@ class LitellmParams(_Model):
     timeout: PositiveFloat | None = None
 
 
+class ModelInfo(_Model):
+    """``model_info`` of a ``model_list`` entry; its prices give ``/metrics`` the money
+    each cache hit saved (USD per token, LiteLLM's keys)."""
+
+    input_cost_per_token: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    output_cost_per_token: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
 class ModelEntry(_Model):
     """One ``model_list`` entry: a public model name and the deployment behind it."""
 
     model_name: str = Field(min_length=1)
     litellm_params: LitellmParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
 
 
 class CacheParams(_Model):
@@ -221,11 +259,26 @@ class GeneralSettings(_Model):
     max_connections: PositiveInt | None = None  # None: derived from the open-file limit
 
 
+class ApiKey(_Model):
+    """One ``llmcache.api_keys`` entry: a client key and the tenant it speaks for."""
+
+    key: str | None = Field(default=None, repr=False)  # a secret: never shown
+    tenant: str | None = None
+
+
 class AppSettings(_Model):
     """``llmcache``: settings of our own (LiteLLM ignores this section)."""
 
     read_only: bool = False
+    #: let the terminal app delete records of LiteLLM's own semantic caches (off: shown only)
+    allow_litellm_writes: bool = False
     keymap: dict[str, str] = Field(default_factory=dict)
+    # Client keys besides the master key, each naming its tenant; "tenant" isolation keeps
+    # each tenant's cache entries (exact and semantic) apart.
+    api_keys: list[ApiKey] = Field(default_factory=list, repr=False)
+    isolation: Literal["shared", "tenant"] = "shared"
+    # Addresses (or networks) allowed to name the tenant in the x-llmcache-tenant header.
+    trusted_gateways: list[str] = Field(default_factory=list)
 
 
 class ConfigFile(_Model):
@@ -307,6 +360,10 @@ class Settings:
     request_timeout: float
     warnings: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    # Warnings (also in ``warnings``) about cache settings the config holds but that do
+    # nothing (a top-level cache_params, cache_params without cache: true): ``--check``
+    # exits 2 on them, since caching is then not what the file seems to ask for.
+    unused_cache_settings: tuple[str, ...] = ()
     app: AppSettings = field(default_factory=AppSettings)
     # Knows the secret values of the config and of the variables backends read; every
     # text or structure shown to a person or written to a log goes through it.
@@ -375,6 +432,8 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
                 os.environ[str(name)] = str(value)
 
     warnings: list[str] = []
+    unused_cache: list[str] = []
+    _check_top_level(data, warnings, unused_cache)
     resolved = _resolve_env(data, "", warnings)
     # A section whose children are all commented out is YAML null; LiteLLM treats it as absent.
     resolved = {
@@ -385,11 +444,11 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
     except ValidationError as exc:
         raise ConfigError(_describe_validation_error(source, exc)) from exc
 
-    problem = _api_base_problem(parsed.model_list)
+    problem = _api_base_problem(parsed.model_list) or _tenancy_problem(parsed)
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
-    redactor = Redactor(secrets_in(resolved) | secrets_in(_backend_variables()))
-    cache = _cache_settings(parsed, warnings, redactor)
+    redactor = Redactor(secrets_in(_tenants_left_out(resolved)) | secrets_in(_backend_variables()))
+    cache = _cache_settings(parsed, warnings, redactor, unused_cache)
     problem = _embedding_model_problem(cache, parsed.model_list)
     if problem:
         raise ConfigError(f"{source}: invalid config: {problem}")
@@ -404,6 +463,7 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
         request_timeout=timeout,
         warnings=tuple(warnings),
         raw=resolved,
+        unused_cache_settings=tuple(unused_cache),
         app=parsed.llmcache,
         redactor=redactor,
         connection_limits=ConnectionLimits(
@@ -415,6 +475,56 @@ def parse_settings(text: str, source: str = "<string>") -> Settings:
             max_connections=general.max_connections,
         ),
     )
+
+
+def _tenancy_problem(parsed: ConfigFile) -> str | None:
+    """The first bad ``llmcache.api_keys`` / ``isolation`` / ``trusted_gateways`` setting.
+
+    A key is never repeated in the message: only its path is named.
+    """
+    app = parsed.llmcache
+    master = parsed.general_settings.master_key or None
+    first_of: dict[str, int] = {}
+    for index, entry in enumerate(app.api_keys):
+        path = f"llmcache.api_keys[{index}]"
+        if not entry.key:
+            return f"{path}.key: required (is its environment variable set?)"
+        if entry.key in first_of:
+            return f"{path}.key: the same key as llmcache.api_keys[{first_of[entry.key]}].key"
+        if entry.key == master:
+            return f"{path}.key: the same key as general_settings.master_key"
+        first_of[entry.key] = index
+        if not entry.tenant:
+            return f"{path}.tenant: required (the tenant this key speaks for)"
+        if not TENANT_PATTERN.fullmatch(entry.tenant):
+            return f"{path}.tenant: {entry.tenant!r} is not a tenant name ({TENANT_RULE})"
+    for index, gateway in enumerate(app.trusted_gateways):
+        try:
+            ipaddress.ip_network(gateway, strict=False)
+        except ValueError:
+            return (
+                f"llmcache.trusted_gateways[{index}]: {gateway!r} is not an IP address"
+                " or network (such as 10.0.0.0/8)"
+            )
+    if app.isolation == "tenant" and not app.api_keys and not app.trusted_gateways:
+        return (
+            "llmcache.isolation: 'tenant' needs llmcache.api_keys (or"
+            " llmcache.trusted_gateways) to tell tenants apart"
+        )
+    return None
+
+
+def _tenants_left_out(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The settings with each API key entry reduced to its key, to collect secrets from.
+
+    Under the secret-named ``api_keys`` every value would count as a secret, and tenant
+    names, masked in every log line and screen, would make both unreadable.
+    """
+    app = resolved.get("llmcache")
+    if not isinstance(app, dict) or not isinstance(app.get("api_keys"), list):
+        return resolved
+    keys = [e.get("key") if isinstance(e, dict) else e for e in app["api_keys"]]
+    return {**resolved, "llmcache": {**app, "api_keys": keys}}
 
 
 def _backend_variables() -> dict[str, str]:
@@ -443,15 +553,17 @@ def _embedding_model_problem(cache: CacheSettings | None, entries: list[ModelEnt
 
 
 def _cache_settings(
-    parsed: ConfigFile, warnings: list[str], redactor: Redactor
+    parsed: ConfigFile, warnings: list[str], redactor: Redactor, unused: list[str]
 ) -> CacheSettings | None:
     settings = parsed.litellm_settings
     if not settings.cache:
         if settings.cache_params is not None:
-            warnings.append(
+            message = (
                 "litellm_settings.cache_params is set but litellm_settings.cache is not true:"
-                " caching is off"
+                " caching is off (add 'cache: true' under litellm_settings)"
             )
+            warnings.append(message)
+            unused.append(message)
         return None
     params = settings.cache_params or CacheParams()
     routes = _routes(params.supported_call_types, warnings)
@@ -459,6 +571,65 @@ def _cache_settings(
         if key not in KNOWN_CACHE_PARAM_KEYS:
             warnings.append(f"litellm_settings.cache_params.{key}: unknown key, ignored")
     return CacheSettings(params=params, routes=routes, redactor=redactor)
+
+
+def _section_of_keys() -> dict[str, str]:
+    """Each key the sections read, mapped to its full path: where a misplaced key belongs."""
+    paths: dict[str, str] = {}
+    for name in CacheParams.model_fields:
+        paths[name] = f"litellm_settings.cache_params.{name}"
+    sections: list[tuple[str, type[BaseModel]]] = [
+        ("general_settings", GeneralSettings),
+        ("llmcache", AppSettings),
+        ("litellm_settings", LitellmSettings),
+    ]
+    for section, model in sections:
+        for name in model.model_fields:
+            paths[name] = f"{section}.{name}"
+    return paths
+
+
+_CACHE_PATH = "litellm_settings.cache"
+
+
+def _check_top_level(data: dict[Any, Any], warnings: list[str], unused: list[str]) -> None:
+    """Warn about each top-level key no one reads, saying where it probably belongs.
+
+    A key that belongs in the cache settings (``cache_params`` pasted at the top level, a
+    misspelt ``litellm_settings`` holding ``cache``) leaves caching other than the file
+    seems to ask for, so it is also listed in ``unused``.
+    """
+    known = set(ConfigFile.model_fields) | LITELLM_TOP_LEVEL_KEYS
+    nested = _section_of_keys()
+    for key in data:
+        name = str(key)
+        if name == "include":
+            # LiteLLM merges the listed files in; settings there (a cache, models) are not
+            # read here, so say so rather than leave them silently missing.
+            warnings.append(
+                "include: the files it lists are not read by llmcache-tui;"
+                " put their settings in this file"
+            )
+            continue
+        if name in known:
+            continue
+        suggestion = nested.get(name)
+        if suggestion is None:
+            close = difflib.get_close_matches(name, [*sorted(known), *nested], n=1, cutoff=0.75)
+            if close:
+                suggestion = nested.get(close[0], close[0])
+        message = f"{name}: unknown top-level key, ignored"
+        if suggestion:
+            message += f"; did you mean {suggestion}?"
+        value = data[key]
+        holds_cache = isinstance(value, dict) and ("cache" in value or "cache_params" in value)
+        about_cache = (suggestion or "").startswith(_CACHE_PATH) or (
+            suggestion == "litellm_settings" and holds_cache
+        )
+        if about_cache:
+            message += " (its cache settings are not used)"
+            unused.append(message)
+        warnings.append(message)
 
 
 def _api_base_problem(entries: list[ModelEntry]) -> str | None:

@@ -41,3 +41,8 @@ def timestamp(epoch: float | None) -> str:
 
 def count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+def plural(value: int, word: str, words: str | None = None) -> str:
+    """``1 request``, ``2 requests``, ``1,204 entries`` (``words``: an irregular plural)."""
+    return f"{value:,} {word if value == 1 else words or word + 's'}"

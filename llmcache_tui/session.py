@@ -2,8 +2,10 @@
 
 The proxy started from the app shares the app's backend object, so with a ``local`` cache
 the browser shows the running proxy's own in-memory entries. It shares the semantic tier
-too: the session owns it (the probe uses it) and embedded Qdrant opens its directory in
-one place at a time. Entries deleted through the session's backend lose their vectors.
+too: the session owns it (the probe and the vector browser use it) and embedded Qdrant
+opens its directory in one place at a time. Entries deleted through the session's backend
+lose their vectors. Records of LiteLLM's own semantic caches are deleted only when the
+operator allowed it (``--allow-litellm-writes`` or ``llmcache.allow_litellm_writes``).
 Nothing here imports Textual.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError, build_backend_or_problem
@@ -21,6 +23,7 @@ from llmcache_tui.proxy.app import ProxyApp, semantic_tier_for
 from llmcache_tui.proxy.embedded import EmbeddedProxy
 
 if TYPE_CHECKING:
+    from llmcache_tui.cache.semantic.store import VectorStore
     from llmcache_tui.cache.semantic.tier import SemanticTier
 
 
@@ -44,10 +47,14 @@ class Health:
 class Session:
     """The settings in use, the backend built from them, and the proxy if it runs."""
 
-    def __init__(self, settings: Settings, *, read_only: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, *, read_only: bool = False, allow_litellm_writes: bool = False
+    ) -> None:
         self.settings = settings
         self._read_only_flag = read_only  # --read-only holds whatever config is opened
         self.read_only = read_only or settings.app.read_only
+        self._litellm_writes_flag = allow_litellm_writes
+        self.allow_litellm_writes = allow_litellm_writes or settings.app.allow_litellm_writes
         self.backend: CacheBackend | None = None
         self.backend_error: str | None = None
         self.proxy: EmbeddedProxy | None = None
@@ -89,6 +96,40 @@ class Session:
             self._semantic, self._semantic_problem = semantic_tier_for(self.settings, self.backend)
             self._semantic_built = True
         return self._semantic, self._semantic_problem
+
+    def use_similarity_threshold(self, threshold: float) -> None:
+        """Make ``threshold`` the semantic tier's from now on (a value just saved to the
+        config): the settings say so, and the tier, shared with the embedded proxy, judges
+        its next lookups with it."""
+        cache = self.settings.cache
+        if cache is None:
+            return
+        params = cache.params.model_copy(update={"similarity_threshold": threshold})
+        raw = dict(self.settings.raw)
+        litellm = dict(raw.get("litellm_settings") or {})
+        litellm["cache_params"] = {
+            **(litellm.get("cache_params") or {}),
+            "similarity_threshold": threshold,
+        }
+        raw["litellm_settings"] = litellm
+        self.settings = replace(self.settings, cache=replace(cache, params=params), raw=raw)
+        if self._semantic is not None:
+            self._semantic.threshold = threshold
+
+    async def vector_store(self) -> VectorStore:
+        """The semantic tier's vector store, opened, for browsing; SessionError saying why
+        there is none (not a semantic cache type, a missing package, a failing embedder)."""
+        from llmcache_tui.cache.semantic.embedder import EmbedderError
+
+        if not self.semantic_available:
+            raise SessionError("this cache type keeps no vectors (only the semantic ones do)")
+        tier, problem = self.semantic_tier()
+        if tier is None:
+            raise SessionError(problem or "the semantic cache is not available")
+        try:
+            return await tier.open_store()
+        except (EmbedderError, CacheBackendError) as exc:
+            raise SessionError(str(exc)) from None
 
     @property
     def proxy_running(self) -> bool:
@@ -132,6 +173,7 @@ class Session:
         await self._close_backend()
         self.settings = settings
         self.read_only = self._read_only_flag or settings.app.read_only
+        self.allow_litellm_writes = self._litellm_writes_flag or settings.app.allow_litellm_writes
         self._build_backend()
 
     def start_proxy(self, host: str, port: int) -> asyncio.Task[None]:

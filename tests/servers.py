@@ -209,6 +209,7 @@ def litellm_config(
     models: dict[str, str] | None = None,
     extra_models: list[dict[str, Any]] | None = None,
     general_settings: dict[str, Any] | None = None,
+    llmcache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A LiteLLM ``config.yaml`` document whose models all point at ``api_base``."""
     model_list: list[dict[str, Any]] = [
@@ -225,6 +226,8 @@ def litellm_config(
     document: dict[str, Any] = {"model_list": model_list, "litellm_settings": litellm_settings}
     if general_settings:
         document["general_settings"] = general_settings
+    if llmcache:
+        document["llmcache"] = llmcache
     return document
 
 

@@ -99,6 +99,7 @@ async def test_the_embedded_proxy_log_holds_no_query(tui_config: Callable[..., s
         async with httpx.AsyncClient(base_url=url, timeout=10) as client:
             reply = await client.get(f"/health?key={MASTER_KEY}")
         assert reply.status_code == 401
+        await pilot.press("r")  # the raw log
 
         def shown() -> str:
             return "\n".join(s.text for s in app.screen.query_one("#proxy-log", RichLog).lines)

@@ -94,7 +94,7 @@ def test_provider_prefix_wildcard(make_proxy: ProxyFactory, upstream: FakeUpstre
 
     assert upstream.app.calls[0].body["model"] == "gpt-4o"
     assert raw.headers["cache-status"] == "llmcache; fwd=miss; stored"
-    assert caught.value.code == "model_not_found"
+    assert caught.value.code == "400"
 
 
 def test_wildcard_names_do_not_grow_memory() -> None:
@@ -309,7 +309,7 @@ def test_unknown_model_is_a_400_naming_the_known_ones(proxy_http: httpx.Client) 
 
     assert reply.status_code == 400
     error = reply.json()["error"]
-    assert error["code"] == "model_not_found"
+    assert error["code"] == "400"
     assert error["param"] == "model"
     assert "'gpt-9-ultra'" in error["message"]
     assert "gpt-4o-mini" in error["message"]

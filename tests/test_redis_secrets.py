@@ -142,7 +142,7 @@ def test_a_failing_server_everywhere(
     assert ping.status_code == 503
     assert CACHE_ERROR in served.headers["cache-status"]
     assert deleted.status_code == 503
-    assert "127.0.0.1" in deleted.json()["error"]
+    assert "127.0.0.1" in deleted.json()["error"]["message"]
     assert "cache unavailable" in logs.text  # the warning was logged, masked
     secret.assert_absent(ping.text, deleted.text, health.text, logs.text)
 

@@ -50,6 +50,7 @@ def test_check_and_ping_write_read_delete_with_masked_params(
         s3_aws_session_token=SESSION_TOKEN, s3_path="litellm/", namespace=DOCS_NAMESPACE
     )
     shown = {
+        "namespace": DOCS_NAMESPACE,
         "s3_bucket_name": BUCKET,
         "s3_path": "litellm/",
         "s3_region_name": "us-east-1",
@@ -109,7 +110,8 @@ def test_check_with_aws_variables_only(
     }
     run = run_check(write_config(tmp_path, {"type": "s3", "s3_bucket_name": BUCKET}), env)
     assert run.code == 0, run.stdout
-    assert run.report["params"] == {"s3_bucket_name": BUCKET}  # nothing else was configured
+    # Nothing else was configured.
+    assert run.report["params"] == {"namespace": None, "s3_bucket_name": BUCKET}
     _assert_no_secret(run.stdout, run.stderr)
 
 

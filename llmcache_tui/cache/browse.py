@@ -195,7 +195,8 @@ async def count_purge(
 class PurgeProgress:
     """How far a purge has got; ``total`` is the backend's estimate of all keys.
 
-    ``skipped`` counts matching keys that are not cache entries, which a purge never deletes.
+    ``skipped`` counts matching keys that are not cache entries, which a purge leaves alone
+    unless asked to delete ``everything`` matching.
     """
 
     scanned: int = 0
@@ -203,6 +204,7 @@ class PurgeProgress:
     skipped: int = 0
     total: int | None = None
     done: bool = False
+    everything: bool = False
 
 
 async def purge(
@@ -212,11 +214,13 @@ async def purge(
     on_progress: Callable[[PurgeProgress], None] | None = None,
     cancelled: Callable[[], bool] = lambda: False,
     batch: int | None = None,
+    everything: bool = False,
 ) -> PurgeProgress:
     """Delete every cache entry matching ``match``, in batches, reporting progress; keys
-    that are not cache entries stay. Stoppable between batches."""
+    that are not cache entries stay, unless ``everything`` (a person's explicit choice)
+    deletes every matching key whatever it holds. Stoppable between batches."""
     batch = batch or backend.purge_batch or PURGE_BATCH
-    progress = PurgeProgress()
+    progress = PurgeProgress(everything=everything)
     cursor: str | None = None
     while not cancelled():
         page = await backend.scan(match, cursor, batch, details=False)
@@ -224,7 +228,10 @@ async def purge(
         if page.total is not None:  # a backend may count only on the first page
             progress.total = page.total
         keys = [info.key for info in page.keys]
-        found, deleted = await _sweep(backend, keys, delete=True)
+        if everything:
+            found, deleted = len(keys), (await backend.delete(keys) if keys else 0)
+        else:
+            found, deleted = await _sweep(backend, keys, delete=True)
         progress.skipped += len(keys) - found
         progress.deleted += deleted
         if on_progress is not None:

@@ -12,6 +12,10 @@ import orjson
 # thing share one key, so ``stream`` and ``stream_options`` are left out too.
 IGNORED_PARAMS = frozenset({"cache", "metadata", "stream", "stream_options"})
 NAMESPACE_SEPARATOR = ":"
+# Under tenant isolation every stored key starts with "@<tenant>:", before any namespace,
+# so ownership is read off the key (``/cache/delete``, the browser) and a namespace a
+# client picks stays inside its tenant.
+TENANT_MARK = "@"
 # How deep orjson.dumps nests (orjson.loads takes four times as much).
 MAX_JSON_DEPTH = 254
 
@@ -56,6 +60,21 @@ def unwritable_reason(exc: orjson.JSONEncodeError) -> str:
     return f"request body cannot be written back as JSON: {exc}"
 
 
-def storage_key(digest: str, namespace: str | None) -> str:
-    """The key as stored in the backend: ``namespace:digest``, or the bare digest."""
-    return f"{namespace}{NAMESPACE_SEPARATOR}{digest}" if namespace else digest
+def storage_key(digest: str, namespace: str | None, tenant: str | None = None) -> str:
+    """The key as stored in the backend: ``namespace:digest``, or the bare digest; with a
+    tenant, ``@tenant:`` before either."""
+    key = f"{namespace}{NAMESPACE_SEPARATOR}{digest}" if namespace else digest
+    return f"{tenant_prefix(tenant)}{key}" if tenant else key
+
+
+def tenant_prefix(tenant: str) -> str:
+    """What every stored key of ``tenant`` starts with."""
+    return f"{TENANT_MARK}{tenant}{NAMESPACE_SEPARATOR}"
+
+
+def tenant_of(key: str) -> str | None:
+    """The tenant a stored key belongs to, or None for a key written without isolation."""
+    if not key.startswith(TENANT_MARK):
+        return None
+    tenant, separator, _ = key[len(TENANT_MARK) :].partition(NAMESPACE_SEPARATOR)
+    return tenant if separator and tenant else None

@@ -41,12 +41,14 @@ class Decision:
     """What the proxy may do with the cache for one request.
 
     ``skip_reason`` is the RFC 9211 ``fwd`` value explaining why the cache is not read
-    (``bypass`` or ``request``); it is ``None`` when a lookup happens.
+    (``bypass`` or ``request``); it is ``None`` when a lookup happens. ``tenant`` is the
+    caller's tenant under tenant isolation (None: entries are shared).
     """
 
     read: bool
     write: bool
     namespace: str | None = None
+    tenant: str | None = None
     ttl: float | None = None
     max_age: float | None = None
     skip_reason: str | None = None

@@ -1,7 +1,8 @@
-"""Operational routes: ``/cache/ping``, ``/cache/delete``, health, models and metrics."""
+"""Operational routes: ``/cache/ping``, ``/cache/delete``, health and metrics."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -9,7 +10,7 @@ import orjson
 from llmcache_tui import __version__
 from llmcache_tui.cache.backends import CacheBackendError
 from llmcache_tui.cache.health import probe_backend, semantic_health
-from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR
+from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR, tenant_prefix
 from llmcache_tui.config import CALL_TYPE_ROUTES
 from llmcache_tui.proxy.asgi import (
     BodyTooLarge,
@@ -20,7 +21,9 @@ from llmcache_tui.proxy.asgi import (
     send_json,
     send_response,
 )
+from llmcache_tui.proxy.auth import caller_of
 from llmcache_tui.proxy.errors import error_body
+from llmcache_tui.proxy.exposition import render
 
 if TYPE_CHECKING:
     from llmcache_tui.proxy.app import Handler, ProxyApp
@@ -49,6 +52,8 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
             "status": "healthy" if result.healthy else "unhealthy",
             "ping_response": result.ping,
             "set_cache_response": "success" if result.write else "failed",
+            # Which isolation is on, never the keys: "tenant" keeps tenants' entries apart.
+            "isolation": app.settings.app.isolation,
             "litellm_cache_params": {
                 "supported_call_types": call_types,
                 "type": cache.type,
@@ -57,6 +62,7 @@ async def cache_ping(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
                 "ttl": cache.params.ttl,
             },
             f"{cache.type.replace('-', '_')}_cache_params": {
+                "namespace": cache.namespace,  # as --check shows it beside the connection
                 **app.backend.describe(),
                 **result.server,
             },
@@ -90,7 +96,11 @@ def _semantic_problem(report: dict[str, Any]) -> str:
 
 
 async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Delete the given keys (as stored, or without the configured namespace)."""
+    """Delete the given keys (as stored, or without the configured namespace).
+
+    Under tenant isolation a tenant's keys are read inside its own tenant: another
+    tenant's key matches nothing and is answered as any key that is not there.
+    """
     try:
         raw = await read_body(scope, receive, DELETE_BODY_LIMIT)
     except BodyTooLarge:
@@ -108,22 +118,29 @@ async def cache_delete(app: ProxyApp, scope: Scope, receive: Receive, send: Send
         return
     if app.backend is None:
         reason = app.backend_problem or "caching is not enabled"
-        await send_json(
-            send, 503, {"status": "failed", "error": app.settings.redactor.scrub(reason)}
-        )
+        await send_json(send, 503, error_body(503, app.settings.redactor.scrub(reason)))
         return
     namespace = app.settings.cache.namespace if app.settings.cache else None
-    candidates = list(keys)
-    if namespace:
-        prefix = namespace + NAMESPACE_SEPARATOR
-        candidates += [prefix + key for key in keys if not key.startswith(prefix)]
+    caller = caller_of(scope)
+    candidates = _deletable(keys, namespace, None if caller.master else caller.tenant)
     try:
         deleted = await app.backend.delete(candidates)
     except CacheBackendError as exc:
         error = app.settings.redactor.scrub(str(exc))
-        await send_json(send, 503, {"status": "failed", "error": error})
+        await send_json(send, 503, error_body(503, f"cache delete failed: {error}"))
         return
     await send_json(send, 200, {"status": "success", "deleted": deleted})
+
+
+def _deletable(keys: list[str], namespace: str | None, tenant: str | None) -> list[str]:
+    """The stored keys the given keys may stand for, all inside ``tenant`` when given."""
+    own = tenant_prefix(tenant) if tenant else ""
+    bare = [key.removeprefix(own) for key in keys]
+    candidates = bare
+    if namespace:
+        prefix = namespace + NAMESPACE_SEPARATOR
+        candidates = bare + [prefix + key for key in bare if not key.startswith(prefix)]
+    return [own + key for key in candidates]
 
 
 async def health(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
@@ -135,60 +152,56 @@ async def liveliness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
 
 
 async def readiness(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    # The proxy serves from upstream when the cache is down, so it stays ready; the cache's
-    # state is reported for operators, not used to take the instance out of rotation.
-    await send_json(send, 200, _health_document(app))
+    """LiteLLM's readiness document (the fields its probes and dashboards read), open to all.
+
+    The proxy serves from upstream when the cache is down, so it stays ready; the cache's
+    state is reported for operators, not used to take the instance out of rotation.
+    """
+    level = logging.getLogger("llmcache_tui").getEffectiveLevel()
+    cache = app.settings.cache
+    await send_json(
+        send,
+        200,
+        {
+            "status": "healthy",
+            "db": "Not connected",  # LiteLLM's value without a database: there is none here
+            "cache": None if cache is None else cache.type,
+            "litellm_version": __version__,
+            "success_callbacks": [],
+            "use_aiohttp_transport": True,  # upstream calls go through aiohttp
+            "log_level": logging.getLevelName(level),
+            "is_detailed_debug": level <= logging.DEBUG,
+            "version": __version__,
+            "models": len(app.settings.model_list),
+            # Open to anyone, so without the reason (it may name hosts): /health has it.
+            "cache_status": _cache_state(app).partition(":")[0],
+        },
+    )
 
 
 def _health_document(app: ProxyApp) -> dict[str, Any]:
     cache = app.settings.cache
-    if cache is None:
-        cache_state = "disabled"
-    elif app.backend is None:
-        cache_state = f"unavailable: {app.settings.redactor.scrub(str(app.backend_problem))}"
-    else:
-        cache_state = "configured"
     return {
         "status": "healthy",
         "version": __version__,
         "cache": None if cache is None else cache.type,
-        "cache_status": cache_state,
+        "cache_status": _cache_state(app),
         "models": len(app.settings.model_list),
     }
 
 
-async def models(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "llmcache-tui"}
-        for name in app.router.names
-    ]
-    await send_json(send, 200, {"object": "list", "data": data})
+def _cache_state(app: ProxyApp) -> str:
+    if app.settings.cache is None:
+        return "disabled"
+    if app.backend is None:
+        return f"unavailable: {app.settings.redactor.scrub(str(app.backend_problem))}"
+    return "configured"
 
 
 async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Counters in the Prometheus text format."""
-    snapshot = app.stats.snapshot()
-    lines = []
-    for name in ("requests", "hits", "misses", "bypassed", "stored", "coalesced", "tokens_saved"):
-        lines.append(f"# TYPE llmcache_{name}_total counter")
-        lines.append(f"llmcache_{name}_total {snapshot[name]}")
-    lines.append("# TYPE llmcache_errors_total counter")
-    lines.append(f'llmcache_errors_total{{kind="client"}} {snapshot["client_errors"]}')
-    lines.append(f'llmcache_errors_total{{kind="upstream"}} {snapshot["upstream_errors"]}')
-    cache_errors = app.cache.errors if app.cache is not None else 0
-    lines.append(f'llmcache_errors_total{{kind="cache"}} {cache_errors}')
-    semantic = app.cache.semantic if app.cache is not None else None
-    if semantic is not None:
-        counters = semantic.stats
-        lines.append(f'llmcache_errors_total{{kind="semantic"}} {counters.errors}')
-        for name in ("lookups", "hits", "refused", "stored", "skipped"):
-            lines.append(f"# TYPE llmcache_semantic_{name}_total counter")
-            lines.append(f"llmcache_semantic_{name}_total {getattr(counters, name)}")
-    lines.append("# TYPE llmcache_hit_ratio gauge")
-    lines.append(f"llmcache_hit_ratio {snapshot['hit_rate']}")
-    text = "\n".join(lines) + "\n"
-    content_type = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-    await send_response(send, 200, text.encode(), [content_type])
+    """Every metric in the Prometheus text format (OpenMetrics if the scraper asks)."""
+    body, content_type = render(app.metrics_registry, scope)
+    await send_response(send, 200, body, [(b"content-type", content_type)])
 
 
 ROUTES: dict[str, tuple[str, Handler]] = {
@@ -198,6 +211,5 @@ ROUTES: dict[str, tuple[str, Handler]] = {
     "/health/liveliness": ("GET", liveliness),
     "/health/liveness": ("GET", liveliness),
     "/health/readiness": ("GET", readiness),
-    "/models": ("GET", models),
     "/metrics": ("GET", metrics),
 }

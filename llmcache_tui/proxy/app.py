@@ -8,7 +8,6 @@ hit or miss, store).
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -17,17 +16,20 @@ from typing import TYPE_CHECKING
 from llmcache_tui.cache.backends import CacheBackend, build_backend_or_problem
 from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.config import Settings
-from llmcache_tui.proxy import admin
+from llmcache_tui.proxy import admin, models_routes
 from llmcache_tui.proxy.asgi import (
     ClientDisconnected,
     Receive,
     Scope,
     Send,
-    header,
     received_at,
     send_json,
 )
+from llmcache_tui.proxy.auth import CALLER, Authenticator, caller_of
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
+from llmcache_tui.proxy.events import CLIENT_CLOSED, RequestListener, ResponseWatch
+from llmcache_tui.proxy.exposition import new_registry
+from llmcache_tui.proxy.metrics import ProxyMetrics
 from llmcache_tui.proxy.pipeline import Pipeline
 from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
 from llmcache_tui.proxy.routing import Router
@@ -41,8 +43,9 @@ log = logging.getLogger("llmcache_tui.proxy")
 Handler = Callable[["ProxyApp", Scope, Receive, Send], Awaitable[None]]
 
 LLM_ROUTES = {f"/{path}": route for route, path in LLM_PATHS.items()}
-# Reachable without the master key, so orchestrators can probe liveness.
-PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness"})
+# Reachable without the master key, as on LiteLLM, so orchestrators' probes need no secret;
+# they tell only that the process runs and which cache type it has. ``/health`` needs it.
+PUBLIC_PATHS = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
 
 
 def semantic_tier_for(
@@ -69,6 +72,10 @@ class ProxyApp:
     this app built it (``owns_backend``). ``semantic`` is the semantic tier of a semantic
     cache type, closed at shutdown unless ``owns_semantic`` is False (the terminal app's,
     shared with its probe); ``semantic_problem`` says why a semantic type runs without one.
+    ``request_listeners`` are called with a :class:`~llmcache_tui.proxy.events.RequestEvent`
+    after each LLM request (on the event loop: they must return at once).
+    ``metrics=False`` records no latencies, lookups or savings (and no backend timings),
+    to measure what recording them costs; ``/metrics`` then has the plain counters only.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class ProxyApp:
         semantic: SemanticTier | None = None,
         semantic_problem: str | None = None,
         owns_semantic: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.settings = settings
         self.router = Router(settings.model_list)
@@ -99,6 +107,17 @@ class ProxyApp:
             backend.add_delete_listener(semantic.forget_deleted)
         self.clock = clock
         self.stats = ProxyStats()
+        self.request_listeners: list[RequestListener] = []
+        self.metrics: ProxyMetrics | None = None
+        if metrics:
+            namespace = settings.cache.namespace if settings.cache else None
+            self.metrics = ProxyMetrics(settings.model_list, namespace)
+        elif backend is not None:
+            for part in backend.timed_parts():
+                part.timings = None
+        self.metrics_registry = new_registry(self)
+        # Bound once: the request path calls it on every request, hits included.
+        self._observe_request = self.metrics.requests.observe if self.metrics else None
         self.requests = RequestReader(settings.max_request_bytes)
         self.pipeline = Pipeline(
             settings,
@@ -107,11 +126,13 @@ class ProxyApp:
             self.stats,
             backend_problem=backend_problem,
             clock=clock,
+            metrics=self.metrics,
         )
-        self._master_key = settings.master_key.encode() if settings.master_key else None
+        self.auth = Authenticator(settings)
         self._routes: dict[str, tuple[str, Handler | None]] = {
             **{path: ("POST", None) for path in LLM_ROUTES},  # None: the LLM path below
             **admin.ROUTES,
+            **models_routes.ROUTES,
         }
 
     @classmethod
@@ -169,6 +190,8 @@ class ProxyApp:
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         found = self._routes.get(path)
+        if found is None and path.startswith(models_routes.MODEL_PREFIX):
+            found = ("GET", models_routes.model)
         if found is None:
             await send_json(send, 404, error_body(404, f"no route {echo(scope['path'])}"))
             return
@@ -177,10 +200,12 @@ class ProxyApp:
             message = f"{echo(scope['path'])} accepts {method}, not {scope['method']}"
             await send_json(send, 405, error_body(405, message), [(b"allow", method.encode())])
             return
-        if path not in PUBLIC_PATHS and not self._authorized(scope):
-            message = "missing or invalid API key: send 'Authorization: Bearer <master_key>'"
-            await send_json(send, 401, error_body(401, message, code="invalid_api_key"))
-            return
+        if path not in PUBLIC_PATHS:
+            try:
+                scope[CALLER] = self.auth.identify(scope)
+            except ProxyError as exc:
+                await send_json(send, exc.status, exc.body())
+                return
         try:
             if handler is None:
                 await self.handle_llm(LLM_ROUTES[path], scope, receive, send)
@@ -195,37 +220,47 @@ class ProxyApp:
             with contextlib.suppress(Exception):
                 await send_json(send, 500, error_body(500, "internal error in llmcache-tui"))
 
-    def _authorized(self, scope: Scope) -> bool:
-        key = self._master_key
-        if key is None:
-            return True
-        given = header(scope, b"authorization")
-        if given is None:
-            given = header(scope, b"api-key")
-            if given is None:
-                return False
-        else:
-            # "Bearer", "bearer", "BEARER": the scheme is case-insensitive (RFC 9110 11.1),
-            # and one or more spaces separate it from the token; the key itself is not.
-            scheme, _, given = given.partition(b" ")
-            if scheme.lower() != b"bearer":
-                return False
-        # Whitespace around a field value is not part of it (RFC 9110 5.5); the HTTP
-        # parser leaves trailing whitespace in.
-        return hmac.compare_digest(given.strip(b" \t"), key)
-
     # -- LLM calls -----------------------------------------------------------------------
     async def handle_llm(self, route: str, scope: Scope, receive: Receive, send: Send) -> None:
         started = received_at(scope)
         outcome = "client_error"
+        tenant = caller_of(scope).tenant
+        # Responses are watched only for listeners: without one, the hit path is unchanged.
+        watch = ResponseWatch(send) if self.request_listeners else None
+        if watch is not None:
+            send = watch.send
+        model = ""
         try:
             if route == "transcription":
                 request = await self.requests.read_form(route, scope, receive)
             else:
-                request = await self.requests.read_json(route, scope, receive)
-            outcome = await self.pipeline.answer(request, receive, send)
+                request = await self.requests.read_json(route, scope, receive, tenant)
+            model = request.model
+            outcome = await self.pipeline.answer(request, receive, send, tenant)
         except ProxyError as exc:
             outcome = "upstream_error" if exc.status >= 500 else "client_error"
             await send_json(send, exc.status, exc.body(), exc.headers)
+        except ClientDisconnected:
+            if watch is not None and not watch.status:
+                watch.status = CLIENT_CLOSED
+            raise
+        except Exception:
+            if watch is not None and not watch.status:
+                watch.status = 500  # what the caller answers
+            raise
         finally:
-            self.stats.record(outcome, time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.stats.record(outcome, elapsed)
+            observe = self._observe_request
+            if observe is not None:
+                observe((route, outcome), elapsed)
+            if watch is not None:
+                self._tell(watch, route, model, elapsed)
+
+    def _tell(self, watch: ResponseWatch, route: str, model: str, elapsed: float) -> None:
+        event = watch.event(self.clock(), route, model, elapsed)
+        for listener in list(self.request_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not fail the request
+                log.exception("request listener %r failed", listener)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from llmcache_tui.proxy.asgi import Headers, Receive, Send, send_response
 from llmcache_tui.proxy.coalesce import Flight
-from llmcache_tui.proxy.errors import ProxyError, error_body
+from llmcache_tui.proxy.errors import ProxyError, error_body, upstream_error_reply
 from llmcache_tui.proxy.mock import MockStream
 from llmcache_tui.proxy.request import LLMRequest
 from llmcache_tui.proxy.streaming import StreamRecorder, sse_event
@@ -44,11 +44,12 @@ async def relay_stream(
     try:
         if source.status != 200:
             content = await source.read()
+            passed = source.headers
+            if source.status >= 400:
+                content, passed = upstream_error_reply(source.status, content, passed)
             if flight is not None:
-                flight.finish(
-                    entry=None, reply=UpstreamReply(source.status, content, source.headers)
-                )
-            await send_response(send, source.status, content, [*source.headers, *headers])
+                flight.finish(entry=None, reply=UpstreamReply(source.status, content, passed))
+            await send_response(send, source.status, content, [*passed, *headers])
             return False
         start_headers = [*source.headers, *headers]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})

@@ -54,8 +54,8 @@ class LLMRequest:
     form: list[tuple[str, str]] = field(default_factory=list)
     file: tuple[str, bytes, str] | None = None
     digest: str | None = None  # computed once, on first use
-    # The semantic view per namespace, computed once (a repeated body reuses its vector).
-    semantic: dict[str | None, SemanticQuery | None] | None = None
+    # The semantic view per (namespace, tenant), computed once (a repeat reuses its vector).
+    semantic: dict[tuple[str | None, str | None], SemanticQuery | None] | None = None
 
     def cache_digest(self) -> str:
         if self.digest is None:
@@ -68,33 +68,40 @@ class LLMRequest:
                 raise ProxyError(400, str(exc)) from None
         return self.digest
 
-    def semantic_query(self, namespace: str | None) -> SemanticQuery | None:
+    def semantic_query(
+        self, namespace: str | None, tenant: str | None = None
+    ) -> SemanticQuery | None:
         """What the semantic tier embeds and the scope it searches; None: exact only."""
         views = self.semantic
         if views is None:
             views = self.semantic = {}
-        if namespace not in views:
-            views[namespace] = semantic_query(self.route, self.model, self.body, namespace)
-        return views[namespace]
+        scope = (namespace, tenant)
+        if scope not in views:
+            views[scope] = semantic_query(self.route, self.model, self.body, namespace, tenant)
+        return views[scope]
 
 
 class RequestReader:
     """Reads and parses LLM requests, within the body size limit.
 
     Keeps the most recent small JSON bodies it parsed, so repeats (the cache's business)
-    skip parsing, checking and hashing.
+    skip parsing, checking and hashing. ``partition`` (the tenant, under tenant isolation)
+    keeps those apart too: a repeat answered faster would tell one tenant that another
+    sent the same request.
     """
 
     def __init__(self, max_request_bytes: int) -> None:
         self.max_request_bytes = max_request_bytes
-        self._recent: dict[tuple[str, bytes], LLMRequest] = {}
+        self._recent: dict[tuple[str, str | None, bytes], LLMRequest] = {}
 
-    async def read_json(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:
+    async def read_json(
+        self, route: str, scope: Scope, receive: Receive, partition: str | None = None
+    ) -> LLMRequest:
         raw = await self._read(scope, receive)
         content_type, encoding = body_headers(scope)
         check_encoding(encoding)
         form_encoded = json_media(content_type)
-        known = self._recent.get((route, raw))
+        known = self._recent.get((route, partition, raw))
         if known is not None:
             return known
         try:
@@ -117,7 +124,7 @@ class RequestReader:
         if len(raw) <= RECENT_MAX_BYTES:
             if len(self._recent) >= RECENT_REQUESTS:
                 del self._recent[next(iter(self._recent))]  # oldest first
-            self._recent[(route, raw)] = request
+            self._recent[(route, partition, raw)] = request
         return request
 
     async def read_form(self, route: str, scope: Scope, receive: Receive) -> LLMRequest:

@@ -89,6 +89,16 @@ class Router:
                 self._exact[name] = itertools.cycle(deployments)
         self._wildcards.sort(key=lambda item: -len(item[0].pattern))
         self.names = list(grouped)
+        #: the names a client can ask for as they are: every name that is not a pattern
+        self.models = [name for name in grouped if "*" not in name]
+
+    def serves(self, requested: str) -> bool:
+        """Whether ``requested`` names a model here, exactly or through a pattern.
+
+        Unlike :meth:`resolve`, it neither remembers the name nor picks a deployment."""
+        if requested in self._exact:
+            return True
+        return any(regex.fullmatch(requested) for regex, _ in self._wildcards)
 
     def resolve(self, requested: str) -> Deployment | None:
         exact = self._exact.get(requested) or self._matched.get(requested)

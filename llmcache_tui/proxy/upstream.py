@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from llmcache_tui.cache.keys import unwritable_reason
-from llmcache_tui.proxy.errors import ProxyError
+from llmcache_tui.proxy.errors import ProxyError, upstream_error_reply
 from llmcache_tui.proxy.routing import Deployment
 from llmcache_tui.redact import mask_url
 
@@ -149,7 +149,10 @@ class UpstreamClient:
             raise self._error(deployment, path, exc) from exc
         finally:
             response.release()
-        return UpstreamReply(response.status, content, passed_headers(response.raw_headers))
+        headers = passed_headers(response.raw_headers)
+        if response.status >= 400:
+            content, headers = upstream_error_reply(response.status, content, headers)
+        return UpstreamReply(response.status, content, headers)
 
     def _timeout(self, seconds: float | None) -> aiohttp.ClientTimeout:
         return aiohttp.ClientTimeout(

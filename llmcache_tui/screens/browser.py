@@ -4,7 +4,10 @@ Every backend call runs in a worker. Keys arrive page by page (bounded scans, "l
 and the status line says how much of the keyspace has been examined, so a partial scan
 never looks like missing data. Keys that are not cache entries (another application's, on a
 shared Redis) show as such and are never purged; a purge says first how many entries it
-will delete, and one of the whole cache asks for a typed word.
+will delete, and one of the whole cache asks for a typed word. Under tenant isolation a
+tenant column shows whose entry each key is (the tree's first level, ``@tenant``, too).
+``v`` opens the semantic cache's vectors (:mod:`~llmcache_tui.screens.vectors`) where the
+cache type keeps any.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from llmcache_tui.cache.browse import (
     PurgeProgress,
     count_purge,
     describe_keys,
+    glob_escape,
     namespace_pattern,
     namespaces_of,
 )
+from llmcache_tui.cache.keys import tenant_of
 from llmcache_tui.literal import literal, printable
 from llmcache_tui.screens.base import AppScreen
-from llmcache_tui.screens.confirm import ConfirmScreen, TypedConfirmScreen
+from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
-from llmcache_tui.screens.purge import PurgeScreen
+from llmcache_tui.screens.purge import PurgeConfirmScreen, PurgeScreen, PurgeTypedConfirmScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
 
 ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
@@ -46,6 +51,7 @@ SCAN_BUDGET = 20_000  # entries examined per "load more" before it stops and say
 EXPLORE_BUDGET = 2_000  # entries examined to discover a branch's sub-namespaces
 ROW_CHUNK = 100  # rows added between yields to the event loop
 KEY_COLUMN_WIDTH = 24
+TENANT_COLUMN_WIDTH = 12
 TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
 MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
 LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
@@ -67,6 +73,9 @@ class BrowserScreen(AppScreen):
         Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
         Binding("c", "copy_key", "Copy key", id="browser.copy"),
         Binding(
+            "v", "vectors", "Vectors", id="browser.vectors", tooltip="The semantic cache's vectors"
+        ),
+        Binding(
             "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
         ),
     ]
@@ -81,6 +90,7 @@ class BrowserScreen(AppScreen):
         self.rows: dict[str, KeyRow] = {}
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
+        self.show_tenants = False
 
     @property
     def backend(self) -> CacheBackend | None:
@@ -101,15 +111,23 @@ class BrowserScreen(AppScreen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._add_columns()
+        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
+            self.query_one("#namespaces", Tree).display = False
+
+    def _add_columns(self) -> None:
+        """The key table's columns; a tenant column only under tenant isolation."""
+        self.show_tenants = self.llm_app.session.settings.app.isolation == "tenant"
         table = self.query_one("#keys", DataTable)
+        table.clear(columns=True)
         table.add_column("key", key="key", width=KEY_COLUMN_WIDTH)
+        if self.show_tenants:
+            table.add_column("tenant", key="tenant", width=TENANT_COLUMN_WIDTH)
         table.add_column("model", key="model", width=14)
         table.add_column("type", key="type", width=5)
         table.add_column("age", key="age", width=7)
         table.add_column("TTL", key="ttl", width=7)
         table.add_column("size", key="size", width=9)
-        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
-            self.query_one("#namespaces", Tree).display = False
 
     def action_toggle_tree(self) -> None:
         tree = self.query_one("#namespaces", Tree)
@@ -125,6 +143,8 @@ class BrowserScreen(AppScreen):
         tree.root.remove_children()
         self.namespace_nodes.clear()
         self.explored.clear()
+        if self.show_tenants != (self.llm_app.session.settings.app.isolation == "tenant"):
+            self._add_columns()  # a config with the other isolation was loaded
         backend = self.backend
         note = LOCAL_NOTE if backend is not None and backend.process_local else ""
         self.query_one("#local-note", Label).update(note)
@@ -137,6 +157,8 @@ class BrowserScreen(AppScreen):
         self.explore(None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "vectors":  # only semantic cache types keep vectors
+            return self.llm_app.session.semantic_available
         # Hidden in read-only mode, and refused if invoked some other way.
         return not (action in MUTATING_ACTIONS and self.llm_app.session.read_only)
 
@@ -186,7 +208,7 @@ class BrowserScreen(AppScreen):
                 if row.key in self.rows:
                     continue  # scans may return a key twice
                 self.rows[row.key] = row
-                table.add_row(*_cells(row, now), key=row.key)
+                table.add_row(*_cells(row, now, tenants=self.show_tenants), key=row.key)
                 added += 1
                 for namespace in namespaces_of(row.key):
                     self._add_namespace(namespace)
@@ -274,6 +296,12 @@ class BrowserScreen(AppScreen):
         self.query_one("#filter", Input).value = "" if pattern == "*" else pattern
         self.load_keys(reset=True)
 
+    def open_key(self, key: str) -> None:
+        """Show ``key`` alone in the table, its entry in the pane (asked for from elsewhere,
+        such as the proxy's request log)."""
+        self.apply_filter(glob_escape(key))
+        self.query_one("#keys", DataTable).focus()
+
     def action_focus_filter(self) -> None:
         self.query_one("#filter", Input).focus()
 
@@ -319,6 +347,11 @@ class BrowserScreen(AppScreen):
         return row_key.value
 
     # -- actions ------------------------------------------------------------------------------
+    def action_vectors(self) -> None:
+        from llmcache_tui.screens.vectors import VectorsScreen
+
+        self.app.push_screen(VectorsScreen())
+
     def action_copy_key(self) -> None:
         key = self.selected_key()
         if key is None:
@@ -424,20 +457,23 @@ class BrowserScreen(AppScreen):
             if progress is not None:
                 state = "Purged" if progress.done else "Purge stopped after deleting"
                 others = f"; {progress.skipped:,} other keys left alone" if progress.skipped else ""
-                self.notify(
-                    f"{state} {progress.deleted:,} cache entries matching {pattern}{others}"
-                )
+                what = "keys" if progress.everything else "cache entries"
+                self.notify(f"{state} {progress.deleted:,} {what} matching {pattern}{others}")
             self.reset_view()
+
+        question = purge_question(pattern, estimate, reads_values=backend.purge_reads_values)
+        dialog: PurgeConfirmScreen | PurgeTypedConfirmScreen
+        if is_whole_cache(pattern):
+            dialog = PurgeTypedConfirmScreen(question, estimate, word=PURGE_WORD)
+        else:
+            dialog = PurgeConfirmScreen(question, estimate)
 
         def answered(confirmed: bool | None) -> None:
             if confirmed:
-                self.app.push_screen(PurgeScreen(backend, pattern), purged)
+                purging = PurgeScreen(backend, pattern, everything=dialog.everything)
+                self.app.push_screen(purging, purged)
 
-        question = purge_question(pattern, estimate, reads_values=backend.purge_reads_values)
-        if is_whole_cache(pattern):
-            self.app.push_screen(TypedConfirmScreen(question, word=PURGE_WORD), answered)
-        else:
-            self.app.push_screen(ConfirmScreen(question, confirm_label="Purge"), answered)
+        self.app.push_screen(dialog, answered)
 
     def _may_change(self) -> bool:
         if self.llm_app.session.read_only:
@@ -468,6 +504,7 @@ def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool)
     if estimate.others:
         so_far = "" if estimate.complete else " so far"
         lines.append(f"{estimate.others:,} matching keys{so_far} are not cache entries: they stay.")
+        lines.append("Tick the box below to delete every matching key instead.")
     elif not reads_values:
         lines.append("Every key this cache lists is taken for a cache entry.")
     lines.append("This cannot be undone.")
@@ -476,7 +513,7 @@ def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool)
     return "\n".join(lines)
 
 
-def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
+def _cells(row: KeyRow, now: float, *, tenants: bool = False) -> tuple[Text | str, ...]:
     age = None if row.created_at is None else max(0.0, now - row.created_at)
     if row.origin == NOT_AN_ENTRY:
         model = "(not an entry)"
@@ -492,8 +529,11 @@ def _cells(row: KeyRow, now: float) -> tuple[Text | str, ...]:
     else:
         size = humanize.size(row.size)
     # Keys, model names and Redis types come from the cache: a str cell would be markup.
+    key = Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH))
+    owner = (literal(tenant_of(row.key) or "-", one_line=True),) if tenants else ()
     return (
-        Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH)),
+        key,
+        *owner,
         literal(model, one_line=True),
         literal(kind, one_line=True),
         humanize.duration(age, none="-"),

@@ -46,8 +46,11 @@ class Embedder(Protocol):
     @property
     def dimension(self) -> int | None: ...
 
-    async def embed(self, texts: list[str]) -> Vectors:
-        """One row per text, shape ``(len(texts), dimension)``; raises EmbedderError."""
+    async def embed(self, texts: list[str], partition: str = "") -> Vectors:
+        """One row per text, shape ``(len(texts), dimension)``; raises EmbedderError.
+
+        ``partition`` keeps the remembered vectors of one tenant apart from another's.
+        """
         ...
 
     async def aclose(self) -> None:

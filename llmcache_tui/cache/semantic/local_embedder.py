@@ -114,10 +114,10 @@ class LocalEmbedder:
             raise EmbedderError(f"{self.name}: cannot embed this input: {exc}") from exc
         return checked_vectors(vectors, len(texts), self.dimension, self.name)
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], partition: str = "") -> Vectors:
         """``embed_sync`` on the worker thread under the deadline, through the LRU."""
         require_numpy()  # the model loads numpy anyway; here only once it is needed
-        return await self._vectors.embed(texts, self._run, self.dimension)
+        return await self._vectors.embed(texts, self._run, self.dimension, partition)
 
     def count_tokens_sync(self, texts: list[str]) -> int:
         """How many tokens the model reads of ``texts`` (truncated as it truncates them),

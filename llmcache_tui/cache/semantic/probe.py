@@ -10,10 +10,15 @@ The decision follows the proxy's: exact entry first; then, among the first
 ``tier.candidates`` neighbours of the scope, the first one the guards accept whose entry
 still exists. Changing the threshold re-judges the rows without embedding again
 (:meth:`ProbeReport.with_threshold`). Nothing here counts in the tier's statistics.
+
+A store holding LiteLLM's own semantic cache has no scoped records at all: its neighbours
+are listed as LiteLLM's and unscoped (LiteLLM keeps no model, parameters or conversation
+with them), with whether LiteLLM's threshold test would pass; llmcache serves none of them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -24,11 +29,18 @@ from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR, request_digest, storage
 from llmcache_tui.cache.semantic.embedder import EmbedderError
 from llmcache_tui.cache.semantic.guards import Verdict, judge
 from llmcache_tui.cache.semantic.scope import MAX_TEXT_CHARS, SemanticQuery, semantic_query
-from llmcache_tui.cache.semantic.store import Neighbour, VectorStoreUnsupported
+from llmcache_tui.cache.semantic.store import OURS, Neighbour, VectorStoreUnsupported
 from llmcache_tui.cache.semantic.tier import SemanticTier
 
 DEFAULT_K = 10
 OTHER_SCOPE = "another scope (model, namespace, parameters or conversation differ)"
+LITELLM_UNSCOPED = "LiteLLM's entry, unscoped: would not be served by llmcache"
+LITELLM_NOTE = (
+    "this store holds LiteLLM's own semantic cache: its entries carry no llmcache scope"
+    " (LiteLLM stores no model, parameters or conversation with them), so llmcache serves"
+    " none of them; LiteLLM itself takes the nearest one above its threshold, whatever the"
+    " model or conversation asking"
+)
 EXACT_ONLY = (
     "this request is answered exactly or not at all: its last message is not plain user"
     f" text, or it is longer than {MAX_TEXT_CHARS} characters"
@@ -55,13 +67,26 @@ class ProbeRow:
     entry: EntryState = "ok"
     model: str | None = None  # as the entry says, when readable
     considered: bool = False  # among the candidates the proxy judges
+    origin: str = OURS  # LITELLM: a record of LiteLLM's own semantic cache
+    #: for LiteLLM's records: whether LiteLLM's own test (similarity at or above the
+    #: threshold) would pass
+    litellm_match: bool | None = None
+
+    @property
+    def foreign(self) -> bool:
+        return self.origin != OURS
 
     @property
     def namespace(self) -> str | None:
+        if self.foreign:
+            return None  # its key is a point id or a hash name
         namespace, _, _ = self.key.rpartition(NAMESPACE_SEPARATOR)
         return namespace or None
 
-    def age(self, now: float) -> float:
+    def age(self, now: float) -> float | None:
+        """Seconds since the vector was stored; None where the record does not say."""
+        if math.isnan(self.created_at):
+            return None
         return max(0.0, now - self.created_at)
 
     def remaining(self, now: float) -> float | None:
@@ -70,6 +95,10 @@ class ProbeRow:
 
     def verdict_text(self) -> str:
         """The verdict column: hit, refused by a guard (with why), or another scope."""
+        if self.foreign:
+            if self.litellm_match:
+                return f"{LITELLM_UNSCOPED} (LiteLLM would match it at this threshold)"
+            return f"{LITELLM_UNSCOPED} (below the threshold for LiteLLM too)"
         if not self.in_scope or self.verdict is None:
             return OTHER_SCOPE
         if self.entry == "gone":
@@ -138,14 +167,16 @@ async def probe(
     k: int = DEFAULT_K,
     *,
     clock: Callable[[], float] | None = None,
+    tenant: str | None = None,
 ) -> ProbeReport:
-    """Probe how ``request_body`` (sent to ``route``, in ``namespace``) would be answered.
+    """Probe how ``request_body`` (sent to ``route``, in ``namespace``; by ``tenant`` under
+    tenant isolation) would be answered.
 
     Never raises for a failing embedder, store or backend: the report says what failed.
     """
     now = (clock or tier.clock)()
-    key = storage_key(request_digest(route, request_body), namespace)
-    query = semantic_query(route, model, request_body, namespace)
+    key = storage_key(request_digest(route, request_body), namespace, tenant)
+    query = semantic_query(route, model, request_body, namespace, tenant)
     exact: EntryState | None = None
     error: str | None = None
     try:
@@ -197,11 +228,30 @@ async def _neighbours(
     found: list[tuple[Neighbour, bool]] = [(n, True) for n in scoped]
     found += [(n, False) for n in others]
     found.sort(key=lambda pair: pair[0].similarity, reverse=True)
-    values = await exact_cache.get_many([n.key for n, _ in found])
+    # A foreign record's key is no entry key of ours: nothing to read for it.
+    ours = [n.key for n, _ in found if n.origin == OURS]
+    entries = dict(zip(ours, await exact_cache.get_many(ours), strict=True))
+    if any(n.origin != OURS for n, _ in found):
+        note = LITELLM_NOTE if note is None else f"{LITELLM_NOTE}; {note}"
     rows = []
     considered = 0
-    for (neighbour, scoped_here), raw in zip(found, values, strict=True):
-        state, entry_model = _entry_state(raw, route, model)
+    for neighbour, scoped_here in found:
+        if neighbour.origin != OURS:
+            rows.append(
+                ProbeRow(
+                    key=neighbour.key,
+                    similarity=neighbour.similarity,
+                    text=neighbour.text,
+                    in_scope=False,
+                    verdict=None,
+                    created_at=neighbour.created_at,
+                    expires_at=neighbour.expires_at,
+                    entry="unservable",
+                    origin=neighbour.origin,
+                )
+            )
+            continue
+        state, entry_model = _entry_state(entries.get(neighbour.key), route, model)
         rows.append(
             ProbeRow(
                 key=neighbour.key,
@@ -234,6 +284,8 @@ def _entry_state(raw: bytes | None, route: str, model: str) -> tuple[EntryState,
 
 
 def _judged(row: ProbeRow, text: str, threshold: float) -> ProbeRow:
+    if row.foreign:
+        return replace(row, litellm_match=row.similarity >= threshold)
     if not row.in_scope:
         return row
     return replace(row, verdict=judge(text, row.text, row.similarity, threshold))
@@ -265,8 +317,12 @@ def _decide(
         if row.entry == "unservable":
             return ProbeDecision("miss", f"candidate {row.key} holds an entry it may not serve")
         return ProbeDecision("semantic hit", "", key=row.key, similarity=row.similarity)
-    others = sum(not row.in_scope for row in rows)
-    elsewhere = f" ({others} near prompts in other scopes)" if others else ""
+    others = sum(not row.in_scope and not row.foreign for row in rows)
+    foreign = sum(row.foreign for row in rows)
+    notes = [f"{others} near prompts in other scopes"] if others else []
+    if foreign:
+        notes.append(f"{foreign} near LiteLLM entries, unscoped: llmcache never serves them")
+    elsewhere = f" ({'; '.join(notes)})" if notes else ""
     if not judged:
         return ProbeDecision("miss", f"no stored prompt in this request's scope{elsewhere}")
     best = judged[0]

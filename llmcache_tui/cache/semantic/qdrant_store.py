@@ -30,6 +30,11 @@ have lost. Searching takes about 0.25 µs per vector of the scope (one memory-bo
 over its matrix): small scopes are searched on the event loop, large ones on a search
 thread of their own (never the worker, which may be busy with disk commits for seconds),
 both under a lock the worker holds only while it changes the mirror.
+
+``records`` pages through the collection with Qdrant's scroll (payloads, no vectors), the
+cursor being the next point id. A collection LiteLLM's proxy wrote (points whose payload is
+only ``text`` and ``response``) is recognised from a few of its points: listed and ranked
+by the unscoped search as LiteLLM's, never written into.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
@@ -52,12 +58,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlsplit
 
+from llmcache_tui.cache.semantic import litellm_formats
 from llmcache_tui.cache.semantic.store import (
+    LITELLM,
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorRecordInfo,
+    VectorSample,
     VectorStore,
     VectorStoreError,
 )
@@ -89,6 +100,13 @@ _KEY_NAMESPACE: Final = uuid.UUID("3bcbbf2a-a0a8-47d4-bdc0-3c6e22ba0859")
 # original ones: the coarser the code, the more candidates it takes to keep the true top.
 _OVERSAMPLING: Final = {"binary": 3.0, "scalar": 2.0, "product": 4.0}
 _DELETE_CHUNK: Final = 256
+# A server's points scrolled at most for the similarity statistics, and per call.
+SAMPLE_SCAN: Final = 5_000
+_SAMPLE_PAGE: Final = 500
+# Points looked at to tell a collection of LiteLLM's from ours.
+_SAMPLE_POINTS: Final = 16
+# Payload fields a listing reads: never the encoded entries, which may be large.
+_LISTED_FIELDS: Final = ["key", "scope", "text", "created_at", "expires_at", "response"]
 # Points per scroll call when loading the mirror. The embedded client sorts every id on
 # each call, so pages are large: a few calls for the largest advised collection.
 _LOAD_PAGE: Final = 5_000
@@ -198,6 +216,8 @@ class QdrantStore(VectorStore):
         self._mirror_lock = threading.Lock()
         self._mirror_load_seconds: float | None = None
         self._searcher: ThreadPoolExecutor | None = None  # searches of large scopes
+        # Whether the collection is LiteLLM's, once a non-empty one has been looked at.
+        self._litellm: bool | None = None
 
     # -- the VectorStore interface ------------------------------------------------------
 
@@ -237,6 +257,8 @@ class QdrantStore(VectorStore):
             return True
 
         await self._ensure_collection(create=True)
+        if await self._is_litellm():
+            raise litellm_formats.refused_add(self._where(f"collection {self.collection!r}"))
         if not await self._call(upsert, "store a vector"):
             # Deleted behind our back (by an operator, say): create it again, once.
             self._collection_ready = False
@@ -258,6 +280,9 @@ class QdrantStore(VectorStore):
             return []
         if not await self._ensure_collection(create=False):
             return []
+        if scope is None and await self._is_litellm():
+            # No LiteLLM point has a scope, so only the probe's unscoped search meets them.
+            return await self._search_litellm(values, limit)
         if self.embedded:
             return await self._search_mirror(
                 values, scope, limit=limit, now=now, created_after=created_after
@@ -337,6 +362,160 @@ class QdrantStore(VectorStore):
             return removed
 
         return await self._call(remove, "delete vectors")
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """Embedded: from the in-memory mirror (every record looked at). On a server: the
+        first ``SAMPLE_SCAN`` unexpired points scrolled, filtered by key here."""
+        if limit <= 0 or not await self._ensure_collection(create=False):
+            return VectorSample([], 0, True)
+        if self.embedded:
+            if self._mirror is None:
+                await self._call(self._load_mirror, "load the collection into memory")
+            with self._mirror_lock:
+                if self._mirror is None:
+                    return VectorSample([], 0, True)
+                records, matched = self._mirror.sample_records(limit, now=now, keys=keys)
+            return VectorSample(records, matched, True)
+
+        async def scroll(client: AsyncQdrantClient) -> tuple[list[VectorRecord], bool]:
+            found: list[VectorRecord] = []
+            offset: Any = None
+            scanned = 0
+            while scanned < SAMPLE_SCAN:
+                points, offset = await client.scroll(
+                    self.collection,
+                    scroll_filter=search_filter(None, now, None),
+                    limit=min(_SAMPLE_PAGE, SAMPLE_SCAN - scanned),
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+                scanned += len(points)
+                rows = _mirror_rows(points, self.dimension)
+                found += [record for record, _ in rows if keys is None or keys(record.key)]
+                if offset is None:
+                    return found, True
+            return found, False
+
+        records, complete = await self._call(scroll, "list vectors")
+        matched = len(records)
+        if matched > limit:
+            records = random.sample(records, limit)
+        return VectorSample(records, matched, complete)
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        offset = None if cursor is None else json.loads(cursor)
+
+        async def scroll(client: AsyncQdrantClient) -> RecordPage:
+            try:
+                if not await client.collection_exists(self.collection):
+                    return RecordPage([], None, 0)
+                points, following = await client.scroll(
+                    self.collection,
+                    limit=max(1, limit),
+                    offset=offset,
+                    with_payload=_LISTED_FIELDS,
+                    with_vectors=False,
+                )
+                total = None
+                if cursor is None:
+                    total = (await client.count(self.collection, exact=self.embedded)).count
+            except Exception as exc:
+                if _collection_missing(exc):
+                    return RecordPage([], None, 0)
+                raise
+            listed = (_record_info(point.id, point.payload) for point in points)
+            return RecordPage(
+                [info for info in listed if info is not None],
+                None if following is None else json.dumps(following),
+                total,
+            )
+
+        return await self._call(scroll, "list vectors")
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        wanted = [_point_ref(point) for point in dict.fromkeys(ids)]
+        if not wanted:
+            return 0
+
+        async def remove(client: AsyncQdrantClient) -> int:
+            from qdrant_client import models
+
+            try:
+                existing = await client.retrieve(
+                    self.collection, ids=wanted, with_payload=True, with_vectors=False
+                )
+                # Only LiteLLM's points: ours go through delete() with their entries.
+                theirs = [p.id for p in existing if litellm_formats.is_qdrant_payload(p.payload)]
+                if theirs:
+                    await client.delete(
+                        self.collection,
+                        points_selector=models.PointIdsList(points=theirs),
+                        wait=True,
+                    )
+            except Exception as exc:
+                if _collection_missing(exc):
+                    return 0
+                raise
+            return len(theirs)
+
+        return await self._call(remove, "delete LiteLLM's points")
+
+    async def _is_litellm(self) -> bool:
+        """Whether the collection holds LiteLLM's points (and none of ours), judged from
+        the first few; an empty or missing collection is not (asked again later)."""
+        if self._litellm is not None:
+            return self._litellm
+
+        async def sample(client: AsyncQdrantClient) -> bool | None:
+            try:
+                points, _ = await client.scroll(
+                    self.collection,
+                    limit=_SAMPLE_POINTS,
+                    with_payload=_LISTED_FIELDS,
+                    with_vectors=False,
+                )
+            except Exception as exc:
+                if _collection_missing(exc):
+                    return None
+                raise
+            if not points:
+                return None
+            payloads = [point.payload or {} for point in points]
+            if any(isinstance(payload.get("key"), str) for payload in payloads):
+                return False
+            return any(litellm_formats.is_qdrant_payload(payload) for payload in payloads)
+
+        found = await self._call(sample, "read the collection")
+        if found is not None:
+            self._litellm = found
+        return bool(found)
+
+    async def _search_litellm(self, values: list[float], limit: int) -> list[Neighbour]:
+        """The nearest of LiteLLM's points, unfiltered (they carry nothing to filter on);
+        embedded, by qdrant-client's own scan: the mirror holds only our points."""
+
+        async def query(client: AsyncQdrantClient) -> list[models.ScoredPoint]:
+            response = await client.query_points(
+                self.collection, query=values, limit=limit, with_payload=True, with_vectors=False
+            )
+            return response.points
+
+        points = await self._call(query, "search")
+        return [
+            Neighbour(
+                key=str(point.id),
+                similarity=float(point.score),
+                text=str((point.payload or {}).get("text", "")),
+                created_at=math.nan,  # LiteLLM records no time
+                origin=LITELLM,
+                response=str((point.payload or {}).get("response", "")),
+            )
+            for point in points
+            if litellm_formats.is_qdrant_payload(point.payload)
+        ]
 
     async def sweep(self, now: float) -> int:
         """Remove the vectors expired at ``now``; how many were removed.
@@ -422,6 +601,8 @@ class QdrantStore(VectorStore):
             )
         size, distance = _vector_params(info)
         details["distance"] = distance
+        if self._litellm:
+            details["format"] = "LiteLLM's semantic cache: listed and probed, never written"
         if not self.embedded:
             details["collection_quantization"] = _quantization_name(info)
             details["status"] = str(info.status)
@@ -973,6 +1154,29 @@ def _neighbour(point: models.ScoredPoint) -> Neighbour | None:
         expires_at=_expiry(payload.get("expires_at")),
         entry=decode_entry(payload.get("entry")),
     )
+
+
+def _record_info(point_id: Any, payload: dict[str, Any] | None) -> VectorRecordInfo | None:
+    """A scrolled point as the browser lists it: ours, LiteLLM's, or None (neither)."""
+    payload = payload or {}
+    key, scope = payload.get("key"), payload.get("scope")
+    if isinstance(key, str) and isinstance(scope, str):
+        created_at = payload.get("created_at")
+        return VectorRecordInfo(
+            key=key,
+            text=str(payload.get("text", "")),
+            created_at=float(created_at) if isinstance(created_at, int | float) else None,
+            expires_at=_expiry(payload.get("expires_at")),
+            scope=scope,
+        )
+    if litellm_formats.is_qdrant_payload(payload):
+        return litellm_formats.qdrant_record(point_id, payload)
+    return None
+
+
+def _point_ref(point: str) -> str | int:
+    """A listed point id back as Qdrant takes it: a UUID string, or an unsigned integer."""
+    return int(point) if point.isdigit() else point
 
 
 def _mirror_rows(

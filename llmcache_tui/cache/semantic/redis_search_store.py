@@ -17,32 +17,49 @@ candidates, then the nearest are ranked (``=>[KNN k @vector $vec AS dist]``), so
 another scope or an expired one is never a candidate. Cosine similarity is 1 - distance.
 The query engine returns numeric fields to 12 significant digits: a neighbour's times are
 exact to 10 ms (the filters compare the exact values).
+
+``records`` lists the hashes with SCAN over the prefix (a true cursor, unlike FT.SEARCH's
+offsets, which shift as records are deleted). An index that is a RedisVL SemanticCache
+(LiteLLM's redis-semantic) is recognised from its schema: its hashes are listed and ranked
+by the unscoped search as LiteLLM's, and nothing is written into it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
+import random
 import re
-from collections.abc import Sequence
+import sys
+from array import array
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from redis import exceptions as redis_errors
 
 from llmcache_tui.cache.backends.redis import RedisBackend
 from llmcache_tui.cache.backends.redis_options import RedisOptions
+from llmcache_tui.cache.semantic import litellm_formats as litellm
 from llmcache_tui.cache.semantic.redis_store_base import (
     RedisStoreBase,
     as_map,
+    glob_escape,
     number,
     text,
 )
 from llmcache_tui.cache.semantic.store import (
+    LITELLM,
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorRecordInfo,
+    VectorSample,
+    VectorStoreError,
 )
 
 #: LiteLLM's default ``redis_semantic_cache_index_name`` is its own; this is ours.
@@ -55,6 +72,26 @@ NO_INDEX = ("unknown index name", "no such index", "not found")
 TAG_SAFE = re.compile(r"[^A-Za-z0-9_]")
 #: Expired records a sweep unlinks at most per call (Redis removes them anyway).
 SWEEP_BATCH = 1000
+# Records read at most (one FT.SEARCH) for the similarity statistics, and their fields.
+SAMPLE_SCAN = 5000
+SAMPLED = ("key", "scope", "text", "created_at", "expires_at", "vector")
+#: Hash fields a listing reads of our records (never the vector).
+LISTED = ("key", "scope", "text", "created_at", "expires_at")
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignIndex:
+    """A RedisVL SemanticCache index (LiteLLM's): its key prefix and vector dimension."""
+
+    prefix: str
+    dimension: int | None
+    cache_key_field: bool  # whether it has LiteLLM's litellm_cache_key filter field
+
+    @property
+    def keys(self) -> str:
+        """How its keys start: RedisVL joins prefix and entry id with ":" (so that
+        ``<name>_isolated:...``, another index, is not taken for this one's)."""
+        return self.prefix if self.prefix.endswith(":") else self.prefix + ":"
 
 
 class RedisSearchStore(RedisStoreBase):
@@ -82,6 +119,8 @@ class RedisSearchStore(RedisStoreBase):
         self.prefix = prefix if prefix is not None else f"{index_name}:"
         self._ready = False
         self._lock = asyncio.Lock()
+        #: set once the index is found to be LiteLLM's (a RedisVL SemanticCache)
+        self.litellm: ForeignIndex | None = None
 
     def record_key(self, key: str) -> str:
         """The hash that holds the record of entry ``key``."""
@@ -132,6 +171,16 @@ class RedisSearchStore(RedisStoreBase):
         )  # fmt: skip
 
     def _check_dimension(self, info: dict[str, Any]) -> None:
+        self.litellm = foreign_index(info, self.index_name)
+        if self.litellm is not None:
+            if self.litellm.dimension not in (None, self.dimension):
+                raise VectorDimensionError(
+                    f"{self.kind}: LiteLLM's index {self.index_name!r} holds vectors of"
+                    f" dimension {self.litellm.dimension}, the embedder makes"
+                    f" {self.dimension}: embed with the model LiteLLM used"
+                    " (redis_semantic_cache_embedding_model) to probe it"
+                )
+            return
         found = index_dimension(info)
         if found is None:
             raise VectorDimensionError(
@@ -165,6 +214,8 @@ class RedisSearchStore(RedisStoreBase):
     async def add(self, record: VectorRecord) -> None:
         blob = self._pack(record.vector)
         await self._ensure_index()
+        if self.litellm is not None:
+            raise litellm.refused_add(f"{self.kind}: index {self.index_name!r}")
         key = self.record_key(record.key)
         fields = {
             "key": record.key,
@@ -198,6 +249,10 @@ class RedisSearchStore(RedisStoreBase):
         blob = self._pack(vector)
         if limit <= 0:
             return []
+        await self._ensure_index()
+        if self.litellm is not None:
+            # LiteLLM's hashes carry no scope: only the probe's unscoped search meets them.
+            return [] if scope is not None else await self._search_litellm(blob, limit)
         filters = [f"@expires_at:[({number(now)} +inf]"]
         if scope is not None:
             filters.insert(0, f"@scope:{{{tag_value(scope)}}}")
@@ -211,6 +266,117 @@ class RedisSearchStore(RedisStoreBase):
         ]  # fmt: skip
         reply = await self._with_index("search", lambda: self.client.execute_command(*args))
         return [_neighbour(fields) for _, fields in search_results(reply)]
+
+    async def _search_litellm(self, blob: bytes, limit: int) -> list[Neighbour]:
+        returned = (litellm.REDIS_PROMPT, litellm.REDIS_RESPONSE, litellm.REDIS_INSERTED, "dist")
+        query = f"*=>[KNN {limit} @{litellm.REDIS_VECTOR} $vec AS dist]"
+        args: list[Any] = [
+            "FT.SEARCH", self.index_name, query, "PARAMS", 2, "vec", blob,
+            "SORTBY", "dist", "RETURN", len(returned), *returned,
+            "LIMIT", 0, limit, "DIALECT", 2,
+        ]  # fmt: skip
+        reply = await self._with_index("search", lambda: self.client.execute_command(*args))
+        found = search_results(reply)
+        expiries = await self._expiries([name for name, _ in found])
+        return [
+            Neighbour(
+                key=name,
+                similarity=1.0 - float(text(fields.get("dist", "1"))),
+                text=text(fields.get(litellm.REDIS_PROMPT, "")),
+                created_at=_float(fields.get(litellm.REDIS_INSERTED)) or math.nan,
+                expires_at=expires,
+                origin=LITELLM,
+                response=text(fields.get(litellm.REDIS_RESPONSE, "")),
+            )
+            for (name, fields), expires in zip(found, expiries, strict=True)
+        ]
+
+    async def _expiries(self, names: list[str]) -> list[float | None]:
+        """Each key's expiry as a Unix time (None: none, or gone), one round trip."""
+        if not names:
+            return []
+
+        async def read() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.execute_command("PEXPIRETIME", name)
+            return await pipe.execute()
+
+        replies = await self._call("expiry", read)
+        return [int(ms) / 1000 if int(ms) > 0 else None for ms in replies]
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        info = await self._call("listing", self._index_info)
+        total = None
+        if info is not None:
+            self.litellm = foreign_index(info, self.index_name)
+            total = _int(info.get("num_docs"))
+        foreign = self.litellm
+        prefix = foreign.keys if foreign is not None else self.prefix
+        names, following = await self._scan_names(
+            "listing", glob_escape(prefix) + "*", cursor, limit
+        )
+        if not names:
+            return RecordPage([], following, total)
+        wanted = litellm.REDIS_LISTED if foreign is not None else LISTED
+
+        async def read() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.hmget(name, list(wanted))
+                if foreign is not None:
+                    pipe.execute_command("PEXPIRETIME", name)
+            return await pipe.execute(raise_on_error=False)
+
+        replies = await self._call("listing", read)
+        listed: list[VectorRecordInfo] = []
+        step = 2 if foreign is not None else 1
+        for index, name in enumerate(names):
+            values = replies[index * step]
+            if not isinstance(values, list):
+                continue  # not a hash: some other program's key under the prefix
+            fields = {
+                field: None if value is None else text(value)
+                for field, value in zip(wanted, values, strict=True)
+            }
+            if foreign is not None:
+                if fields[litellm.REDIS_PROMPT] is None:
+                    continue
+                ms = replies[index * step + 1]
+                expires = int(ms) / 1000 if isinstance(ms, int) and ms > 0 else None
+                listed.append(litellm.redis_record(name, fields, expires))
+            elif fields["key"] is not None and fields["scope"] is not None:
+                expires_at = _float(fields["expires_at"])
+                listed.append(
+                    VectorRecordInfo(
+                        key=fields["key"],
+                        text=fields["text"] or "",
+                        created_at=_float(fields["created_at"]),
+                        expires_at=None if expires_at == float("inf") else expires_at,
+                        scope=fields["scope"],
+                    )
+                )
+        return RecordPage(listed, following, total)
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        if self.litellm is None:
+            info = await self._call("index check", self._index_info)
+            self.litellm = None if info is None else foreign_index(info, self.index_name)
+        if self.litellm is None:
+            raise VectorStoreError(f"{self.kind}: index {self.index_name!r} is not LiteLLM's")
+        prefix = self.litellm.keys
+        # Never a key outside the index's prefix, whatever the caller passes.
+        names = [name for name in dict.fromkeys(ids) if name.startswith(prefix)]
+        if not names:
+            return 0
+
+        async def unlink() -> int:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.execute_command("UNLINK", name)
+            return sum(int(n) for n in await pipe.execute())
+
+        return await self._call("delete", unlink)
 
     async def delete(self, keys: Sequence[str]) -> int:
         names = [self.record_key(key) for key in keys]
@@ -226,6 +392,45 @@ class RedisSearchStore(RedisStoreBase):
             return int(await self.client.unlink(*names))
 
         return await self._call("delete", unlink)
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """The first SAMPLE_SCAN unexpired records of the index (one FT.SEARCH, vectors
+        included), filtered by key here."""
+        if limit <= 0:
+            return VectorSample([], 0, True)
+        query = f"@expires_at:[({number(now)} +inf]"
+        args: list[Any] = [
+            "FT.SEARCH", self.index_name, query, "RETURN", len(SAMPLED), *SAMPLED,
+            "LIMIT", 0, SAMPLE_SCAN, "DIALECT", 2,
+        ]  # fmt: skip
+        reply = await self._with_index("list vectors", lambda: self.client.execute_command(*args))
+        results = search_results(reply)
+        records = [
+            record
+            for record in (self._record(fields) for _, fields in results)
+            if record is not None and (keys is None or keys(record.key))
+        ]
+        matched = len(records)
+        if matched > limit:
+            records = random.sample(records, limit)
+        return VectorSample(records, matched, len(results) < SAMPLE_SCAN)
+
+    def _record(self, fields: dict[str, Any]) -> VectorRecord | None:
+        """A sampled document as a record; None if it is not one of ours."""
+        blob = fields.get("vector")
+        if not isinstance(blob, bytes) or len(blob) != 4 * self.dimension:
+            return None  # or a client that decodes replies as text: no vector to read
+        expires = float(text(fields.get("expires_at", "inf")))
+        return VectorRecord(
+            key=text(fields.get("key", "")),
+            vector=array("f", blob).tolist() if sys.byteorder == "little" else _swapped(blob),
+            scope=text(fields.get("scope", "")),
+            text=text(fields.get("text", "")),
+            created_at=float(text(fields.get("created_at", "0"))),
+            expires_at=None if expires == float("inf") else expires,
+        )
 
     async def sweep(self, now: float) -> int:
         """Unlink up to SWEEP_BATCH records expired at ``now``. Redis removes each at its
@@ -258,6 +463,10 @@ class RedisSearchStore(RedisStoreBase):
             self._check_dimension(info)
         except VectorDimensionError as exc:
             problem = str(exc)
+        if self.litellm is not None:
+            details["format"] = (
+                "LiteLLM's semantic cache (RedisVL): listed and probed, never written"
+            )
         return self._health(
             True,
             problem is None,
@@ -304,6 +513,32 @@ def search_results(reply: Any, *, content: bool = True) -> list[tuple[str, dict[
     return [(text(rows[i]), as_map(rows[i + 1])) for i in range(0, len(rows) - 1, 2)]
 
 
+def foreign_index(info: dict[str, Any], name: str) -> ForeignIndex | None:
+    """The index as LiteLLM's (a RedisVL SemanticCache), from FT.INFO; None if it is not."""
+    fields: dict[str, str] = {}
+    dimension = None
+    for attribute in info.get("attributes") or []:
+        described = as_map(attribute)
+        identifier = text(described.get("identifier", ""))
+        fields[identifier] = text(described.get("type", "")).lower()
+        if identifier == litellm.REDIS_VECTOR and "dim" in described:
+            dimension = _int(described["dim"])
+    if not litellm.is_redisvl_cache(fields):
+        return None
+    definition = as_map(info.get("index_definition") or {})
+    prefixes = [text(p) for p in definition.get("prefixes") or []]
+    # RedisVL's prefix defaults to the index name, its keys are "<prefix>:<entry id>".
+    prefix = prefixes[0] if prefixes else name
+    return ForeignIndex(prefix, dimension, litellm.REDIS_CACHE_KEY in fields)
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(text(value))
+    except ValueError:
+        return None
+
+
 def _neighbour(fields: dict[str, Any]) -> Neighbour:
     expires = float(text(fields.get("expires_at", "inf")))
     return Neighbour(
@@ -313,6 +548,13 @@ def _neighbour(fields: dict[str, Any]) -> Neighbour:
         created_at=float(text(fields.get("created_at", "0"))),
         expires_at=None if expires == float("inf") else expires,
     )
+
+
+def _swapped(blob: bytes) -> list[float]:
+    """Little-endian float32 bytes as floats on a big-endian machine."""
+    values = array("f", blob)
+    values.byteswap()
+    return values.tolist()
 
 
 def _int(value: Any) -> int | None:

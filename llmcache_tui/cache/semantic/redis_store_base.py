@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 
 from redis.asyncio.cluster import RedisCluster
 
-from llmcache_tui.cache.backends.base import CacheBackendError
+from llmcache_tui.cache.backends.base import CacheBackendError, ScanPage
 from llmcache_tui.cache.backends.redis import Client, RedisBackend
 from llmcache_tui.cache.backends.redis_options import RedisOptions
 from llmcache_tui.cache.semantic.store import (
@@ -37,6 +37,9 @@ T = TypeVar("T")
 DIMENSION_WORDS = ("dimension mismatch", "vector dimension")
 # Glob characters that SCAN MATCH would read in a key prefix.
 GLOB_SPECIAL = "*?[]\\"
+#: Keys a listing's SCAN examines per call, and calls it makes at most per page.
+LIST_SCAN_COUNT = 500
+LIST_SCANS = 20
 
 
 class RedisStoreBase(VectorStore):
@@ -96,6 +99,25 @@ class RedisStoreBase(VectorStore):
 
     def location(self) -> str:
         return self.redis.location()
+
+    async def _scan_names(
+        self, what: str, match: str, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Up to about ``limit`` key names matching ``match`` from ``cursor``, from at most
+        LIST_SCANS SCAN calls (every primary in turn on a cluster), and the next cursor."""
+        names: list[str] = []
+        for _ in range(LIST_SCANS):
+            try:
+                page: ScanPage = await self.redis.scan(
+                    match, cursor, max(limit, LIST_SCAN_COUNT), details=False
+                )
+            except Exception as exc:
+                raise self._error(what, exc) from exc
+            names += [info.key for info in page.keys]
+            cursor = page.cursor
+            if cursor is None or len(names) >= limit:
+                break
+        return names, cursor
 
     async def health(self) -> StoreHealth:
         details = self._settings()

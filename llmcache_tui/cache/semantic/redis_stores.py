@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from redis import exceptions as redis_errors
@@ -29,9 +29,11 @@ from llmcache_tui.cache.semantic.redis_store_base import RedisStoreBase, connect
 from llmcache_tui.cache.semantic.redis_vset_store import Quantization, RedisVectorSetStore
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorRecord,
+    VectorSample,
     VectorStore,
     VectorStoreError,
     VectorStoreUnsupported,
@@ -183,6 +185,17 @@ class AutoRedisVectorStore(VectorStore):
 
     async def sweep(self, now: float) -> int:
         return await (await self._chosen()).sweep(now)
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        return await (await self._chosen()).sample_vectors(limit, now=now, keys=keys)
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        return await (await self._chosen()).records(cursor, limit)
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        return await (await self._chosen()).delete_foreign(ids)
 
     async def health(self) -> StoreHealth:
         try:

@@ -18,6 +18,10 @@ the filter runs inside the graph walk, before ranking. "Never expires" is stored
 NEVER_EXPIRES (1e18, beyond any Unix time), which the filter's arithmetic handles.
 VSIM scores are (1 + cos) / 2: similarity is ``2 * score - 1``.
 
+``records`` lists by SCAN over the ``entry:`` keys (a Vector Set has no cursor of its own:
+VRANDMEMBER samples, VLINKS walks the graph), then reads each element's attributes with
+VGETATTR from its scope's set.
+
 Vectors are int8-quantised by default (Q8): measured on 384-dimension vectors, it moves a
 cosine by under 0.001, halves the memory of NOQUANT and adds nothing to search time;
 ``quantization="NOQUANT"`` keeps exact float32. A set's quantisation is fixed at its creation.
@@ -27,7 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Literal
 
 from llmcache_tui.cache.backends.base import ScanPage
@@ -42,10 +47,13 @@ from llmcache_tui.cache.semantic.redis_store_base import (
 )
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
+    RecordPage,
     StoreHealth,
     Vector,
     VectorDimensionError,
     VectorRecord,
+    VectorRecordInfo,
+    VectorSample,
     VectorStoreUnsupported,
 )
 
@@ -58,6 +66,9 @@ SWEEP_PAGES = 20
 #: Sets whose sizes health adds up at most (a SCAN of the prefix, bounded).
 HEALTH_SETS = 1000
 SCAN_COUNT = 200
+#: Elements read at most for the similarity statistics, and SCAN pages of sets for them.
+SAMPLE_SCAN = 5000
+SAMPLE_PAGES = 50
 
 
 class RedisVectorSetStore(RedisStoreBase):
@@ -199,6 +210,52 @@ class RedisVectorSetStore(RedisStoreBase):
         neighbours.sort(key=lambda n: n.similarity, reverse=True)
         return neighbours[:limit]
 
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        start = self.entry_key("")
+        names, following = await self._scan_names(
+            "listing", glob_escape(start) + "*", cursor, limit
+        )
+        if not names:
+            return RecordPage([], following)
+
+        async def scopes() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in names:
+                pipe.get(name)
+            return await pipe.execute()
+
+        found = [
+            (name[len(start) :], text(scope))
+            for name, scope in zip(names, await self._call("listing", scopes), strict=True)
+            if scope is not None
+        ]
+        if not found:
+            return RecordPage([], following)
+
+        async def attributes() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for element, scope in found:
+                pipe.execute_command("VGETATTR", self.set_key(scope), element)
+            return await pipe.execute(raise_on_error=False)
+
+        listed = []
+        replies = await self._call("listing", attributes)
+        for (element, scope), attrs in zip(found, replies, strict=True):
+            if attrs is None or isinstance(attrs, Exception):
+                continue  # the vector went (swept, or removed meanwhile)
+            data = as_map(json.loads(text(attrs)))
+            expires = float(data.get("expires_at", NEVER_EXPIRES))
+            listed.append(
+                VectorRecordInfo(
+                    key=element,
+                    text=str(data.get("text", "")),
+                    created_at=float(data["created_at"]) if "created_at" in data else None,
+                    expires_at=None if expires >= NEVER_EXPIRES else expires,
+                    scope=scope,
+                )
+            )
+        return RecordPage(listed, following)
+
     async def delete(self, keys: Sequence[str]) -> int:
         keys = list(dict.fromkeys(keys))
         if not keys:
@@ -265,6 +322,91 @@ class RedisVectorSetStore(RedisStoreBase):
                 break
         self._sweep_cursor = cursor
         return removed
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """Elements of the prefix's sets (at most SAMPLE_SCAN, from SAMPLE_PAGES pages of a
+        SCAN), filtered by key and expiry here; then the chosen ones' vectors (VEMB)."""
+        if limit <= 0:
+            return VectorSample([], 0, True)
+        await self._check_dimension()
+        match = glob_escape(self.prefix) + "{*}"  # the sets, not their ":expiry" lists
+        cursor: str | None = None
+        found: list[tuple[str, str, Any]] = []  # (scope, element, attributes)
+        complete = False
+        for _ in range(SAMPLE_PAGES):
+            page = await self._scan("list vectors", match, cursor)
+            sets = [info.key for info in page.keys]
+            if sets:
+                found += await self._set_elements(sets, SAMPLE_SCAN - len(found))
+            cursor = page.cursor
+            if len(found) >= SAMPLE_SCAN:
+                break
+            if cursor is None:
+                complete = True
+                break
+        chosen = [
+            (scope, element, data)
+            for scope, element, attributes in found
+            if (keys is None or keys(element))
+            and float((data := _attributes(attributes)).get("expires_at", NEVER_EXPIRES)) > now
+        ]
+        matched = len(chosen)
+        if matched > limit:
+            chosen = random.sample(chosen, limit)
+
+        async def vectors() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for scope, element, _ in chosen:
+                pipe.execute_command("VEMB", self.set_key(scope), element)
+            return await pipe.execute()
+
+        records = []
+        embeddings = await self._call("list vectors", vectors) if chosen else []
+        for (scope, element, data), values in zip(chosen, embeddings, strict=True):
+            if not values or len(values) != self.dimension:
+                continue  # removed meanwhile
+            expires = float(data.get("expires_at", NEVER_EXPIRES))
+            records.append(
+                VectorRecord(
+                    key=element,
+                    vector=[float(text(value)) for value in values],
+                    scope=scope,
+                    text=str(data.get("text", "")),
+                    created_at=float(data.get("created_at", 0.0)),
+                    expires_at=None if expires >= NEVER_EXPIRES else expires,
+                )
+            )
+        return VectorSample(records, matched, complete)
+
+    async def _set_elements(self, sets: list[str], budget: int) -> list[tuple[str, str, Any]]:
+        """Up to ``budget`` (scope, element, attributes) of these sets."""
+
+        async def members() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in sets:
+                pipe.execute_command("VRANDMEMBER", name, max(1, budget))
+            return await pipe.execute()
+
+        pairs: list[tuple[str, str]] = []
+        for name, elements in zip(sets, await self._call("list vectors", members), strict=True):
+            scope = name[len(self.prefix) + 1 : -1]
+            pairs += [(scope, text(element)) for element in elements or []]
+        pairs = pairs[: max(0, budget)]
+        if not pairs:
+            return []
+
+        async def attributes() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for scope, element in pairs:
+                pipe.execute_command("VGETATTR", self.set_key(scope), element)
+            return await pipe.execute()
+
+        replies = await self._call("list vectors", attributes)
+        return [
+            (scope, element, reply) for (scope, element), reply in zip(pairs, replies, strict=True)
+        ]
 
     async def _scan(self, what: str, match: str, cursor: str | None) -> ScanPage:
         """One page of key names (every primary in turn on a cluster)."""
@@ -367,6 +509,14 @@ def _neighbour(element: str, score: float, attributes: Any) -> Neighbour:
         created_at=float(data.get("created_at", 0.0)),
         expires_at=None if expires >= NEVER_EXPIRES else expires,
     )
+
+
+def _attributes(attributes: Any) -> dict[str, Any]:
+    """An element's JSON attributes as a dict ({} when missing or unreadable)."""
+    try:
+        return as_map(json.loads(text(attributes))) if attributes else {}
+    except ValueError:
+        return {}
 
 
 def _scope_of(expiry_key: str, prefix: str) -> str:

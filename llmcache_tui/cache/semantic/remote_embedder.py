@@ -89,13 +89,13 @@ class RemoteEmbedder:
         """How many vectors the LRU holds."""
         return len(self._vectors)
 
-    async def embed(self, texts: list[str]) -> Vectors:
+    async def embed(self, texts: list[str], partition: str = "") -> Vectors:
         """One row per text, through the LRU; raises EmbedderError (EmbedderTimeout)."""
         try:
             import numpy  # noqa: F401 - needed below; said here, before any call is made
         except ImportError:
             raise EmbedderUnavailable(f"{self.name}: embedding needs numpy: {NUMPY_HINT}") from None
-        return await self._vectors.embed(texts, self._fetch, self._dimension or 0)
+        return await self._vectors.embed(texts, self._fetch, self._dimension or 0, partition)
 
     async def aclose(self) -> None:
         if self._client is not None:

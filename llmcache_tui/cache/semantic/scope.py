@@ -39,12 +39,15 @@ class SemanticQuery:
     """A request as the semantic tier sees it: the embedded text and its scope digest.
 
     ``vector`` is filled by the first step that embeds ``text`` (the lookup, or the store
-    when the lookup was skipped), so one request costs at most one embedding.
+    when the lookup was skipped), so one request costs at most one embedding. ``partition``
+    is the tenant under tenant isolation: the embedder's memory of recent vectors is kept
+    apart per tenant, or a fast embedding would tell one tenant another asked the same.
     """
 
     text: str
     scope: str
     vector: Vectors | None = field(default=None, repr=False)
+    partition: str = ""
 
 
 def semantic_query(
@@ -84,7 +87,7 @@ def semantic_query(
         digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
     except orjson.JSONEncodeError:
         return None  # the exact key refuses such a body with a 400 anyway
-    return SemanticQuery(text=text, scope=digest)
+    return SemanticQuery(text=text, scope=digest, partition=tenant or "")
 
 
 def _split_chat(messages: Any) -> tuple[str, Any] | None:

@@ -9,12 +9,18 @@ candidate. Implementations: Qdrant (server or embedded), Redis with the query en
 
 Similarities are cosine similarities in [-1, 1], whatever the store's own score scale.
 Every failure is a :class:`VectorStoreError`, which the semantic tier absorbs (fail-open).
+
+``records`` pages through what a store holds for the terminal app's browser, a bounded
+page at a time. A store may also hold records another program wrote (LiteLLM's own
+semantic caches, :mod:`~llmcache_tui.cache.semantic.litellm_formats`): they are listed and
+ranked by the unscoped search with their ``origin``, never served, and changed only by
+``delete_foreign``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
@@ -41,6 +47,12 @@ class VectorDimensionError(VectorStoreError):
     """The collection or index holds vectors of another dimension than the embedder's."""
 
 
+#: ``origin`` of a record this program wrote (one per cached entry)
+OURS = "llmcache"
+#: ``origin`` of a record of LiteLLM's own semantic cache (no scope, no entry of ours)
+LITELLM = "litellm"
+
+
 @dataclass(frozen=True, slots=True)
 class VectorRecord:
     """One entry's vector and what the search filters and the guards need about it.
@@ -61,7 +73,11 @@ class VectorRecord:
 
 @dataclass(frozen=True, slots=True)
 class Neighbour:
-    """A search result: the entry's key, its cosine similarity, and its record's data."""
+    """A search result: the entry's key, its cosine similarity, and its record's data.
+
+    For a record of another program (``origin`` not OURS), ``key`` is the record's own id
+    in the store and ``response`` the answer stored with it.
+    """
 
     key: str
     similarity: float
@@ -69,6 +85,58 @@ class Neighbour:
     created_at: float
     expires_at: float | None = None
     entry: bytes | None = field(default=None, repr=False)
+    origin: str = OURS
+    response: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class VectorRecordInfo:
+    """One stored vector as the browser lists it (without its values).
+
+    ``key`` is the entry key for our records, and for another program's (``origin``
+    LITELLM) the record's own id in the store (a point id, a hash key). ``created_at`` is
+    None when the record does not say; ``expires_at`` None means never. ``response`` is
+    the answer a foreign record keeps beside its vector; ``details`` what else it says
+    (LiteLLM's cache key, metadata), for the detail pane.
+    """
+
+    key: str
+    text: str
+    created_at: float | None
+    expires_at: float | None
+    scope: str | None = None
+    origin: str = OURS
+    response: str | None = field(default=None, repr=False)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def foreign(self) -> bool:
+        return self.origin != OURS
+
+
+@dataclass(frozen=True, slots=True)
+class RecordPage:
+    """A page of :meth:`VectorStore.records`: the records, and the cursor of the next page
+    (None: the listing is complete). ``total`` is the store's count of records where it
+    knows one cheaply."""
+
+    records: list[VectorRecordInfo]
+    cursor: str | None
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSample:
+    """Records a store picked for the probe's similarity statistics.
+
+    ``matched`` is how many records the scan found that the caller's key filter kept (at
+    least ``len(records)``); ``complete`` whether the scan covered the whole store, so
+    ``matched`` is every such record there is.
+    """
+
+    records: list[VectorRecord]
+    matched: int
+    complete: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +213,30 @@ class VectorStore(ABC):
     @abstractmethod
     async def health(self) -> StoreHealth:
         """Reachability, collection or index state, dimension; never raises."""
+
+    async def sample_vectors(
+        self, limit: int, *, now: float, keys: Callable[[str], bool] | None = None
+    ) -> VectorSample:
+        """Up to ``limit`` records unexpired at ``now`` whose entry key ``keys`` keeps,
+        chosen at random when there are more, vectors included (never on the request
+        path: the terminal app's similarity statistics). A store scans a bounded number of
+        records for them; one that cannot list its records raises
+        :class:`VectorStoreUnsupported`."""
+        raise VectorStoreUnsupported(f"the {self.kind} store cannot list its vectors")
+
+    async def records(self, cursor: str | None, limit: int) -> RecordPage:
+        """About ``limit`` records from ``cursor`` (None: the start), never a full listing.
+
+        A page may hold fewer (even none) with a cursor still to follow: the store stops
+        after a bounded amount of work. Records written during a listing may or may not
+        appear; none present throughout is skipped.
+        """
+        raise VectorStoreUnsupported(f"a {self.kind} store cannot list its vectors")
+
+    async def delete_foreign(self, ids: Sequence[str]) -> int:
+        """Remove records another program wrote (``VectorRecordInfo.key`` of a foreign
+        record); how many existed. Callers check that the operator allowed it."""
+        raise VectorStoreUnsupported(f"a {self.kind} store holds no other program's records")
 
     async def open(self) -> None:  # noqa: B027 - most stores connect on first use anyway
         """Connect and load now, without a call's deadline (a warm-up; optional)."""

@@ -250,6 +250,18 @@ class SemanticTier:
         scope = query.scope if scoped else None
         return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
 
+    async def open_store(self) -> VectorStore:
+        """The vector store, opened if need be (embedding a probe text first when the
+        embedder's dimension is not known yet), for the terminal app's listing and
+        statistics. Raises EmbedderError or CacheBackendError."""
+        dimension = self.embedder.dimension
+        if self._store is not None:
+            return self._store
+        if dimension is not None:
+            return await self._open_store(dimension)
+        store, _ = await self._vector_store(SemanticQuery(text=PROBE_TEXT, scope="terminal"))
+        return store
+
     def warm_up(self) -> None:
         """Load the embedder and open the store in the background, so the first request
         does not pay for them (or miss its deadline over them)."""
@@ -299,7 +311,11 @@ class SemanticTier:
     # -- internals -------------------------------------------------------------------
     async def _embed(self, query: SemanticQuery) -> Vectors:
         if query.vector is None:
-            query.vector = (await self.embedder.embed([query.text]))[0]
+            if query.partition:
+                vectors = await self.embedder.embed([query.text], partition=query.partition)
+            else:  # the common case, and the one every embedder stand-in takes
+                vectors = await self.embedder.embed([query.text])
+            query.vector = vectors[0]
         return query.vector
 
     async def _vector_store(self, query: SemanticQuery) -> tuple[VectorStore, Vectors]:

@@ -40,15 +40,18 @@ class VectorLRU:
         texts: list[str],
         compute: Callable[[list[str]], Awaitable[Vectors]],
         dimension: int,
+        partition: str = "",
     ) -> Vectors:
         """One row per text: known ones from here, the rest from ``compute``, then kept.
 
         ``compute`` gets only the texts not known, in order, and returns one row each;
-        ``dimension`` is the width of the empty result for no texts.
+        ``dimension`` is the width of the empty result for no texts. A vector kept for
+        one ``partition`` (tenant) is not known to another: how fast a text embeds must
+        not say whether someone else sent it.
         """
         import numpy as np
 
-        keys = [text_key(text) for text in texts]
+        keys = [text_key(text, partition) for text in texts]
         found: dict[int, Vectors] = {}
         for i, key in enumerate(keys):
             if (vector := self._get(key)) is not None:
@@ -82,6 +85,10 @@ class VectorLRU:
                 self._vectors.popitem(last=False)
 
 
-def text_key(text: str) -> bytes:
-    """A 16-byte digest of ``text`` (lone surrogates included, as JSON can carry them)."""
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def text_key(text: str, partition: str = "") -> bytes:
+    """A 16-byte digest of ``text`` (lone surrogates included, as JSON can carry them),
+    keyed by ``partition`` when given."""
+    data = text.encode("utf-8", "surrogatepass")
+    if not partition:
+        return hashlib.blake2b(data, digest_size=16).digest()
+    return hashlib.blake2b(data, digest_size=16, key=partition.encode()[:64]).digest()

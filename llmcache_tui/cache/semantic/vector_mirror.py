@@ -25,7 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-from collections.abc import Iterable, Sequence
+import random
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from llmcache_tui.cache.semantic.store import Neighbour, VectorRecord
@@ -223,6 +224,41 @@ class VectorMirror:
             top = np.arange(count)
         order = top[np.argsort(-scores[top], kind="stable")]
         return [group.neighbour(int(row), float(scores[row])) for row in order]
+
+    def sample_records(
+        self,
+        limit: int,
+        *,
+        now: float,
+        keys: Callable[[str], bool] | None = None,
+        rng: random.Random | None = None,
+    ) -> tuple[list[VectorRecord], int]:
+        """Up to ``limit`` records unexpired at ``now`` whose key ``keys`` keeps (at random
+        when more match), each with a copy of its unit vector; and how many matched."""
+        matching = [
+            (name, row)
+            for name, group in self._scopes.items()
+            for row in range(group.count)
+            if group.expires[row] > now and (keys is None or keys(group.keys[row]))
+        ]
+        matched = len(matching)
+        if matched > limit:
+            matching = (rng or random.Random()).sample(matching, max(0, limit))
+        records = []
+        for name, row in matching:
+            group = self._scopes[name]
+            expires = float(group.expires[row])
+            records.append(
+                VectorRecord(
+                    key=group.keys[row],
+                    vector=group.vectors[row].copy(),
+                    scope=name,
+                    text=group.texts[row],
+                    created_at=float(group.created[row]),
+                    expires_at=None if math.isinf(expires) else expires,
+                )
+            )
+        return records, matched
 
     def _drop(self, key: str, name: str, row: int) -> None:
         scope = self._scopes[name]

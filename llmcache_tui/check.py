@@ -63,6 +63,7 @@ async def _probe(settings: Settings) -> dict[str, Any]:
         report.update(status="disabled", cache_type=None)
         return report
     report["cache_type"] = settings.cache.type
+    report["key_format"] = settings.cache.params.key_format
     try:
         backend = build_backend(settings.cache)
     except ConfigError as exc:
@@ -103,6 +104,13 @@ def _probe_fields(result: ProbeResult) -> dict[str, Any]:
     return fields
 
 
+_KEY_FORMATS = {
+    "llmcache": "llmcache (field order does not change a key)",
+    "litellm": "litellm, shared with LiteLLM's proxy (the order of a body's fields is part"
+    " of its key)",
+}
+
+
 def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int) -> int:
     # One pass over everything printed: parameters, errors (a client's error may quote a
     # URL or a password) and warnings.
@@ -125,6 +133,8 @@ def _report(report: dict[str, Any], redactor: Redactor, as_json: bool, code: int
         print(f"  server     Redis {report['redis_version']}")
     if "isolation" in report:
         print(f"  isolation  {report['isolation']} ({_count(report['client_keys'], 'API key')})")
+    if report.get("key_format"):
+        print(f"  keys       {_KEY_FORMATS.get(report['key_format'], report['key_format'])}")
     params = report.get("params") or {}
     if params:
         shown = ", ".join(f"{name}={value}" for name, value in params.items())

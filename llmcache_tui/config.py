@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from llmcache_tui.redact import (
     MASK,
@@ -222,6 +222,9 @@ class CacheParams(_Model):
     disk_cache_dir: str = "./.litellm_cache"
     stream_replay: Literal["instant", "original"] = "instant"
     coalesce: bool = True  # identical concurrent misses share one upstream call
+    # "litellm": keys and values exactly as LiteLLM's proxy writes them, so both proxies
+    # share one cache; "llmcache": our own (order-independent key, self-describing entry).
+    key_format: Literal["llmcache", "litellm"] = "llmcache"
     max_size_in_memory: PositiveInt = 10_000
     max_bytes_in_memory: PositiveInt = 256 * 1024 * 1024
     # Semantic types. The threshold is a cosine similarity, as LiteLLM's; None: the guards'
@@ -235,6 +238,17 @@ class CacheParams(_Model):
     qdrant_api_key: str | None = None
     qdrant_path: str | None = None  # embedded Qdrant's directory; default under disk_cache_dir
     redis_semantic_cache_index_name: str | None = None
+
+    @model_validator(mode="after")
+    def _exact_types_share_keys(self) -> CacheParams:
+        # LiteLLM's semantic caches find entries by vector, not by key: there is nothing a
+        # key in LiteLLM's format would let the two proxies share.
+        if self.key_format == "litellm" and self.type in SEMANTIC_TYPES:
+            raise ValueError(
+                "key_format 'litellm' works with the exact cache types (local, disk, redis,"
+                f" s3), not with {self.type!r}"
+            )
+        return self
 
 
 class LitellmSettings(_Model):

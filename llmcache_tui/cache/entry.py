@@ -187,4 +187,5 @@ def _route_of_response(response: Any) -> str:
         "chat.completion": "chat",
         "text_completion": "text_completion",
         "list": "embedding",
+        "embedding": "embedding",  # LiteLLM's entry for one input of an embedding request
     }.get(str(kind), "unknown")

@@ -4,6 +4,9 @@ A backend that fails never fails a request: errors are logged and counted here a
 request is served from upstream. The same failure over and over is logged once a minute,
 with a count, whichever backend it comes from.
 
+With ``key_format: litellm`` entries are read and written in LiteLLM's format (see
+:mod:`llmcache_tui.cache.litellm_entry`), an embedding request as one entry per input.
+
 With a semantic tier, a request the exact key misses is looked up by meaning, within its
 scope; the caller cannot tell which tier answered but by the ``Lookup``'s ``similarity``.
 """
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from llmcache_tui.cache import litellm_entry
 from llmcache_tui.cache.backends.base import (
     CacheBackend,
     CacheBackendError,
@@ -71,10 +75,12 @@ class ResponseCache:
         backend: CacheBackend,
         clock: Callable[[], float] = time.time,
         semantic: SemanticTier | None = None,
+        key_format: str = "llmcache",
     ) -> None:
         self.backend = backend
         self.clock = clock
         self.semantic = semantic
+        self.litellm = key_format == "litellm"
         self.errors = 0
         self.warnings = RepeatedWarnings(log, clock=clock)
         self._decoded: dict[str, tuple[bytes, CacheEntry, bytes]] = {}
@@ -119,9 +125,16 @@ class ResponseCache:
             except EntryFormatError as exc:
                 log.warning("ignoring unreadable cache entry %s: %s", key, exc)
                 return MISS
+            if entry.foreign:
+                if not self.litellm:
+                    return MISS
+                shared = self._shared_answer(entry, route, model)
+                if shared is None:
+                    return MISS
+                entry = shared
         # A digest collision is not a realistic risk, but a shared keyspace is: only ever
-        # serve an entry we wrote for this very route and model.
-        if entry.foreign or entry.route != route or entry.model != model:
+        # serve an entry we wrote for this very route and model (LiteLLM's key holds them).
+        if entry.route != route or entry.model != model:
             return MISS
         age = max(0.0, self.clock() - entry.created_at)
         if max_age is not None and age > max_age:
@@ -132,6 +145,61 @@ class ResponseCache:
         if similarity is None:
             return Lookup(entry, fwd="hit", age=age, body=body)
         return Lookup(entry, fwd="hit", age=age, body=body, key=key, similarity=similarity)
+
+    @staticmethod
+    def _shared_answer(entry: CacheEntry, route: str, model: str) -> CacheEntry | None:
+        """A LiteLLM entry as one of ours for ``route``, if it answers such a request."""
+        answer = litellm_entry.answer_for(route, entry)
+        if answer is None:
+            return None
+        usage = answer.get("usage")
+        return CacheEntry(
+            response=answer,
+            route=route,
+            model=model,
+            prompt_preview="",
+            created_at=entry.created_at,
+            usage=usage if isinstance(usage, dict) else None,
+        )
+
+    async def lookup_embeddings(self, keys: list[str], model: str, max_age: float | None) -> Lookup:
+        """An embedding answer joined from LiteLLM's entries, one per input: a hit only
+        when every input is found, fresh; its age is the oldest input's."""
+        if not keys:
+            return MISS  # no input, nothing LiteLLM would have stored
+        try:
+            raws = await self.backend.get_many(keys)
+        except CacheBackendError as exc:
+            self._failed(exc)
+            return Lookup(None, failed=True)
+        items = []
+        oldest = self.clock()
+        for key, raw in zip(keys, raws, strict=True):
+            if raw is None:
+                return MISS
+            try:
+                stored = CacheEntry.decode(raw)
+            except EntryFormatError as exc:
+                log.warning("ignoring unreadable cache entry %s: %s", key, exc)
+                return MISS
+            item = litellm_entry.embedding_item(stored)
+            if item is None:
+                return MISS
+            items.append(item)
+            oldest = min(oldest, stored.created_at)
+        age = max(0.0, self.clock() - oldest)
+        if max_age is not None and age > max_age:
+            return Lookup(None, fwd="stale")
+        answer = litellm_entry.join_embeddings(items, model)
+        entry = CacheEntry(
+            response=answer,
+            route="embedding",
+            model=model,
+            prompt_preview="",
+            created_at=oldest,
+            usage=answer["usage"],
+        )
+        return Lookup(entry, fwd="hit", age=age, body=entry.response_bytes())
 
     async def _semantic_lookup(
         self, query: SemanticQuery, route: str, model: str, max_age: float | None
@@ -175,7 +243,7 @@ class ResponseCache:
         exact entry in place: it is still an exact hit.
         """
         try:
-            value = entry.encode()
+            value = litellm_entry.encode_answer(entry) if self._shared(entry) else entry.encode()
         except orjson.JSONEncodeError as exc:
             # An answer JSON can carry but orjson cannot write back (nested too deep): it
             # is served, just not kept. Not a cache failure.
@@ -192,6 +260,30 @@ class ResponseCache:
             lifetime = ttl if ttl is not None else self.backend.default_ttl
             await self.semantic.remember(query, key, entry.created_at, lifetime)
         return True
+
+    async def store_embeddings(self, keys: list[str], entry: CacheEntry, ttl: float | None) -> bool:
+        """Write an embedding answer as LiteLLM does, one entry per input (``keys`` in input
+        order); False if the backend failed or the answer has not one vector per input."""
+        try:
+            values = litellm_entry.encode_embeddings(entry, len(keys))
+        except orjson.JSONEncodeError as exc:
+            log.warning("not caching the answer for %s: %s", keys[0], exc)
+            return False
+        if values is None:
+            return False
+        try:
+            for key, value in zip(keys, values, strict=True):
+                await self.backend.set(key, value, ttl)
+        except CacheBackendError as exc:
+            self._failed(exc)
+            return False
+        if self.warnings.pending:
+            self.warnings.flush()
+        return True
+
+    def _shared(self, entry: CacheEntry) -> bool:
+        # Transcriptions keep our format: LiteLLM keys an upload by its file name.
+        return self.litellm and entry.route in ("chat", "text_completion")
 
     async def aclose(self) -> None:
         if self.semantic is not None:

@@ -96,7 +96,8 @@ class ProxyApp:
         self.backend = backend
         self.cache = None
         if backend is not None:
-            self.cache = ResponseCache(backend, clock, semantic=semantic)
+            key_format = settings.cache.params.key_format if settings.cache else "llmcache"
+            self.cache = ResponseCache(backend, clock, semantic=semantic, key_format=key_format)
         self.semantic_problem = semantic_problem
         self.backend_problem = backend_problem
         self.owns_backend = owns_backend

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 
 from llmcache_tui.cache.entry import CacheEntry
-from llmcache_tui.cache.keys import storage_key
+from llmcache_tui.cache.keys import storage_key, tenant_prefix
+from llmcache_tui.cache.litellm_keys import SHARED_ROUTES, litellm_storage_key
 from llmcache_tui.cache.policy import BYPASS, NO_CONTROLS, Decision, decide
 from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.config import Settings
@@ -70,6 +71,10 @@ class Pipeline:
         self.stream_replay = settings.cache.params.stream_replay if settings.cache else "instant"
         self.coalesce = settings.cache.params.coalesce if settings.cache else False
         self.coalescer = Coalescer(settings.request_timeout, stats, self.stream_replay)
+        params = settings.cache.params if settings.cache else None
+        self.litellm_keys = params is not None and params.key_format == "litellm"
+        # LiteLLM's Redis client puts the configured namespace in front of every key.
+        self.prefixes = params is not None and params.type == "redis"
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
             route: decide(settings.cache, route, NO_CONTROLS) for route in LLM_PATHS
@@ -93,9 +98,11 @@ class Pipeline:
         key = ""
         fwd = decision.skip_reason or "miss"
         detail = "cache-unavailable" if self.backend_problem else None
+        keys: list[str] = []
         if decision.uses_cache:
             # The coalescing key too: two tenants' identical misses never share an answer.
-            key = storage_key(request.cache_digest(), decision.namespace, decision.tenant)
+            keys = self._keys(request, decision)
+            key = ", ".join(keys)
             headers.append((b"x-litellm-cache-key", key.encode()))
         if cache is not None and decision.read:
             # The lookup: the cache's one read on the request path. Awaited here, and the
@@ -103,7 +110,12 @@ class Pipeline:
             query = None
             if cache.semantic is not None:
                 query = request.semantic_query(decision.namespace, decision.tenant)
-            found = await cache.lookup(key, request.route, request.model, decision.max_age, query)
+            if self._per_input(request):
+                found = await cache.lookup_embeddings(keys, request.model, decision.max_age)
+            else:
+                found = await cache.lookup(
+                    key, request.route, request.model, decision.max_age, query
+                )
             if self.metrics is not None:
                 self.metrics.looked_up(request.model, decision.namespace, found, deployment.model)
             if found.entry is not None:
@@ -147,6 +159,23 @@ class Pipeline:
         if reply.status >= 400:
             return "upstream_error"
         return _counted("miss" if decision.read else "bypass", detail)
+
+    def _keys(self, request: LLMRequest, decision: Decision) -> list[str]:
+        """The request's key, in our format or LiteLLM's (then one per embedding input)."""
+        if not self.litellm_keys or request.route not in SHARED_ROUTES:
+            return [storage_key(request.cache_digest(), decision.namespace, decision.tenant)]
+        configured = self.settings.cache.namespace if self.settings.cache else None
+        # A tenant's entries stay its own in LiteLLM's format too (LiteLLM has no tenants,
+        # so it does not share them).
+        prefix = tenant_prefix(decision.tenant) if decision.tenant else ""
+        return [
+            prefix
+            + litellm_storage_key(digest, request.controls.namespace, configured, self.prefixes)
+            for digest in request.litellm_digests()
+        ]
+
+    def _per_input(self, request: LLMRequest) -> bool:
+        return self.litellm_keys and request.route == "embedding"
 
     def _decision(self, request: LLMRequest) -> Decision:
         if request.controls is NO_CONTROLS:
@@ -236,6 +265,11 @@ class Pipeline:
         cache = self.cache
         if cache is None or not decision.write:
             return None
+        if self._per_input(request):
+            keys = self._keys(request, decision)
+            stored = await cache.store_embeddings(keys, entry, decision.ttl)
+            self.stats.stored += stored
+            return stored
         query = None
         if cache.semantic is not None:
             query = request.semantic_query(decision.namespace, decision.tenant)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from llmcache_tui.cache.keys import UnwritableBody, request_digest
+from llmcache_tui.cache.litellm_keys import embedding_digests, litellm_digest
 from llmcache_tui.cache.policy import CacheControls, InvalidControls, parse_controls
 from llmcache_tui.cache.semantic.scope import SemanticQuery, semantic_query
 from llmcache_tui.proxy.asgi import BodyTooLarge, Receive, Scope, read_body
@@ -54,6 +55,7 @@ class LLMRequest:
     form: list[tuple[str, str]] = field(default_factory=list)
     file: tuple[str, bytes, str] | None = None
     digest: str | None = None  # computed once, on first use
+    shared_digests: list[str] | None = None  # LiteLLM's, one per embedding input; once
     # The semantic view per (namespace, tenant), computed once (a repeat reuses its vector).
     semantic: dict[tuple[str | None, str | None], SemanticQuery | None] | None = None
 
@@ -67,6 +69,18 @@ class LLMRequest:
             except UnwritableBody as exc:
                 raise ProxyError(400, str(exc)) from None
         return self.digest
+
+    def litellm_digests(self) -> list[str]:
+        """The digests LiteLLM's proxy gives this request: one, or one per embedding input."""
+        if self.shared_digests is None:
+            try:
+                if self.route == "embedding":
+                    self.shared_digests = embedding_digests(self.body)
+                else:
+                    self.shared_digests = [litellm_digest(self.route, self.body)]
+            except RecursionError:
+                raise ProxyError(400, "request body nests objects and arrays too deeply") from None
+        return self.shared_digests
 
     def semantic_query(
         self, namespace: str | None, tenant: str | None = None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import diskcache
+import orjson
 
 from llmcache_tui.cache.backends.base import (
     BackendStats,
@@ -97,12 +98,11 @@ class DiskBackend(CacheBackend):
 
     async def _get(self, key: str) -> bytes | None:
         value = await self._run(self._cache.get, key)
-        return value if isinstance(value, bytes) else None
+        return _as_bytes(value)
 
     async def _get_many(self, keys: list[str]) -> list[bytes | None]:
         def read_all() -> list[bytes | None]:
-            values = [self._cache.get(key) for key in keys]
-            return [value if isinstance(value, bytes) else None for value in values]
+            return [_as_bytes(self._cache.get(key)) for key in keys]
 
         return await self._run(read_all)
 
@@ -261,3 +261,16 @@ def _file_head(path: Path, size: int) -> bytes | None:
             return file.read(size)
     except OSError:
         return None
+
+
+def _as_bytes(value: Any) -> bytes | None:
+    """A stored value as bytes. LiteLLM's disk cache stores its entry as the dict itself
+    (diskcache pickles it): that one is read as the JSON LiteLLM writes everywhere else."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, dict) and "timestamp" in value and "response" in value:
+        try:
+            return orjson.dumps(value)
+        except TypeError:
+            return None
+    return None

@@ -38,12 +38,16 @@ from tests.tui_support import (
     make_app,
     notified,
     open_browser,
+    probe_prompt,
     purge_whole_cache,
     rendered_text,
     select_row,
+    type_threshold,
+    verdict_panel,
     wait_for_group,
     wait_until,
 )
+from tests.tui_support import probe_rows as rows
 
 API_BASE = "http://127.0.0.1:9/v1"  # never called
 MODEL = "gpt-4o-mini"
@@ -78,37 +82,6 @@ async def seed(app: LLMCacheApp, *entries: tuple[str, str], age: float = 60.0) -
         entry = CacheEntry(response, "chat", model, prompt, created_at=now - age)
         query = semantic_query("chat", model, body, None)
         assert await cache.store(key_of(prompt, model), entry, 3 * 3600 + 40, query)
-
-
-async def probe_prompt(pilot: Pilot[Any], prompt: str) -> None:
-    app = pilot.app
-    await pilot.press("4")
-    await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
-    field = app.screen.query_one("#probe-prompt", Input)
-    field.value = prompt
-    field.focus()
-    await pilot.press("enter")
-    await wait_until(pilot, lambda: bool(app.screen.query("#probe-rows")), what="rows")
-    await wait_for_group(pilot, "probe-run", timeout=60)
-
-
-def verdict_panel(app: LLMCacheApp) -> str:
-    return rendered_text(app.screen.query_one("#probe-verdict", Static))
-
-
-def rows(app: LLMCacheApp) -> dict[str, dict[str, str]]:
-    table = app.screen.query_one("#probe-rows", DataTable)
-    shown = {}
-    for row_key in table.rows:
-        cells = table.get_row(row_key)
-        shown[str(row_key.value)] = {
-            "sim": str(cells[0]),
-            "verdict": str(cells[1]),
-            "prompt": str(cells[2]),
-            "model": str(cells[3]),
-            "style": str(getattr(cells[2], "style", "")),
-        }
-    return shown
 
 
 async def test_probe_shows_verdicts_hits_refusals_and_other_scopes(tmp_path: Path) -> None:
@@ -307,14 +280,6 @@ class CountingEmbedder:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
-
-
-async def type_threshold(pilot: Pilot[Any], text: str) -> None:
-    field = pilot.app.screen.query_one("#probe-threshold", Input)
-    field.value = text
-    field.focus()
-    await pilot.press("enter")
-    await pilot.pause()
 
 
 async def test_a_typed_threshold_rejudges_without_embedding_again(tmp_path: Path) -> None:

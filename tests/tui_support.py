@@ -52,11 +52,15 @@ def config_text(
     master_key: str | None = None,
     api_key: str | None = None,
     llmcache: dict[str, Any] | None = None,
+    models: dict[str, str] | None = None,
 ) -> str:
-    """A LiteLLM config.yaml (models on ``api_base``, with ``api_key`` if given) as text."""
+    """A LiteLLM config.yaml (models on ``api_base``, with ``api_key`` if given) as text;
+    ``models`` (model_name -> litellm model) replaces the default model list."""
     params: dict[str, Any] = {"type": cache_type, **(cache_params or {})}
     general = {"master_key": master_key} if master_key else None
-    document = litellm_config(api_base, cache_params=params, general_settings=general)
+    document = litellm_config(
+        api_base, cache_params=params, general_settings=general, models=models
+    )
     if api_key is not None:
         for model in document["model_list"]:
             model["litellm_params"]["api_key"] = api_key
@@ -342,3 +346,50 @@ def seed_served_proxy(proxy: RunningProxy, asks: list[Ask]) -> dict[str, str]:
             assert response.headers["cache-status"] == STORED, response.text
             keys[ask.text] = cache_key(response)
     return keys
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+async def probe_prompt(pilot: Pilot[Any], prompt: str) -> None:
+    """Show the probe (4), put ``prompt`` in its field, press Enter and wait for the report."""
+    app = pilot.app
+    await pilot.press("4")
+    await wait_until(pilot, lambda: app.current_mode == "probe", what="the probe screen")
+    field = app.screen.query_one("#probe-prompt", Input)
+    field.value = prompt
+    field.focus()
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: bool(app.screen.query("#probe-rows")), what="rows")
+    await wait_for_group(pilot, "probe-run", timeout=60)
+
+
+def verdict_panel(app: LLMCacheApp) -> str:
+    """The probe's verdict panel: what the proxy would answer, the key, the threshold."""
+    return rendered_text(app.screen.query_one("#probe-verdict", Static))
+
+
+def probe_rows(app: LLMCacheApp) -> dict[str, dict[str, str]]:
+    """The probe's rows by storage key, best first: each cell by its column's key (sim,
+    verdict, prompt, model, ...) plus ``style``, the prompt cell's style ("dim": another
+    scope)."""
+    table = app.screen.query_one("#probe-rows", DataTable)
+    columns = [str(column.key.value) for column in table.ordered_columns]
+    shown = {}
+    for row in table.ordered_rows:
+        cells = table.get_row(row.key)
+        by_column = dict(zip(columns, cells, strict=True))
+        shown[str(row.key.value)] = {
+            **{column: str(cell) for column, cell in by_column.items()},
+            "style": str(getattr(by_column["prompt"], "style", "")),
+        }
+    return shown
+
+
+async def type_threshold(pilot: Pilot[Any], text: str) -> None:
+    """Type ``text`` in the probe's threshold field and press Enter."""
+    field = pilot.app.screen.query_one("#probe-threshold", Input)
+    field.value = text
+    field.focus()
+    await pilot.press("enter")
+    await pilot.pause()

@@ -106,10 +106,10 @@ def decode_parts(raw: Any) -> dict[str, Any] | None:
     return raw
 
 
-def differences(mine: ScopeParts | str | None, theirs: Any) -> list[str] | None:
+def differences(mine: ScopeParts | str | None, theirs: Any) -> tuple[tuple[str, str], ...] | None:
     """Why a neighbour with parts ``theirs`` is outside the scope of a request with parts
-    ``mine``: one phrase per differing part, in PART_NAMES order. None when either side
-    has no parts, or they name no difference (the generic reason applies)."""
+    ``mine``: (part, phrase) per differing part, in PART_NAMES order. None when either
+    side has no parts, or they name no difference (the generic reason applies)."""
     if isinstance(mine, ScopeParts):
         mine = mine.json()
     ours, other = decode_parts(mine), decode_parts(theirs)
@@ -119,8 +119,8 @@ def differences(mine: ScopeParts | str | None, theirs: Any) -> list[str] | None:
     for name in PART_NAMES:
         if ours["d"].get(name) == other["d"].get(name):
             continue
-        found.append(_phrase(name, ours, other))
-    return found or None
+        found.append((name, _phrase(name, ours, other)))
+    return tuple(found) or None
 
 
 def _phrase(name: str, ours: dict[str, Any], other: dict[str, Any]) -> str:

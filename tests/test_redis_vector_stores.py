@@ -494,3 +494,55 @@ def test_construction_checks_its_arguments() -> None:
     with pytest.raises(ValueError):
         RedisVectorSetStore(options, DIM, quantization="Q4")  # type: ignore[arg-type]
     assert RedisSearchStore(options, DIM, index_name="idx").prefix == "idx:"
+
+
+# --------------------------------------------------------------------------- unscoped
+
+
+async def test_the_unscoped_search_ranks_every_scope_with_its_parts(
+    store: RedisStoreBase,
+) -> None:
+    rng = np.random.default_rng(21)
+    query = unit(rng)
+    await store.add(record("near", near(query, rng, 0.1), parts='{"d":{"model":"1"}}'))
+    await store.add(record("elsewhere", query, scope=OTHER_SCOPE, parts='{"d":{"model":"2"}}'))
+    await store.add(record("old", near(query, rng, 0.3), scope="c" * 64))  # no parts kept
+    await store.add(record("expired", query, scope="d" * 64, expires_at=T - 1))
+
+    found = await store.search_everywhere(query, limit=10, now=T)
+
+    assert [n.key for n in found.neighbours] == ["elsewhere", "near", "old"]
+    assert [n.parts for n in found.neighbours] == [
+        '{"d":{"model":"2"}}',
+        '{"d":{"model":"1"}}',
+        None,
+    ]
+    assert found.cut_short is None
+    assert [n.key for n in await store.search(query, None, limit=2, now=T)] == ["elsewhere", "near"]
+    # The scoped search (a request's) reads no parts where it need not.
+    scoped = await store.search(query, SCOPE, limit=5, now=T)
+    assert [n.key for n in scoped] == ["near"]
+
+
+async def test_the_vector_set_unscoped_search_is_bounded_and_says_so(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store()
+    if not isinstance(store, RedisVectorSetStore):
+        pytest.skip("the query engine ranks every scope in one search")
+    from llmcache_tui.cache.semantic import redis_vset_store
+
+    rng = np.random.default_rng(22)
+    query = unit(rng)
+    for i in range(5):
+        await store.add(record(f"k{i}", near(query, rng, 0.1 * i), scope=f"{i}" * 64))
+    monkeypatch.setattr(redis_vset_store, "UNSCOPED_SETS", 3)
+
+    found = await store.search_everywhere(query, limit=10, now=T)
+
+    assert len(found.neighbours) == 3  # one set each, of three
+    assert found.cut_short is not None and "searched 3 scopes' sets only" in found.cut_short
+    monkeypatch.setattr(redis_vset_store, "UNSCOPED_SETS", 5)
+    everything = await store.search_everywhere(query, limit=10, now=T)
+    assert [n.key for n in everything.neighbours] == [f"k{i}" for i in range(5)]
+    assert everything.cut_short is None

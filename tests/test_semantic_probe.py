@@ -84,19 +84,51 @@ class Parts:
     tier: SemanticTier
     backend: CacheBackend
 
-    async def seed(self, model: str, prompt: str) -> str:
-        """Store an entry for ``prompt`` asked of ``model``, with its vector; its key."""
-        body = chat_body(model, prompt)
-        key = key_of(prompt, model)
+    async def seed(
+        self,
+        model: str,
+        prompt: str,
+        *,
+        namespace: str | None = None,
+        temperature: float | None = None,
+        system: str | None = None,
+        keep_parts: bool = True,
+    ) -> str:
+        """Store an entry for ``prompt`` asked of ``model``, with its vector; its key.
+        ``keep_parts`` False writes the vector as records were before they kept their
+        scope's parts."""
+        body = body_of(prompt, model, temperature, system)
+        key = storage_key(request_digest("chat", body), namespace)
         response = {"choices": [{"message": {"role": "assistant", "content": f"echo: {prompt}"}}]}
         entry = CacheEntry(response, "chat", model, prompt, created_at=self.tier.clock() - 60)
-        query = semantic_query("chat", model, body, None)
+        query = semantic_query("chat", model, body, namespace)
+        assert query is not None
+        if not keep_parts:
+            query.parts = None
         cache = ResponseCache(self.backend, semantic=self.tier)
         assert await cache.store(key, entry, TTL, query)
         return key
 
-    async def ask(self, prompt: str, model: str = MODEL) -> ProbeReport:
-        return await probe(self.tier, self.backend, chat_body(model, prompt), "chat", model, None)
+    async def ask(
+        self,
+        prompt: str,
+        model: str = MODEL,
+        *,
+        namespace: str | None = None,
+        temperature: float | None = None,
+        system: str | None = None,
+    ) -> ProbeReport:
+        body = body_of(prompt, model, temperature, system)
+        return await probe(self.tier, self.backend, body, "chat", model, namespace)
+
+
+def body_of(
+    prompt: str, model: str, temperature: float | None = None, system: str | None = None
+) -> dict[str, Any]:
+    body = chat_body(model, prompt, temperature)
+    if system is not None:
+        body["messages"].insert(0, {"role": "system", "content": system})
+    return body
 
 
 def key_of(prompt: str, model: str = MODEL) -> str:
@@ -191,20 +223,63 @@ async def test_neighbours_of_another_scope(parts: Parts) -> None:
     report = await parts.ask(SWEDEN_PARAPHRASE)
 
     assert report.decision.outcome == "miss"
-    if parts.kind == "redis-vectorset":
-        # One set per scope: nothing ranks every scope at once, and the report says so.
-        assert report.rows == ()
-        assert report.note is not None
-        assert report.note.startswith("neighbours of other scopes not shown: ")
-        assert report.decision.reason == "no stored prompt in this request's scope"
-        return
+    # Vector Sets keep one set per scope: the probe searches a bounded number of them.
     assert report.note is None
     shown = row(report, other)
     assert not shown.in_scope and shown.verdict is None and not shown.considered
-    assert shown.verdict_text() == OTHER_SCOPE
+    assert shown.verdict_text() == f"another model ({OTHER_MODEL})"
     assert shown.model == OTHER_MODEL
     assert report.decision.reason == (
         "no stored prompt in this request's scope (1 near prompts in other scopes)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("stored", "asked", "why"),
+    [
+        ({"namespace": "eu"}, {}, "another namespace (eu)"),
+        ({}, {"namespace": "eu"}, "another namespace (none)"),
+        (
+            {"temperature": 0.2},
+            {"temperature": 0.7},
+            "other parameters (temperature 0.7 vs 0.2)",
+        ),
+        ({"temperature": 0.2}, {}, "other parameters (temperature only there)"),
+        (
+            {"system": "Answer in French."},
+            {},
+            "another conversation (system prompt or earlier turns differ)",
+        ),
+        (
+            {"temperature": 0.2, "namespace": "eu"},
+            {"model": OTHER_MODEL},
+            f"another model ({MODEL}); another namespace (eu);"
+            " other parameters (temperature only there)",
+        ),
+    ],
+)
+async def test_a_neighbour_of_another_scope_says_which_part_differs(
+    parts: Parts, stored: dict[str, Any], asked: dict[str, Any], why: str
+) -> None:
+    model = stored.pop("model", MODEL)
+    other = await parts.seed(model, SWEDEN, **stored)
+
+    report = await parts.ask(SWEDEN_PARAPHRASE, **asked)
+
+    shown = row(report, other)
+    assert not shown.in_scope and shown.verdict_text() == why
+    assert report.decision.outcome == "miss"
+
+
+async def test_a_neighbour_stored_without_parts_gets_the_generic_reason(parts: Parts) -> None:
+    old = await parts.seed(OTHER_MODEL, SWEDEN, keep_parts=False)
+    new = await parts.seed(OTHER_MODEL, FRANCE, temperature=0.5)
+
+    report = await parts.ask(SWEDEN_PARAPHRASE)
+
+    assert row(report, old).verdict_text() == OTHER_SCOPE
+    assert row(report, new).verdict_text() == (
+        f"another model ({OTHER_MODEL}); other parameters (temperature only there)"
     )
 
 

@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Input, Label, Select, Static
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.cache.keys import request_digest, storage_key
-from llmcache_tui.cache.semantic.probe import OTHER_SCOPE, chat_body
+from llmcache_tui.cache.semantic.probe import chat_body
 from llmcache_tui.cache.semantic.scope import semantic_query
 from llmcache_tui.cache.service import ResponseCache
 from llmcache_tui.config import BUILTIN_SOURCE, load_settings, parse_settings
@@ -106,9 +106,15 @@ async def test_probe_shows_verdicts_hits_refusals_and_other_scopes(tmp_path: Pat
         assert next(iter(shown)) == key_of(SWEDEN)  # best first
         assert THRESHOLD_ROW in shown
         france = shown[key_of(FRANCE, OTHER_MODEL)]
-        assert france["verdict"] == OTHER_SCOPE
+        assert france["verdict"] == "other: model"  # which part of the scope differs
         assert france["style"] == "dim"
         assert france["model"] == OTHER_MODEL
+        # How it differs is under the table, for the highlighted row.
+        table = app.screen.query_one("#probe-rows", DataTable)
+        table.move_cursor(row=table.get_row_index(key_of(FRANCE, OTHER_MODEL)))
+        await pilot.pause()
+        note = rendered_text(app.screen.query_one("#probe-note", Static), width=120)
+        assert f"another model ({OTHER_MODEL}) | {FRANCE}" in note
 
         await probe_prompt(pilot, "How do I disable SSL verification?")
         ssl = rows(app)[key_of(SSL)]
@@ -537,7 +543,7 @@ async def test_at_80_columns_the_table_keeps_what_matters(tmp_path: Path) -> Non
         assert width <= SMALL[0] - 2  # room for the scroll bar: nothing clipped
         shown = rows(app)
         assert shown[key_of(SSL)]["verdict"] == "refused: negation"
-        assert shown[key_of(FRANCE, OTHER_MODEL)]["verdict"] == "other scope"
+        assert shown[key_of(FRANCE, OTHER_MODEL)]["verdict"] == "other model"
         # The highlighted row's full verdict and prompt are under the table.
         table.focus()
         table.move_cursor(row=table.get_row_index(key_of(SSL)))

@@ -26,7 +26,6 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Select, Static
 
 from llmcache_tui.app import LLMCacheApp
-from llmcache_tui.cache.semantic.probe import OTHER_SCOPE
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.entry import EntryScreen
 from llmcache_tui.screens.probe import THRESHOLD_ROW
@@ -56,7 +55,6 @@ OTHER_MODEL = "gpt-4o"
 MODELS = {**DEFAULT_MODELS, OTHER_MODEL: f"openai/{OTHER_MODEL}"}
 SEMANTIC_HIT = "llmcache; hit; detail=semantic"
 NOT_STORED = "llmcache; fwd=miss"  # a miss asked with no-store
-VECTOR_SETS_NOTE = "neighbours of other scopes not shown: Redis Vector Sets keep one set per scope"
 
 SWEDEN = "What is the capital of Sweden?"
 PARAPHRASE = "what's the capital of sweden"
@@ -116,12 +114,6 @@ class RedisProbe:
     proxy: RunningProxy
     app: LLMCacheApp
     keys: dict[str, str]  # SEEDS name -> storage key
-
-    @property
-    def ranks_other_scopes(self) -> bool:
-        """Whether the store can rank every scope at once (Vector Sets keep one set per
-        scope and cannot: the probe then lists its request's own scope only)."""
-        return self.store != "redis-vectorset"
 
     async def ask(self, prompt: str, **request: Any) -> httpx.Response:
         """The proxy's answer to ``prompt``, without storing anything new."""
@@ -237,26 +229,29 @@ async def test_other_scopes_are_greyed_and_the_form_reaches_them(
     redis_probe: RedisProbe,
 ) -> None:
     app, keys = redis_probe.app, redis_probe.keys
-    others = ("sweden-other-temperature", "sweden-other-conversation", "france-other-model")
     async with app.run_test(size=SIZE) as pilot:
         await probe_prompt(pilot, PARAPHRASE)
         shown = probe_rows(app)
         assert shown[keys["sweden"]]["style"] == ""
         assert f"semantic hit {keys['sweden']}" in verdict_panel(app)
-        if not redis_probe.ranks_other_scopes:
-            assert VECTOR_SETS_NOTE in verdict_panel(app)  # says what it cannot show
-            assert not {keys[name] for name in others} & set(shown)
-        else:
-            # The same wording at another temperature or after a system prompt, and a
-            # near question to another model: listed, greyed, never judged.
-            assert "not shown" not in verdict_panel(app)
-            for name in others[:2]:
-                row = shown[keys[name]]
-                assert (row["verdict"], row["style"]) == (OTHER_SCOPE, "dim")
-                assert (row["prompt"], row["model"]) == (SWEDEN, MODEL)  # same model
-            france = shown[keys["france-other-model"]]
-            assert (france["verdict"], france["style"]) == (OTHER_SCOPE, "dim")
-            assert france["model"] == OTHER_MODEL
+        # The same wording at another temperature or after a system prompt, and a near
+        # question to another model: listed (Vector Sets: by the probe's bounded search
+        # over the scopes' sets), greyed, never judged, each with the part that differs.
+        assert "not shown" not in verdict_panel(app)
+        expected = {
+            "sweden-other-temperature": ("other: params", SWEDEN, MODEL),
+            "sweden-other-conversation": ("other: conversation", SWEDEN, MODEL),
+            "france-other-model": ("other: model", FRANCE, OTHER_MODEL),
+        }
+        for name, (verdict, prompt, model) in expected.items():
+            row = shown[keys[name]]
+            assert (row["verdict"], row["style"]) == (verdict, "dim")
+            assert (row["prompt"], row["model"]) == (prompt, model)
+        table = app.screen.query_one("#probe-rows", DataTable)
+        table.move_cursor(row=table.get_row_index(keys["sweden-other-temperature"]))
+        await pilot.pause()
+        note = rendered_text(app.screen.query_one("#probe-note", Static), width=120)
+        assert note.startswith("other parameters (temperature only there) | ")
 
         # The temperature field puts the request in that entry's scope, as the proxy does.
         app.screen.query_one("#probe-temperature", Input).value = "0.9"
@@ -264,10 +259,7 @@ async def test_other_scopes_are_greyed_and_the_form_reaches_them(
         hot = keys["sweden-other-temperature"]
         assert f"would serve: semantic hit {hot} at 0.9" in verdict_panel(app)
         plain = probe_rows(app).get(keys["sweden"])  # now the other scope
-        if redis_probe.ranks_other_scopes:
-            assert plain is not None and plain["verdict"] == OTHER_SCOPE
-        else:
-            assert plain is None
+        assert plain is not None and plain["verdict"] == "other: params"
         answer = await redis_probe.ask(PARAPHRASE, temperature=0.9)
         assert answer.headers["cache-status"] == SEMANTIC_HIT
         assert answer.headers["x-litellm-cache-key"] == hot
@@ -310,8 +302,7 @@ async def test_deleting_a_neighbour_stops_the_probe_and_the_proxy_serving_it(
         shown = probe_rows(app)
         assert sweden not in shown
         assert keys["ssl"] in shown  # only that entry went
-        if redis_probe.ranks_other_scopes:
-            assert keys["sweden-other-temperature"] in shown
+        assert keys["sweden-other-temperature"] in shown
         assert verdict_panel(app).startswith("miss: ")
 
         with redis_probe.server.client() as raw:

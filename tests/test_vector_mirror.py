@@ -305,3 +305,27 @@ def test_decode_entry() -> None:
     assert decode_entry("***") is None
     assert decode_entry(None) is None
     assert decode_entry(3) is None
+
+
+def test_each_scope_keeps_its_parts_for_every_record_of_it() -> None:
+    """The parts are a function of the scope: a record written before they were kept is
+    returned with its scope's, once a newer record of that scope brought them."""
+    old = rec("old", [1, 0, 0, 0, 0, 0], "s")
+    new = VectorRecord("new", [0.9, 0.1, 0, 0, 0, 0], "s", "t", NOW - 10, parts='{"d":{}}')
+    bare = rec("bare", [1, 0, 0, 0, 0, 0], "t")
+    mirror = VectorMirror.build(DIMENSION, [(old, None), (bare, None)])
+    assert [n.parts for n in mirror.search([1, 0, 0, 0, 0, 0], None, limit=5, now=NOW)] == [
+        None,
+        None,
+    ]
+
+    mirror.put(new)
+
+    found = {n.key: n.parts for n in mirror.search([1, 0, 0, 0, 0, 0], None, limit=5, now=NOW)}
+    assert found == {"old": '{"d":{}}', "new": '{"d":{}}', "bare": None}
+    built = VectorMirror.build(DIMENSION, [(old, None), (new, None)])
+    assert {n.parts for n in built.search([1, 0, 0, 0, 0, 0], "s", limit=5, now=NOW)} == {
+        '{"d":{}}'
+    }
+    records, _ = built.sample_records(5, now=NOW)
+    assert {r.parts for r in records} == {'{"d":{}}'}

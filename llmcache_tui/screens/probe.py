@@ -493,10 +493,30 @@ def short_key(key: str, digits: int = 12) -> str:
     return f"{namespace}{separator}{digest[:digits]}…"
 
 
+# How the verdict column names a part of the scope that differs (wide, narrow).
+PART_LABELS = {
+    "model": ("model", "model"),
+    "namespace": ("namespace", "ns"),
+    "tenant": ("tenant", "tenant"),
+    "route": ("route", "route"),
+    "params": ("params", "params"),
+    "context": ("conversation", "conv"),
+}
+
+
+def scope_verdict(row: ProbeRow, *, narrow: bool) -> str:
+    """The verdict column of a row of another scope: the parts that differ, named short
+    (the note below the table says how they differ)."""
+    if not row.scope_diff:
+        return "other scope" if narrow else row.verdict_text()
+    labels = [PART_LABELS.get(part, (part, part))[narrow] for part, _ in row.scope_diff]
+    return f"other {'+'.join(labels)}" if narrow else f"other: {', '.join(labels)}"
+
+
 def short_verdict(row: ProbeRow) -> str:
     """The verdict column when narrow: the outcome and the guard, the reason in the note."""
     if not row.in_scope or row.verdict is None:
-        return "other scope"
+        return scope_verdict(row, narrow=True)
     if row.entry == "gone":
         return "entry gone"
     if row.verdict.hit:
@@ -511,7 +531,12 @@ def _cells(row: ProbeRow, now: float, *, narrow: bool = False) -> tuple[Text, ..
         verdict_style = "bold green"
     else:
         verdict_style = style
-    verdict = short_verdict(row) if narrow else row.verdict_text()
+    if narrow:
+        verdict = short_verdict(row)
+    elif not row.foreign and (not row.in_scope or row.verdict is None):
+        verdict = scope_verdict(row, narrow=False)
+    else:
+        verdict = row.verdict_text()
     age = Text(humanize.duration(row.age(now), none="-"), style=style)
     head = (
         Text(f"{row.similarity:.2f}", style=style),

@@ -11,6 +11,11 @@ The decision follows the proxy's: exact entry first; then, among the first
 still exists. Changing the threshold re-judges the rows without embedding again
 (:meth:`ProbeReport.with_threshold`). Nothing here counts in the tier's statistics.
 
+Records keep their scope's parts (:mod:`~llmcache_tui.cache.semantic.scope_parts`), so a
+neighbour of another scope is shown with every part that differs (another model, namespace,
+tenant or route, other parameters, another conversation); one written before they were
+kept gets the generic OTHER_SCOPE.
+
 A store holding LiteLLM's own semantic cache has no scoped records at all: its neighbours
 are listed as LiteLLM's and unscoped (LiteLLM keeps no model, parameters or conversation
 with them), with whether LiteLLM's threshold test would pass; llmcache serves none of them.
@@ -29,6 +34,7 @@ from llmcache_tui.cache.keys import NAMESPACE_SEPARATOR, request_digest, storage
 from llmcache_tui.cache.semantic.embedder import EmbedderError
 from llmcache_tui.cache.semantic.guards import Verdict, judge
 from llmcache_tui.cache.semantic.scope import MAX_TEXT_CHARS, SemanticQuery, semantic_query
+from llmcache_tui.cache.semantic.scope_parts import differences
 from llmcache_tui.cache.semantic.store import OURS, Neighbour, VectorStoreUnsupported
 from llmcache_tui.cache.semantic.tier import SemanticTier
 
@@ -71,6 +77,9 @@ class ProbeRow:
     #: for LiteLLM's records: whether LiteLLM's own test (similarity at or above the
     #: threshold) would pass
     litellm_match: bool | None = None
+    #: outside the scope: (part, why) for each part of the scope that differs from the
+    #: request's; None where the record keeps no parts (written before they were kept)
+    scope_diff: tuple[tuple[str, str], ...] | None = None
 
     @property
     def foreign(self) -> bool:
@@ -100,6 +109,8 @@ class ProbeRow:
                 return f"{LITELLM_UNSCOPED} (LiteLLM would match it at this threshold)"
             return f"{LITELLM_UNSCOPED} (below the threshold for LiteLLM too)"
         if not self.in_scope or self.verdict is None:
+            if self.scope_diff:
+                return "; ".join(why for _, why in self.scope_diff)
             return OTHER_SCOPE
         if self.entry == "gone":
             return "entry gone (deleted or expired)"
@@ -220,7 +231,8 @@ async def _neighbours(
     scoped = await tier.neighbours(query, k)
     note = None
     try:
-        everywhere = await tier.neighbours(query, k, scoped=False)
+        unscoped = await tier.neighbours_everywhere(query, k)
+        everywhere, note = unscoped.neighbours, unscoped.cut_short
     except VectorStoreUnsupported as exc:
         everywhere, note = [], f"neighbours of other scopes not shown: {exc}"
     in_scope = {n.key for n in scoped}
@@ -264,6 +276,7 @@ async def _neighbours(
                 entry=state,
                 model=entry_model,
                 considered=scoped_here and considered < tier.candidates,
+                scope_diff=None if scoped_here else differences(query.parts, neighbour.parts),
             )
         )
         considered += scoped_here

@@ -232,6 +232,8 @@ class QdrantStore(VectorStore):
         }
         if record.entry is not None:
             payload["entry"] = base64.b64encode(record.entry).decode("ascii")
+        if record.parts is not None:
+            payload["parts"] = record.parts  # for the probe only: neither filtered nor indexed
 
         mirrored = replace(record, vector=values)  # the caller's array may change later
 
@@ -1153,6 +1155,7 @@ def _neighbour(point: models.ScoredPoint) -> Neighbour | None:
         created_at=float(payload.get("created_at", 0.0)),
         expires_at=_expiry(payload.get("expires_at")),
         entry=decode_entry(payload.get("entry")),
+        parts=_parts(payload),
     )
 
 
@@ -1223,9 +1226,16 @@ def _mirror_rows(
                 else math.nan
             ),
             expires_at=_expiry(payload.get("expires_at")),
+            parts=_parts(payload),
         )
         rows.append((record, encoded if isinstance(encoded, str) else None))
     return rows
+
+
+def _parts(payload: dict[str, Any]) -> str | None:
+    """A payload's scope parts JSON (None: a point written before they were kept)."""
+    parts = payload.get("parts")
+    return parts if isinstance(parts, str) else None
 
 
 def _expiry(expires_at: Any) -> float | None:

@@ -66,6 +66,8 @@ from llmcache_tui.cache.semantic.store import (
 DEFAULT_INDEX = "llmcache_semantic"
 # Fields read back for a neighbour ("dist" is the KNN score's name in the query).
 RETURNED = ("key", "text", "created_at", "expires_at", "dist")
+# The unscoped search (the probe's) also reads the scope parts, which no query filters on.
+RETURNED_UNSCOPED = (*RETURNED, "parts")
 # How the query engine says an index does not exist (FT.INFO, FT.SEARCH; over versions).
 NO_INDEX = ("unknown index name", "no such index", "not found")
 # Every character but these is backslash-escaped in a TAG value.
@@ -225,6 +227,8 @@ class RedisSearchStore(RedisStoreBase):
             "expires_at": "inf" if record.expires_at is None else repr(float(record.expires_at)),
             "vector": blob,
         }
+        if record.parts is not None:
+            fields["parts"] = record.parts  # for the probe: in the hash, not in the index
 
         async def write() -> Any:
             pipe = self.client.pipeline(transaction=False)
@@ -259,9 +263,10 @@ class RedisSearchStore(RedisStoreBase):
         if created_after is not None:
             filters.append(f"@created_at:[{number(created_after)} +inf]")
         query = f"({' '.join(filters)})=>[KNN {limit} @vector $vec AS dist]"
+        returned = RETURNED if scope is not None else RETURNED_UNSCOPED
         args: list[Any] = [
             "FT.SEARCH", self.index_name, query, "PARAMS", 2, "vec", blob,
-            "SORTBY", "dist", "RETURN", len(RETURNED), *RETURNED,
+            "SORTBY", "dist", "RETURN", len(returned), *returned,
             "LIMIT", 0, limit, "DIALECT", 2,
         ]  # fmt: skip
         reply = await self._with_index("search", lambda: self.client.execute_command(*args))
@@ -547,6 +552,7 @@ def _neighbour(fields: dict[str, Any]) -> Neighbour:
         text=text(fields.get("text", "")),
         created_at=float(text(fields.get("created_at", "0"))),
         expires_at=None if expires == float("inf") else expires,
+        parts=text(fields["parts"]) if fields.get("parts") is not None else None,
     )
 
 

@@ -31,6 +31,7 @@ from llmcache_tui.cache.semantic.store import (
     Neighbour,
     RecordPage,
     StoreHealth,
+    UnscopedSearch,
     Vector,
     VectorRecord,
     VectorSample,
@@ -179,6 +180,19 @@ class AutoRedisVectorStore(VectorStore):
     ) -> list[Neighbour]:
         store = await self._chosen()
         return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
+
+    async def search_everywhere(
+        self,
+        vector: Vector,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None = None,
+    ) -> UnscopedSearch:
+        store = await self._chosen()
+        return await store.search_everywhere(
+            vector, limit=limit, now=now, created_after=created_after
+        )
 
     async def delete(self, keys: Sequence[str]) -> int:
         return await (await self._chosen()).delete(keys)

@@ -3,8 +3,9 @@
 Keys, all under ``prefix``:
 
 * ``<prefix>{<scope>}``: the Vector Set of a scope; each element is an entry key, its
-  attributes the JSON ``{"text", "created_at", "expires_at"}``. The hash tag keeps a scope
-  on one cluster slot, so a search is one command on one node.
+  attributes the JSON ``{"text", "created_at", "expires_at", "parts"}`` ("parts": the
+  scope's parts JSON, for the probe; absent from records written before it was kept).
+  The hash tag keeps a scope on one cluster slot, so a search is one command on one node.
 * ``<prefix>{<scope>}:expiry``: a sorted set of that scope's entry keys by expiry time (same
   slot). Elements of a Vector Set never expire by themselves: ``sweep`` takes the due ones
   from here, a bounded number per call.
@@ -17,6 +18,11 @@ A search is ``VSIM <set> FP32 <blob> WITHSCORES WITHATTRIBS COUNT k FILTER '<fre
 the filter runs inside the graph walk, before ranking. "Never expires" is stored as
 NEVER_EXPIRES (1e18, beyond any Unix time), which the filter's arithmetic handles.
 VSIM scores are (1 + cos) / 2: similarity is ``2 * score - 1``.
+
+No command searches every set at once: the unscoped search (the probe's, never a
+request's) SCANs for the sets, at most UNSCOPED_SETS of them from UNSCOPED_PAGES pages,
+runs one VSIM per set in a pipeline and merges the results; it says when that bound left
+sets out.
 
 ``records`` lists by SCAN over the ``entry:`` keys (a Vector Set has no cursor of its own:
 VRANDMEMBER samples, VLINKS walks the graph), then reads each element's attributes with
@@ -49,12 +55,12 @@ from llmcache_tui.cache.semantic.store import (
     Neighbour,
     RecordPage,
     StoreHealth,
+    UnscopedSearch,
     Vector,
     VectorDimensionError,
     VectorRecord,
     VectorRecordInfo,
     VectorSample,
-    VectorStoreUnsupported,
 )
 
 DEFAULT_PREFIX = "llmcache_semantic:"
@@ -69,13 +75,15 @@ SCAN_COUNT = 200
 #: Elements read at most for the similarity statistics, and SCAN pages of sets for them.
 SAMPLE_SCAN = 5000
 SAMPLE_PAGES = 50
+#: Sets the unscoped search reads at most, and SCAN pages it reads to find them.
+UNSCOPED_SETS = 64
+UNSCOPED_PAGES = 10
 
 
 class RedisVectorSetStore(RedisStoreBase):
     """One Vector Set per scope under ``prefix`` (see the module's description)."""
 
     kind: ClassVar[str] = "redis-vectorset"
-    searches_unscoped: ClassVar[bool] = False
     limits: ClassVar[tuple[str, ...]] = (
         *RedisStoreBase.limits,
         "vectors of expired entries stay in their sets (never found) until a sweep removes them",
@@ -149,6 +157,7 @@ class RedisVectorSetStore(RedisStoreBase):
                 "text": record.text,
                 "created_at": float(record.created_at),
                 "expires_at": NEVER_EXPIRES if expires is None else float(expires),
+                **({} if record.parts is None else {"parts": record.parts}),
             },
             ensure_ascii=False,
         )
@@ -191,24 +200,81 @@ class RedisVectorSetStore(RedisStoreBase):
         created_after: float | None = None,
     ) -> list[Neighbour]:
         if scope is None:
-            raise VectorStoreUnsupported(
-                "Redis Vector Sets keep one set per scope: they cannot rank every scope at once"
+            found = await self.search_everywhere(
+                vector, limit=limit, now=now, created_after=created_after
             )
+            return found.neighbours
         blob = self._pack(vector)
         if limit <= 0:
             return []
         await self._check_dimension()
-        condition = f".expires_at > {number(now)}"
-        if created_after is not None:
-            condition += f" and .created_at >= {number(created_after)}"
-        args: list[Any] = [
-            "VSIM", self.set_key(scope), "FP32", blob, "WITHSCORES", "WITHATTRIBS",
-            "COUNT", limit, "FILTER", condition,
-        ]  # fmt: skip
+        args = self._vsim(self.set_key(scope), blob, limit, now, created_after)
         reply = await self._call("search", lambda: self.client.execute_command(*args))
         neighbours = [_neighbour(element, score, attrs) for element, score, attrs in vsim(reply)]
         neighbours.sort(key=lambda n: n.similarity, reverse=True)
         return neighbours[:limit]
+
+    async def search_everywhere(
+        self,
+        vector: Vector,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None = None,
+    ) -> UnscopedSearch:
+        """The best ``limit`` of each of at most UNSCOPED_SETS sets (found in at most
+        UNSCOPED_PAGES pages of a SCAN), merged (the probe only: a request searches its
+        scope's set alone)."""
+        blob = self._pack(vector)
+        if limit <= 0:
+            return UnscopedSearch([])
+        await self._check_dimension()
+        match = glob_escape(self.prefix) + "{*}"  # the sets, not their ":expiry" lists
+        cursor: str | None = None
+        sets: list[str] = []
+        for _ in range(UNSCOPED_PAGES):
+            page = await self._scan("search", match, cursor)
+            sets += [info.key for info in page.keys]
+            cursor = page.cursor
+            if cursor is None or len(sets) >= UNSCOPED_SETS:
+                break
+        cut_short = None
+        if len(sets) > UNSCOPED_SETS or cursor is not None:
+            sets = sets[:UNSCOPED_SETS]
+            cut_short = (
+                f"Vector Sets: searched {len(sets)} scopes' sets only (at most"
+                f" {UNSCOPED_SETS}, from {UNSCOPED_PAGES} SCAN pages), there are more"
+            )
+        if not sets:
+            return UnscopedSearch([], cut_short)
+
+        async def search() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            for name in sets:
+                pipe.execute_command(*self._vsim(name, blob, limit, now, created_after))
+            return await pipe.execute(raise_on_error=False)
+
+        neighbours = [
+            _neighbour(element, score, attrs)
+            for reply in await self._call("search", search)
+            if not isinstance(reply, Exception)  # gone meanwhile, or not a set of ours
+            for element, score, attrs in vsim(reply)
+        ]
+        neighbours.sort(key=lambda n: n.similarity, reverse=True)
+        return UnscopedSearch(neighbours[:limit], cut_short)
+
+    @staticmethod
+    def _vsim(
+        name: str, blob: bytes, limit: int, now: float, created_after: float | None
+    ) -> list[Any]:
+        """A VSIM of set ``name``, filtered on freshness inside the graph walk."""
+        condition = f".expires_at > {number(now)}"
+        if created_after is not None:
+            condition += f" and .created_at >= {number(created_after)}"
+        return [
+            "VSIM", name, "FP32", blob, "WITHSCORES", "WITHATTRIBS",
+            "COUNT", limit, "FILTER", condition,
+        ]  # fmt: skip
 
     async def records(self, cursor: str | None, limit: int) -> RecordPage:
         start = self.entry_key("")
@@ -376,6 +442,7 @@ class RedisVectorSetStore(RedisStoreBase):
                     text=str(data.get("text", "")),
                     created_at=float(data.get("created_at", 0.0)),
                     expires_at=None if expires >= NEVER_EXPIRES else expires,
+                    parts=parts if isinstance(parts := data.get("parts"), str) else None,
                 )
             )
         return VectorSample(records, matched, complete)
@@ -508,6 +575,7 @@ def _neighbour(element: str, score: float, attributes: Any) -> Neighbour:
         text=str(data.get("text", "")),
         created_at=float(data.get("created_at", 0.0)),
         expires_at=None if expires >= NEVER_EXPIRES else expires,
+        parts=parts if isinstance(parts := data.get("parts"), str) else None,
     )
 
 

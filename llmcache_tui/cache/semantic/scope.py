@@ -7,6 +7,10 @@ exact key covers (temperature, tools, response_format, ...), the earlier convers
 are filtered on it before they rank, so no similarity can cross from one model,
 parameter set or conversation to another.
 
+Beside the digest, the query carries the scope's parts
+(:mod:`~llmcache_tui.cache.semantic.scope_parts`), which a stored vector keeps so that the
+probe can say which part differs; they are hashed only when a vector is stored.
+
 Only plain text questions qualify: a last message that is a tool result (an agent's turn
 depends on what the tool said, not on how it is worded), any non-text content part, or a
 prompt too long for the embedder to see whole makes a request exact-only.
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from llmcache_tui.cache.keys import IGNORED_PARAMS, canonical_params
+from llmcache_tui.cache.semantic.scope_parts import ScopeParts
 
 if TYPE_CHECKING:
     from llmcache_tui.cache.semantic.embedder import Vectors
@@ -42,12 +47,15 @@ class SemanticQuery:
     when the lookup was skipped), so one request costs at most one embedding. ``partition``
     is the tenant under tenant isolation: the embedder's memory of recent vectors is kept
     apart per tenant, or a fast embedding would tell one tenant another asked the same.
+    ``parts`` is what the scope is made of (None: not known); ``parts.json()`` is what a
+    vector record keeps of it.
     """
 
     text: str
     scope: str
     vector: Vectors | None = field(default=None, repr=False)
     partition: str = ""
+    parts: ScopeParts | None = field(default=None, repr=False)
 
 
 def semantic_query(
@@ -87,7 +95,9 @@ def semantic_query(
         digest = hashlib.sha256(orjson.dumps(material, option=orjson.OPT_SORT_KEYS)).hexdigest()
     except orjson.JSONEncodeError:
         return None  # the exact key refuses such a body with a 400 anyway
-    return SemanticQuery(text=text, scope=digest, partition=tenant or "")
+    return SemanticQuery(
+        text=text, scope=digest, partition=tenant or "", parts=ScopeParts(material)
+    )
 
 
 def _split_chat(messages: Any) -> tuple[str, Any] | None:

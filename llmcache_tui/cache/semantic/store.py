@@ -59,7 +59,9 @@ class VectorRecord:
 
     ``expires_at`` and ``created_at`` are Unix times; ``expires_at`` None means never.
     ``entry`` optionally carries the encoded entry itself, for stores that are the only
-    place a remote process can read it from (Qdrant).
+    place a remote process can read it from (Qdrant). ``parts`` is the JSON of the scope's
+    parts (:mod:`~llmcache_tui.cache.semantic.scope_parts`), kept for the probe to say
+    why a neighbour is outside a request's scope; never filtered on. None: not known.
     """
 
     key: str
@@ -69,6 +71,7 @@ class VectorRecord:
     created_at: float
     expires_at: float | None = None
     entry: bytes | None = field(default=None, repr=False)
+    parts: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +79,9 @@ class Neighbour:
     """A search result: the entry's key, its cosine similarity, and its record's data.
 
     For a record of another program (``origin`` not OURS), ``key`` is the record's own id
-    in the store and ``response`` the answer stored with it.
+    in the store and ``response`` the answer stored with it. ``parts`` is the record's
+    scope parts JSON where an unscoped search returned it (None: not read, or a record
+    written before they were kept).
     """
 
     key: str
@@ -87,6 +92,17 @@ class Neighbour:
     entry: bytes | None = field(default=None, repr=False)
     origin: str = OURS
     response: str | None = field(default=None, repr=False)
+    parts: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class UnscopedSearch:
+    """What :meth:`VectorStore.search_everywhere` found: the nearest neighbours of every
+    scope it searched, best first, and ``cut_short``, a sentence on what it left out
+    when a bound stopped it before every scope (None: it searched them all)."""
+
+    neighbours: list[Neighbour]
+    cut_short: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +217,19 @@ class VectorStore(ABC):
         when ``created_after`` is given, created at or after it are candidates: the filter
         runs before ranking, not on the ranked list.
         """
+
+    async def search_everywhere(
+        self,
+        vector: Vector,
+        *,
+        limit: int,
+        now: float,
+        created_after: float | None = None,
+    ) -> UnscopedSearch:
+        """``search(vector, None, ...)``, saying whether a bound cut it short (the probe
+        only). A store whose unscoped search is bounded overrides this."""
+        found = await self.search(vector, None, limit=limit, now=now, created_after=created_after)
+        return UnscopedSearch(found)
 
     @abstractmethod
     async def delete(self, keys: Sequence[str]) -> int:

@@ -30,6 +30,7 @@ from llmcache_tui.cache.semantic.scope import SemanticQuery
 from llmcache_tui.cache.semantic.store import (
     Neighbour,
     StoreHealth,
+    UnscopedSearch,
     VectorRecord,
     VectorStore,
 )
@@ -198,6 +199,7 @@ class SemanticTier:
                 text=query.text,
                 created_at=created_at,
                 expires_at=None if ttl is None else created_at + ttl,
+                parts=None if query.parts is None else query.parts.json(),
             )
             await store.add(record)
         except (EmbedderError, CacheBackendError) as exc:
@@ -249,6 +251,14 @@ class SemanticTier:
         created_after = None if max_age is None else now - max_age
         scope = query.scope if scoped else None
         return await store.search(vector, scope, limit=limit, now=now, created_after=created_after)
+
+    async def neighbours_everywhere(self, query: SemanticQuery, limit: int) -> UnscopedSearch:
+        """The ``limit`` nearest unexpired vectors to ``query`` in every scope the store
+        searches (the probe's view), and whether a bound cut that search short. Errors
+        are raised as by :meth:`neighbours`."""
+        now = self.clock()
+        store, vector = await self._vector_store(query)
+        return await store.search_everywhere(vector, limit=limit, now=now)
 
     async def open_store(self) -> VectorStore:
         """The vector store, opened if need be (embedding a probe text first when the

@@ -9,9 +9,11 @@ which thread touches it.
 Records are grouped by scope, since every search stays inside one. Per scope: a float32
 matrix of unit vectors whose rows past ``count`` are spare capacity (doubled when full,
 halved when mostly empty), float64 arrays of creation and expiry times beside it, and
-lists of keys, texts and entries. Each key maps to its scope and row, so replacing or
-deleting a key needs no scan; a deleted row is filled with its scope's last row
-(swap-remove), which keeps every scope's rows dense and a search free of tombstones.
+lists of keys, texts and entries, and the scope's parts JSON (one per scope: the parts are
+a function of the scope, so every record of one has the same). Each key maps to its scope
+and row, so replacing or deleting a key needs no scan; a deleted row is filled with its
+scope's last row (swap-remove), which keeps every scope's rows dense and a search free of
+tombstones.
 
 An entry may be kept as the base64 text a JSON payload carries it in, and is then decoded
 only when a search returns it: decoding every entry up front would slow a load down and,
@@ -101,6 +103,7 @@ class VectorMirror:
                 record.entry if encoded is None else encoded for record, encoded in group
             ]
             scope.count = len(group)
+            scope.parts = next((r.parts for r, _ in group if r.parts is not None), None)
             mirror._scopes[name] = scope
             for row, (record, _) in enumerate(group):
                 mirror._rows[record.key] = (name, row)
@@ -133,9 +136,9 @@ class VectorMirror:
         entry: StoredEntry = record.entry if encoded_entry is None else encoded_entry
         where = self._rows.get(record.key)
         if where is not None and where[0] == record.scope:
-            self._scopes[record.scope].set(
-                where[1], row[0], record.created_at, expires, record.text, entry
-            )
+            group = self._scopes[record.scope]
+            group.set(where[1], row[0], record.created_at, expires, record.text, entry)
+            group.parts = record.parts or group.parts
             return
         if where is not None:
             self._drop(record.key, *where)
@@ -143,6 +146,7 @@ class VectorMirror:
         if scope is None:
             scope = self._scopes[record.scope] = _Scope(self.dimension, INITIAL_CAPACITY)
         index = scope.append(record.key, row[0], record.created_at, expires, record.text, entry)
+        scope.parts = record.parts or scope.parts
         self._rows[record.key] = (record.scope, index)
 
     def remove(self, key: str) -> bool:
@@ -256,6 +260,7 @@ class VectorMirror:
                     text=group.texts[row],
                     created_at=float(group.created[row]),
                     expires_at=None if math.isinf(expires) else expires,
+                    parts=group.parts,
                 )
             )
         return records, matched
@@ -273,7 +278,7 @@ class VectorMirror:
 class _Scope:
     """One scope's rows: dense in ``[0, count)``, spare capacity after."""
 
-    __slots__ = ("count", "created", "entries", "expires", "keys", "texts", "vectors")
+    __slots__ = ("count", "created", "entries", "expires", "keys", "parts", "texts", "vectors")
 
     def __init__(self, dimension: int, capacity: int) -> None:
         import numpy as np
@@ -286,6 +291,7 @@ class _Scope:
         self.keys: list[str] = []
         self.texts: list[str] = []
         self.entries: list[StoredEntry] = []
+        self.parts: str | None = None  # the scope's parts JSON, once a record brings it
 
     def append(
         self, key: str, row: Matrix, created: float, expires: float, text: str, entry: StoredEntry
@@ -372,6 +378,7 @@ class _Scope:
             created_at=0.0 if math.isnan(created) else created,
             expires_at=None if math.isinf(expires) else expires,
             entry=decode_entry(self.entries[row]),
+            parts=self.parts,
         )
 
     def _resize(self, capacity: int) -> None:

@@ -20,6 +20,14 @@ under ``shared``:
 
     LLMCACHE_PYTHON=.venv/bin/python /tmp/litellm-venv/bin/python \
         tests/data/make_litellm_reference.py
+
+With ``--s3`` it records LiteLLM's S3 cache instead, on a moto server started from
+``MOTO_PYTHON`` (or ``LLMCACHE_PYTHON``), and writes only the file's ``s3`` section: the
+objects LiteLLM wrote (name, body, headers) per case, and with ``LLMCACHE_PYTHON`` the
+side-by-side run on one bucket:
+
+    LLMCACHE_PYTHON=.venv/bin/python /tmp/litellm-venv/bin/python \
+        tests/data/make_litellm_reference.py --s3
 """
 
 from __future__ import annotations

@@ -4,9 +4,11 @@ LiteLLM stores ``{"timestamp": <unix time>, "response": ...}``: for a chat or te
 the response is the answer as a JSON *string*; for an embedding request it stores one entry
 per input whose response is an object ``{"embedding", "index", "object", "model",
 "prompt_tokens", "prompt_tokens_details", "format_version": 2}`` (prompt tokens shared out
-among the inputs, the remainder to the first ones). A streamed answer is stored assembled,
-as one chat completion, also for a streamed text completion. This module writes those
-values from our entries and turns LiteLLM's values back into answers our proxy can serve.
+among the inputs, the remainder to the first ones), except on S3, where it keeps the whole
+embedding answer as a JSON string, like a completion, under the whole request's key. A
+streamed answer is stored assembled, as one chat completion, also for a streamed text
+completion. This module writes those values from our entries and turns LiteLLM's values back
+into answers our proxy can serve.
 """
 
 from __future__ import annotations
@@ -61,12 +63,20 @@ def answer_for(route: str, entry: CacheEntry) -> Any | None:
 
     A chat completion serves a chat request; a text completion a text request, as does the
     chat-shaped answer LiteLLM assembles from a streamed text completion (rewritten to the
-    text completion it stands for). Embedding items are joined by :func:`join_embeddings`.
+    text completion it stands for); a whole embedding answer (S3) an embedding request.
+    Embedding items are joined by :func:`join_embeddings`.
     """
     response = entry.response
     if not isinstance(response, dict) or "error" in response:
         return None
     kind = response.get("object")
+    if route == "embedding":
+        data = response.get("data")
+        if kind != "list" or not isinstance(data, list) or not data:
+            return None
+        if all(isinstance(item, dict) and "embedding" in item for item in data):
+            return response
+        return None
     choices = response.get("choices")
     if not isinstance(choices, list) or not choices:
         return None

@@ -282,8 +282,10 @@ class ResponseCache:
         return True
 
     def _shared(self, entry: CacheEntry) -> bool:
-        # Transcriptions keep our format: LiteLLM keys an upload by its file name.
-        return self.litellm and entry.route in ("chat", "text_completion")
+        # Transcriptions keep our format: LiteLLM keys an upload by its file name. An
+        # embedding answer comes here only where LiteLLM keeps it whole (S3); elsewhere
+        # store_embeddings writes one entry per input.
+        return self.litellm and entry.route in ("chat", "text_completion", "embedding")
 
     async def aclose(self) -> None:
         if self.semantic is not None:

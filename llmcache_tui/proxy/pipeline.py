@@ -75,6 +75,9 @@ class Pipeline:
         self.litellm_keys = params is not None and params.key_format == "litellm"
         # LiteLLM's Redis client puts the configured namespace in front of every key.
         self.prefixes = params is not None and params.type == "redis"
+        # LiteLLM keeps an embedding answer one entry per input, but on S3 whole, under the
+        # whole request's key (its per-input write skips S3).
+        self.per_input = self.litellm_keys and params is not None and params.type != "s3"
         # Most requests carry no cache controls: decide once per route, not per request.
         self._plain_decisions = {
             route: decide(settings.cache, route, NO_CONTROLS) for route in LLM_PATHS
@@ -171,11 +174,11 @@ class Pipeline:
         return [
             prefix
             + litellm_storage_key(digest, request.controls.namespace, configured, self.prefixes)
-            for digest in request.litellm_digests()
+            for digest in request.litellm_digests(self.per_input)
         ]
 
     def _per_input(self, request: LLMRequest) -> bool:
-        return self.litellm_keys and request.route == "embedding"
+        return self.per_input and request.route == "embedding"
 
     def _decision(self, request: LLMRequest) -> Decision:
         if request.controls is NO_CONTROLS:

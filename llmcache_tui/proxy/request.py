@@ -70,11 +70,12 @@ class LLMRequest:
                 raise ProxyError(400, str(exc)) from None
         return self.digest
 
-    def litellm_digests(self) -> list[str]:
-        """The digests LiteLLM's proxy gives this request: one, or one per embedding input."""
+    def litellm_digests(self, per_input: bool = True) -> list[str]:
+        """The digests LiteLLM's proxy gives this request: one, or one per embedding input
+        (unless not ``per_input``: LiteLLM keeps embeddings whole on S3)."""
         if self.shared_digests is None:
             try:
-                if self.route == "embedding":
+                if self.route == "embedding" and per_input:
                     self.shared_digests = embedding_digests(self.body)
                 else:
                     self.shared_digests = [litellm_digest(self.route, self.body)]

@@ -20,6 +20,14 @@ under ``shared``:
 
     LLMCACHE_PYTHON=.venv/bin/python /tmp/litellm-venv/bin/python \
         tests/data/make_litellm_reference.py
+
+With ``--s3`` it records LiteLLM's S3 cache instead, on a moto server started from
+``MOTO_PYTHON`` (or ``LLMCACHE_PYTHON``), and writes only the file's ``s3`` section: the
+objects LiteLLM wrote (name, body, headers) per case, and with ``LLMCACHE_PYTHON`` the
+side-by-side run on one bucket:
+
+    LLMCACHE_PYTHON=.venv/bin/python /tmp/litellm-venv/bin/python \
+        tests/data/make_litellm_reference.py --s3
 """
 
 from __future__ import annotations
@@ -207,9 +215,17 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
 
 
 def litellm_config(
-    upstream: str, redis_port: int, namespace: str | None, shared: bool = False
+    upstream: str,
+    redis_port: int,
+    namespace: str | None,
+    shared: bool = False,
+    cache_params: dict[str, Any] | None = None,
 ) -> str:
-    params: dict[str, Any] = {"type": "redis", "host": "127.0.0.1", "port": redis_port}
+    params: dict[str, Any] = (
+        dict(cache_params)
+        if cache_params
+        else {"type": "redis", "host": "127.0.0.1", "port": redis_port}
+    )
     if namespace:
         params["namespace"] = namespace
     if shared:
@@ -367,19 +383,44 @@ def entry_count(store: redis.Redis) -> int:
     return sum(1 for key in store.scan_iter(count=1000) if not key.endswith(b":tokens"))
 
 
+class RedisStore:
+    """The shared run's view of Redis: empty it, count its entries."""
+
+    def __init__(self, port: int) -> None:
+        self.client = redis.Redis(port=port)
+
+    def flush(self) -> None:
+        self.client.flushall()
+
+    def count(self) -> int:
+        return entry_count(self.client)
+
+
 def run_shared(
-    work: Path, fake: FakeUpstreamServer, redis_port: int, port: int, ours_port: int, ours: str
+    work: Path,
+    fake: FakeUpstreamServer,
+    redis_port: int,
+    port: int,
+    ours_port: int,
+    ours: str,
+    cache_params: dict[str, Any] | None = None,
+    store: Any = None,
+    cases: list[tuple[str, str, dict[str, Any]]] = CASES,
 ) -> list[dict[str, Any]]:
-    """Both proxies on one Redis: each case written through one and read through the
-    other, both ways, under the per-request namespace ``<writer>-writes-<case>``; what the reader
-    answered, and whether it called upstream, is recorded."""
+    """Both proxies on one Redis (or, with ``cache_params`` and ``store``, one S3 bucket):
+    each case written through one and read through the other, both ways, under the
+    per-request namespace ``<writer>-writes-<case>``; what the reader answered, and whether
+    it called upstream, is recorded."""
     upstream = fake.url
-    config = work / "config-shared-litellm.yaml"
-    config.write_text(litellm_config(upstream, redis_port, NAMESPACE))
-    our_config = work / "config-shared-ours.yaml"
-    our_config.write_text(litellm_config(upstream, redis_port, NAMESPACE, shared=True))
+    kind = "s3" if cache_params else "shared"
+    config = work / f"config-{kind}-litellm.yaml"
+    config.write_text(litellm_config(upstream, redis_port, NAMESPACE, cache_params=cache_params))
+    our_config = work / f"config-{kind}-ours.yaml"
+    our_config.write_text(
+        litellm_config(upstream, redis_port, NAMESPACE, shared=True, cache_params=cache_params)
+    )
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    logs = [(work / f"shared-{name}.log").open("w") for name in ("litellm", "ours")]
+    logs = [(work / f"{kind}-{name}.log").open("w") for name in ("litellm", "ours")]
     theirs_proxy = subprocess.Popen(
         [sys.executable, "-c", SERVE, str(work / "shared.jsonl"), "--config", str(config),
          "--port", str(port), "--host", "127.0.0.1"],
@@ -392,25 +433,25 @@ def run_shared(
         stderr=subprocess.STDOUT,
     )  # fmt: skip
     proxies = {"litellm": port, "llmcache": ours_port}
-    store = redis.Redis(port=redis_port)
+    store = store or RedisStore(redis_port)
     results = []
     try:
         wait_http(f"http://127.0.0.1:{port}/health/liveliness")
         wait_http(f"http://127.0.0.1:{ours_port}/health")
-        for name, path, body in CASES:
+        for name, path, body in cases:
             for writer, reader in (("llmcache", "litellm"), ("litellm", "llmcache")):
                 # A namespace per case and direction: LiteLLM keeps what it read or wrote
                 # in memory (600 s), and would answer a repeated key from there.
                 body = {**body, "cache": {"namespace": f"{writer}-writes-{name}"}}
-                store.flushall()
+                store.flush()
                 replies = []
                 calls = 0
                 for who in (writer, reader):
                     if who == reader:
-                        # LiteLLM writes Redis in the background after answering.
+                        # LiteLLM writes the cache in the background after answering.
                         wanted = len(body["input"]) if isinstance(body.get("input"), list) else 1
                         deadline = time.monotonic() + 10
-                        while entry_count(store) < wanted and time.monotonic() < deadline:
+                        while store.count() < wanted and time.monotonic() < deadline:
                             time.sleep(0.1)
                         calls = fake.app.call_count()
                     reply = httpx.post(
@@ -447,7 +488,200 @@ def run_shared(
     return results
 
 
+# -- S3 ------------------------------------------------------------------------------------
+S3_BUCKET = "litellm-reference"
+S3_CREDENTIALS = {"s3_aws_access_key_id": "testing", "s3_aws_secret_access_key": "testing"}
+S3_PATH = "llm/cache/"
+# The S3 runs' cases: some of CASES, and per-request namespaces and ttls.
+S3_CASES: list[tuple[str, str, dict[str, Any]]] = [
+    case
+    for case in CASES
+    if case[0] in ("chat_plain", "chat_request_namespace", "chat_stream", "text_completion",
+                   "embedding_many")
+] + [
+    (
+        "chat_request_ttl",
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": "tui ttl"}],
+         "cache": {"ttl": 60}},
+    ),
+    (
+        "chat_namespace_with_colons",
+        "/v1/chat/completions",
+        {"model": "fake", "messages": [{"role": "user", "content": "tui alpha"}],
+         "cache": {"namespace": "team:a"}},
+    ),
+]  # fmt: skip
+# Run name -> cache_params beyond the bucket: with none, and with a namespace, prefix and ttl.
+S3_RUNS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "namespace_path_ttl": {"namespace": NAMESPACE, "s3_path": S3_PATH, "ttl": 600},
+}
+
+
+class S3Store:
+    """One bucket on a moto server: empty it, count and read its objects."""
+
+    def __init__(self, endpoint: str) -> None:
+        import boto3
+
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        self.client.create_bucket(Bucket=S3_BUCKET)
+
+    def names(self) -> list[str]:
+        answer = self.client.list_objects_v2(Bucket=S3_BUCKET)
+        return [item["Key"] for item in answer.get("Contents") or []]
+
+    def flush(self) -> None:
+        for name in self.names():
+            self.client.delete_object(Bucket=S3_BUCKET, Key=name)
+
+    def count(self) -> int:
+        return len(self.names())
+
+    def objects(self) -> dict[str, dict[str, Any]]:
+        """Each object's body and the headers S3 keeps with it, as S3 sends them."""
+        found = {}
+        for name in self.names():
+            answer = self.client.get_object(Bucket=S3_BUCKET, Key=name)
+            headers = answer["ResponseMetadata"]["HTTPHeaders"]
+            found[name] = {
+                "body": answer["Body"].read().decode(),
+                "metadata": answer.get("Metadata") or {},
+                **{
+                    field: headers.get(field)
+                    for field in (
+                        "content-type",
+                        "cache-control",
+                        "expires",
+                        "content-language",
+                        "content-disposition",
+                    )
+                },
+            }
+        return found
+
+
+def start_moto(python: str, port: int) -> subprocess.Popen[bytes]:
+    """moto's S3 server (from the interpreter that has moto) on loopback."""
+    server = subprocess.Popen(
+        [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(f"http://127.0.0.1:{port}/")
+    return server
+
+
+def s3_params(endpoint: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "s3", "s3_bucket_name": S3_BUCKET, "s3_endpoint_url": endpoint,
+            "s3_region_name": "us-east-1", **S3_CREDENTIALS, **extra}  # fmt: skip
+
+
+def run_litellm_s3(
+    work: Path, upstream: str, store: S3Store, endpoint: str, run: str, port: int
+) -> list[dict[str, Any]]:
+    """Each S3 case sent twice through LiteLLM on an empty bucket; the objects it wrote."""
+    extra = dict(S3_RUNS[run])
+    namespace = extra.pop("namespace", None)
+    config = work / f"config-s3-{run}.yaml"
+    config.write_text(
+        litellm_config(upstream, 0, namespace, cache_params=s3_params(endpoint, extra))
+    )
+    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    log = (work / f"litellm-s3-{run}.log").open("w")
+    materials = work / f"materials-s3-{run}.jsonl"
+    proxy = subprocess.Popen(
+        [sys.executable, "-c", SERVE, str(materials), "--config", str(config),
+         "--port", str(port), "--host", "127.0.0.1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    results = []
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health/liveliness")
+        for name, path, body in S3_CASES:
+            store.flush()
+            sent_at = time.time()
+            replies = []
+            for _ in range(2):
+                reply = httpx.post(
+                    f"http://127.0.0.1:{port}{path}",
+                    content=json.dumps(body),
+                    headers={
+                        "content-type": "application/json",
+                        "authorization": f"Bearer {MASTER_KEY}",
+                    },
+                    timeout=60,
+                )
+                replies.append(
+                    {
+                        "status": reply.status_code,
+                        "headers": {
+                            k: v for k, v in reply.headers.items()
+                            if k.startswith("x-litellm-cache")
+                        },
+                    }
+                )  # fmt: skip
+                time.sleep(0.5)  # LiteLLM writes the cache after answering
+            results.append(
+                {
+                    "name": name,
+                    "path": path,
+                    "body": json.dumps(body),
+                    "sent_at": sent_at,
+                    "objects": store.objects(),
+                    "first": replies[0],
+                    "second": replies[1],
+                }
+            )
+    finally:
+        proxy.terminate()
+        proxy.wait(30)
+        log.close()
+    return results
+
+
+def main_s3(ours: str | None) -> None:
+    """Add the ``s3`` section to the existing reference file, leaving the rest as it is."""
+    moto_python = os.environ.get("MOTO_PYTHON") or ours
+    if not moto_python:
+        raise SystemExit("--s3 needs MOTO_PYTHON or LLMCACHE_PYTHON: an interpreter with moto")
+    document = json.loads(OUT.read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(os.environ.get("LITELLM_REFERENCE_WORK", tmp))
+        moto_port = 16410
+        endpoint = f"http://127.0.0.1:{moto_port}"
+        moto = start_moto(moto_python, moto_port)
+        fake = FakeUpstreamServer().start()
+        try:
+            store = S3Store(endpoint)
+            runs = {
+                run: run_litellm_s3(work, fake.url, store, endpoint, run, 16411 + index)
+                for index, run in enumerate(S3_RUNS)
+            }
+            shared = None
+            if ours:
+                params = s3_params(endpoint, {})
+                shared = run_shared(work, fake, 0, 16414, 16415, ours, cache_params=params,
+                                    store=store, cases=S3_CASES)  # fmt: skip
+        finally:
+            fake.stop()
+            moto.terminate()
+    document["s3"] = {"bucket": S3_BUCKET, "s3_path": S3_PATH, "runs": runs, "shared": shared}
+    OUT.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote the s3 section of {OUT}")
+
+
 def main() -> None:
+    if "--s3" in sys.argv[1:]:
+        main_s3(os.environ.get("LLMCACHE_PYTHON"))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(os.environ.get("LITELLM_REFERENCE_WORK", tmp))
         redis_port = 16399

@@ -150,7 +150,11 @@ def _s3_backend(cache: CacheSettings) -> CacheBackend:
         ) from None
     try:
         backend = S3Backend(
-            bucket=bucket, prefix=str(path), client_options=options, default_ttl=cache.params.ttl
+            bucket=bucket,
+            prefix=str(path),
+            client_options=options,
+            default_ttl=cache.params.ttl,
+            key_format=cache.params.key_format,
         )
     except Exception as exc:
         # botocore checks the endpoint, region, API version and credentials here.

@@ -5,14 +5,23 @@ at the expiry: an expired object is a miss and is removed. boto3 is synchronous,
 calls run in a bounded thread pool with one shared client (connection reuse, short
 timeouts). Keys become ``<s3_path>/<key>``; the ``:``-separated namespaces in keys are
 listed with a delimiter, so the terminal app browses them as prefixes.
+
+With ``key_format: litellm`` objects are laid out as LiteLLM's S3 cache lays them out, so
+both proxies share a bucket: every ``:`` of a key becomes ``/`` in the object's name
+(``<s3_path>/<namespace>/<hash>``), and the expiry is the object's ``Expires`` header (HTTP
+date, to the second), with the ``Cache-Control``, ``Content-Language`` and
+``Content-Disposition`` LiteLLM writes beside it. Keys stay ``:``-separated above this
+module, so the rest of the proxy and the terminal app see the same keys on every backend.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 
 import boto3
@@ -43,6 +52,8 @@ EXPIRES_AT = "expires-at"  # object metadata: Unix time after which the entry is
 DELETE_BATCH = 1000  # the most keys one DeleteObjects call takes
 COUNTED_DELETE = 100  # deletes of up to this many keys count what existed
 POOL_THREADS = 16
+# LiteLLM's Cache-Control for an entry without a ttl: a year.
+LITELLM_NO_TTL_MAX_AGE = 31536000
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _GLOB = "*?[\\"
 # Error codes S3 gives for one request's own data (its key, metadata or body). Every other
@@ -80,10 +91,18 @@ class S3Backend(CacheBackend):
         client_options: dict[str, Any],
         default_ttl: float | None = None,
         clock: Callable[[], float] = time.time,
+        key_format: str = "llmcache",
     ) -> None:
         super().__init__(default_ttl=default_ttl)
         self.bucket = bucket
-        self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self.litellm = key_format == "litellm"
+        if self.litellm:
+            # LiteLLM strips only the trailing slashes: "/cache" names "/cache/<key>".
+            self.prefix = f"{prefix.rstrip('/')}/" if prefix else ""
+        else:
+            self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        # What separates namespaces in object names (keys always use NAMESPACE_SEPARATOR).
+        self.separator = "/" if self.litellm else NAMESPACE_SEPARATOR
         self.clock = clock
         self.breaker = CircuitBreaker()
         self._options = client_options
@@ -101,10 +120,17 @@ class S3Backend(CacheBackend):
         return await loop.run_in_executor(self._pool, lambda: fn(*args, **kwargs))
 
     def _object(self, key: str) -> str:
-        return self.prefix + key
+        return self.prefix + self._named(key)
+
+    def _named(self, key: str) -> str:
+        """``key`` (or the start of one) as it appears in object names."""
+        return key.replace(NAMESPACE_SEPARATOR, self.separator) if self.litellm else key
 
     def _key(self, name: str) -> str:
-        return name[len(self.prefix) :]
+        rest = name[len(self.prefix) :]
+        # LiteLLM's names hold no ":" of a key any more: each "/" was one. A "/" inside a
+        # namespace reads as ":" too, and the key names the same object either way.
+        return rest.replace(self.separator, NAMESPACE_SEPARATOR) if self.litellm else rest
 
     # -- primitives -------------------------------------------------------------------
     async def _get(self, key: str) -> bytes | None:
@@ -117,7 +143,7 @@ class S3Backend(CacheBackend):
             if _code(exc) in MISSING_CODES:
                 return None
             raise
-        expires_at = _expiry(answer.get("Metadata") or {})
+        expires_at = self._expiry(answer)
         if expires_at is not None and expires_at <= self.clock():
             answer["Body"].close()
             self._client.delete_object(Bucket=self.bucket, Key=self._object(key))
@@ -129,18 +155,37 @@ class S3Backend(CacheBackend):
         return list(await asyncio.gather(*(self._get(key) for key in keys)))
 
     async def _set(self, key: str, value: bytes, ttl: float | None) -> None:
-        metadata = self._expiry_metadata(ttl)
+        name = self._object(key)
         await self._run(
             self._client.put_object,
             Bucket=self.bucket,
-            Key=self._object(key),
+            Key=name,
             Body=value,
-            ContentType="application/json",
-            Metadata=metadata,
+            **self._expiry_fields(name, ttl),
         )
 
-    def _expiry_metadata(self, ttl: float | None) -> dict[str, str]:
-        return {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+    def _expiry_fields(self, name: str, ttl: float | None) -> dict[str, Any]:
+        """PutObject/CopyObject arguments for the content type and the expiry."""
+        if not self.litellm:
+            metadata = {} if ttl is None else {EXPIRES_AT: f"{self.clock() + ttl:.3f}"}
+            return {"ContentType": "application/json", "Metadata": metadata}
+        age = LITELLM_NO_TTL_MAX_AGE if ttl is None else _seconds(ttl)
+        fields: dict[str, Any] = {
+            "ContentType": "application/json",
+            "CacheControl": f"immutable, max-age={age}, s-maxage={age}",
+            "ContentLanguage": "en",
+        }
+        if ttl is not None:
+            fields["Expires"] = datetime.fromtimestamp(self.clock() + ttl, tz=UTC)
+        if name.isascii() and name.isprintable() and '"' not in name and "\\" not in name:
+            fields["ContentDisposition"] = f'inline; filename="{name}.json"'
+        return fields
+
+    def _expiry(self, answer: Mapping[str, Any]) -> float | None:
+        """The Unix time a GetObject/HeadObject answer's object expires at, if it does."""
+        if self.litellm:
+            return _http_expiry(answer)
+        return _expiry(answer.get("Metadata") or {})
 
     async def _delete(self, keys: list[str]) -> int:
         # DeleteObjects reports every key it is given as deleted, existing or not. For the
@@ -181,7 +226,7 @@ class S3Backend(CacheBackend):
     async def _scan_names(self, match: str, cursor: str | None, count: int) -> ScanPage:
         request: dict[str, Any] = {
             "Bucket": self.bucket,
-            "Prefix": self.prefix + _literal_prefix(match),
+            "Prefix": self.prefix + self._named(_literal_prefix(match)),
             "MaxKeys": min(count, 1000),
         }
         if cursor:
@@ -198,15 +243,16 @@ class S3Backend(CacheBackend):
         return ScanPage(infos, next_cursor, scanned=len(objects), total=None)
 
     async def _list_namespaces(self, parent: str | None) -> list[str] | None:
-        """The namespaces directly under ``parent``: S3 common prefixes on ``:``."""
-        base = f"{parent}{NAMESPACE_SEPARATOR}" if parent else ""
+        """The namespaces directly under ``parent``: S3 common prefixes on ``:`` (on ``/``
+        in LiteLLM's layout)."""
+        base = self._named(f"{parent}{NAMESPACE_SEPARATOR}") if parent else ""
         found: list[str] = []
         token: str | None = None
         while True:
             request: dict[str, Any] = {
                 "Bucket": self.bucket,
                 "Prefix": self.prefix + base,
-                "Delimiter": NAMESPACE_SEPARATOR,
+                "Delimiter": self.separator,
             }
             if token:
                 request["ContinuationToken"] = token
@@ -228,7 +274,7 @@ class S3Backend(CacheBackend):
             if _code(exc) in MISSING_CODES:
                 return False, None
             raise
-        expires_at = _expiry(answer.get("Metadata") or {})
+        expires_at = self._expiry(answer)
         if expires_at is None:
             return True, None
         remaining = expires_at - self.clock()
@@ -244,7 +290,6 @@ class S3Backend(CacheBackend):
         found, _ = await self._head(key)
         if not found:
             return False
-        metadata = self._expiry_metadata(ttl)
         name = self._object(key)
         # S3 metadata cannot be edited in place: copy the object onto itself with new metadata.
         await self._run(
@@ -252,9 +297,8 @@ class S3Backend(CacheBackend):
             Bucket=self.bucket,
             Key=name,
             CopySource={"Bucket": self.bucket, "Key": name},
-            Metadata=metadata,
             MetadataDirective="REPLACE",
-            ContentType="application/json",
+            **self._expiry_fields(name, ttl),
         )
         return True
 
@@ -332,6 +376,24 @@ def _expiry(metadata: dict[str, str]) -> float | None:
         return None if value is None else float(value)
     except ValueError:
         return None
+
+
+def _http_expiry(answer: Mapping[str, Any]) -> float | None:
+    """The ``Expires`` header of an object as Unix time (LiteLLM's expiry)."""
+    headers = (answer.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
+    value = headers.get("expires")
+    if isinstance(value, str):
+        try:
+            return parsedate_to_datetime(value).timestamp()
+        except (TypeError, ValueError):
+            return None  # an unreadable date: LiteLLM too keeps the object
+    parsed = answer.get("Expires")
+    return parsed.timestamp() if isinstance(parsed, datetime) else None
+
+
+def _seconds(ttl: float) -> int | float:
+    """A ttl as LiteLLM writes it into Cache-Control: whole seconds without a fraction."""
+    return int(ttl) if float(ttl).is_integer() else ttl
 
 
 def _literal_prefix(match: str) -> str:

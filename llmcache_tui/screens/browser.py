@@ -73,6 +73,18 @@ class BrowserScreen(AppScreen):
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", id="browser.filter", tooltip="Glob filter"),
+        Binding("n", "toggle_tree", "Namespaces", id="browser.tree", tooltip="Show/hide the tree"),
+        Binding("l", "load_more", "Load more", id="browser.load_more"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", id="browser.refresh"),
+        Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
+        Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
+        Binding("c", "copy_key", "Copy key", id="browser.copy"),
+        Binding(
+            "v", "vectors", "Vectors", id="browser.vectors", tooltip="The semantic cache's vectors"
+        ),
+        Binding(
+            "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
+        ),
         Binding(
             "f",
             "focus_row_filter",
@@ -87,19 +99,12 @@ class BrowserScreen(AppScreen):
             "S", "reverse_sort", "Reverse", show=False, id="browser.reverse", tooltip="Reverse sort"
         ),
         Binding(
-            "a", "toggle_auto_refresh", "Auto", id="browser.auto", tooltip="Auto-refresh on/off"
-        ),
-        Binding("n", "toggle_tree", "Namespaces", id="browser.tree", tooltip="Show/hide the tree"),
-        Binding("l", "load_more", "Load more", id="browser.load_more"),
-        Binding("f5,ctrl+r", "refresh", "Refresh", id="browser.refresh"),
-        Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
-        Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
-        Binding("c", "copy_key", "Copy key", id="browser.copy"),
-        Binding(
-            "v", "vectors", "Vectors", id="browser.vectors", tooltip="The semantic cache's vectors"
-        ),
-        Binding(
-            "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
+            "a",
+            "toggle_auto_refresh",
+            "Auto-refresh",
+            show=False,  # the status line says whether it is on
+            id="browser.auto",
+            tooltip="Re-read the loaded keys every few seconds, or stop",
         ),
     ]
 
@@ -228,7 +233,7 @@ class BrowserScreen(AppScreen):
         self.refresh_seconds = seconds
         if seconds is not None:
             self.refresh_timer = self.set_interval(seconds, self._refresh_due)
-        state = f"auto-refresh {seconds:g}s" if seconds is not None else "auto-refresh off"
+        state = f"auto {seconds:g}s" if seconds is not None else "auto off"
         self.query_one("#refresh-state", Label).update(state)
 
     def action_toggle_auto_refresh(self) -> None:

@@ -152,7 +152,7 @@ class BrowserScreen(AppScreen):
             with Vertical(id="browser-right"):
                 with Horizontal(id="filters"):
                     yield Input(placeholder="glob filter, e.g. team-a:*  (Enter)", id="filter")
-                    yield Input(placeholder="find in loaded rows: model or prompt", id="row-filter")
+                    yield Input(placeholder="find: model or prompt (f)", id="row-filter")
                 yield Label("", id="local-note")
                 yield KeyTable(id="keys", clock=self.llm_app.clock)
                 with Horizontal(id="status-line"):

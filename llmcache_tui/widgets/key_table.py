@@ -230,9 +230,10 @@ class KeyTable(DataTable[Text | str]):
         self.rebuild()
 
     def rebuild(self) -> None:
-        """Lay the table out anew (columns, order, filter), keeping the selected row and the
-        scroll position."""
+        """Lay the table out anew (columns, order, filter). The selected row stays selected
+        and where it was on screen: rows added above it scroll the view with it."""
         selected = self.selected_key()
+        old_index = self.cursor_row
         scroll_y = self.scroll_y
         with self.app.batch_update():
             self.clear(columns=True)
@@ -245,12 +246,10 @@ class KeyTable(DataTable[Text | str]):
             keys = self.shown_keys()
             for key in keys:
                 self.add_row(*self._cells(self.loaded[key], now), key=key)
-            if (
-                selected is not None
-                and selected in self.loaded
-                and self._passes(self.loaded[selected])
-            ):
-                self.move_cursor(row=keys.index(selected), scroll=False)
+            if selected is not None and selected in self.rows:
+                index = keys.index(selected)
+                scroll_y = max(0.0, scroll_y + index - old_index)
+                self.move_cursor(row=index, scroll=False)
             self.scroll_to(y=scroll_y, animate=False, immediate=True)
 
     def _label(self, column: str) -> Text:

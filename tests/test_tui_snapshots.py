@@ -113,6 +113,19 @@ def test_browser_snapshot_with_a_selected_entry(snap_compare: SnapCompare) -> No
 
 
 @pytest.mark.usefixtures("utc")
+def test_browser_snapshot_at_80x24_sorted_by_size(snap_compare: SnapCompare) -> None:
+    """No tree under 100 columns; keys keep their namespace and shorten their hash."""
+
+    async def sort_by_size(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=sort_by_size)
+
+
+@pytest.mark.usefixtures("utc")
 def test_proxy_snapshot_at_80x24(snap_compare: SnapCompare) -> None:
     async def show_proxy(pilot: Pilot[None]) -> None:
         await pilot.press("3")

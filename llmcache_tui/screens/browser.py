@@ -13,6 +13,7 @@ cache type keeps any.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import replace
 
 from rich.text import Text
@@ -118,6 +119,7 @@ class BrowserScreen(AppScreen):
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
         self.counts = NamespaceCounts()
+        self.tree_widest = 0  # columns the longest tree label needs
         self.show_tenants = False
         #: None: the tree follows the screen's width; else the person's last choice
         self.tree_hidden_by_user = False
@@ -201,6 +203,7 @@ class BrowserScreen(AppScreen):
         self.namespace_nodes.clear()
         self.explored.clear()
         self.counts.clear()
+        self.tree_widest = 0
         if self.show_tenants != (self.llm_app.session.settings.app.isolation == "tenant"):
             self._set_columns()  # a config with the other isolation was loaded
         backend = self.backend
@@ -344,7 +347,8 @@ class BrowserScreen(AppScreen):
         """Counts are exact once every key of the whole keyspace has been seen."""
         if self.exhausted and self.pattern == "*" and not self.counts.complete:
             self.counts.complete = True
-            self._label_namespaces(self.namespace_nodes)
+            self.tree_widest = 0  # the labels lose their "≥": measure them again
+            self._label_namespaces(list(self.namespace_nodes))
 
     @work(exclusive=True, group="browser-refresh", exit_on_error=False)
     async def refresh_keys(self) -> None:
@@ -381,10 +385,9 @@ class BrowserScreen(AppScreen):
         table = self.table
         for info in found:
             row = self.rows.get(info.key)
-            if row is not None and (row.ttl, row.size) != (info.ttl, info.size):
-                table.update_row(replace(row, ttl=info.ttl, size=info.size or row.size))
-            elif row is not None and info.ttl is not None:
-                table.update_row(row)  # the TTL counts from now again
+            if row is not None:  # its TTL counts from now again
+                size = row.size if info.size is None else info.size
+                table.update_row(replace(row, ttl=info.ttl, size=size), redraw=False)
         await self._add_rows(table, described)
         if cursor is None:  # the whole matching keyspace was read again
             seen = {info.key for info in found}
@@ -441,6 +444,7 @@ class BrowserScreen(AppScreen):
         parent = self._add_namespace(parent_name) if parent_name else tree.root
         node = parent.add(self._tree_label(namespace), data=namespace, allow_expand=True)
         self.namespace_nodes[namespace] = node
+        self._measure(namespace, node)
         self._fit_tree()
         return node
 
@@ -452,24 +456,23 @@ class BrowserScreen(AppScreen):
             label.append(f" {counted}", style="dim")
         return label
 
-    def _label_namespaces(self, namespaces: object) -> None:
-        for namespace in namespaces:  # type: ignore[attr-defined]
+    def _label_namespaces(self, namespaces: Iterable[str]) -> None:
+        for namespace in namespaces:
             node = self.namespace_nodes.get(namespace)
             if node is not None:
                 node.set_label(self._tree_label(namespace))
+                self._measure(namespace, node)
         self._fit_tree()
+
+    def _measure(self, namespace: str, node: TreeNode[str | None]) -> None:
+        """Widen the tree's need for this label: its depth's indent plus its text."""
+        depth = namespace.count(":") + 1
+        self.tree_widest = max(self.tree_widest, TREE_GUIDE * depth + len(str(node.label)))
 
     def _fit_tree(self) -> None:
         """As wide as its longest label (within ``TREE_MAX_SHARE`` of the screen)."""
-        widest = max(
-            (
-                TREE_GUIDE * len(namespaces_of(f"{namespace}:")) + len(str(node.label))
-                for namespace, node in self.namespace_nodes.items()
-            ),
-            default=0,
-        )
         limit = max(TREE_MIN_WIDTH, int(self.app.size.width * TREE_MAX_SHARE))
-        width = min(limit, max(TREE_MIN_WIDTH, widest + 4))  # + the border and a scrollbar
+        width = min(limit, max(TREE_MIN_WIDTH, self.tree_widest + 4))  # + border, scrollbar
         tree = self.query_one("#namespaces", Tree)
         if tree.styles.width is None or tree.styles.width.value != width:
             tree.styles.width = width

@@ -158,14 +158,21 @@ class KeyTable(DataTable[Text | str]):
                     self.add_row(*self._cells(row, now), key=row.key)
         return added
 
-    def update_row(self, row: KeyRow) -> None:
-        """A loaded row read again (a refresh, a TTL change): its cells follow."""
-        if row.key not in self.loaded:
+    def update_row(self, row: KeyRow, *, redraw: bool = True) -> None:
+        """A loaded row read again (a refresh, a TTL change): its cells follow. Without
+        ``redraw`` only its size cell is redrawn now (when it changed): age and TTL follow
+        within a second for the rows in view, which keeps a refresh of many rows cheap."""
+        old = self.loaded.get(row.key)
+        if old is None:
             return
         self.loaded[row.key] = row
         self.fetched_at[row.key] = self.clock()
-        if row.key in self.rows:  # DataTable's own: the rows shown
+        if row.key not in self.rows:  # DataTable's own: the rows shown
+            return
+        if redraw:
             self._update_cells(row.key)
+        elif old.size != row.size:
+            self._update_cells(row.key, ("size",))
 
     def remove_keys(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -269,6 +276,11 @@ class KeyTable(DataTable[Text | str]):
             row_key, _ = self.coordinate_to_cell_key(Coordinate(index, 0))
             if row_key.value is not None:
                 self._update_cells(row_key.value, ("age", "ttl"))
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if round(old_value) != round(new_value):
+            self.tick()  # rows scrolled into view show their age and TTL as of now
 
     def _update_cells(self, key: str, columns: tuple[str, ...] | None = None) -> None:
         cells = dict(

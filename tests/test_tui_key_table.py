@@ -17,6 +17,7 @@ from textual.widgets import Label, Tree
 from llmcache_tui.app import LLMCacheApp
 from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.cache.keys import request_digest, storage_key
+from llmcache_tui.config import ConfigError, parse_settings
 from llmcache_tui.screens import browser
 from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.screens.purge import PurgeScreen
@@ -404,3 +405,15 @@ async def test_find_filters_the_loaded_rows_by_model_or_prompt() -> None:
         await pilot.press("f", "ctrl+a", "ctrl+k", "enter")
         assert len(table_keys(app)) == 4
         assert scan_status(app).startswith("4 keys shown for * |")
+
+
+def test_auto_refresh_setting_is_validated() -> None:
+    def settings(value: object) -> object:
+        text = config_text(API_BASE, llmcache={"auto_refresh_seconds": value})
+        return parse_settings(text, "config.yaml").app.auto_refresh_seconds
+
+    assert settings(2.5) == 2.5
+    assert settings(0) == 0
+    for bad in (-1, "soon"):
+        with pytest.raises(ConfigError, match="auto_refresh_seconds"):
+            settings(bad)

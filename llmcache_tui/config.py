@@ -287,6 +287,9 @@ class AppSettings(_Model):
     #: let the terminal app delete records of LiteLLM's own semantic caches (off: shown only)
     allow_litellm_writes: bool = False
     keymap: dict[str, str] = Field(default_factory=dict)
+    # Seconds between the browser's re-reads of the keys it has loaded (0: off). Unset: 5 s
+    # for local and disk, off for remote stores (each refresh costs a scan there).
+    auto_refresh_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
     # Client keys besides the master key, each naming its tenant; "tenant" isolation keeps
     # each tenant's cache entries (exact and semantic) apart.
     api_keys: list[ApiKey] = Field(default_factory=list, repr=False)

@@ -119,7 +119,7 @@ async def test_overview_shows_info_and_browser_lists_keys_with_ttls(
                     assert FIVE_MINUTES.fullmatch(row["TTL"]), row
                     assert 0 < raw.pttl(key) <= 300_000
                 else:
-                    assert row["TTL"] == "-", row
+                    assert row["TTL"] == "no TTL", row
                     assert raw.pttl(key) == -1
             await select_row(pilot, keys["team question"])
             assert_no_password(_shown(app))
@@ -223,7 +223,7 @@ async def test_purge_deletes_cache_entries_and_never_other_applications_keys(
                 "3 items",
             )
             assert table_row(app, "myapp:session:1")["type"] == "str"
-            assert table_row(app, "litellm-entry")["model"] == "-"  # LiteLLM's: an entry
+            assert table_row(app, "litellm-entry")["model"] == "—"  # LiteLLM's: an entry
             await select_row(pilot, "myapp:queue")
             detail = detail_text(app)
             assert re.search(r"holds +list, 3 items", detail), detail

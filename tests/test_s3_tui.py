@@ -110,7 +110,7 @@ async def test_overview_and_browser_show_objects_with_size_age_ttl_and_prefixes(
                     assert FIVE_MINUTES.fullmatch(row["TTL"]), row
                     assert EXPIRES_AT in head["Metadata"]
                 else:
-                    assert row["TTL"] == "-", row
+                    assert row["TTL"] == "no TTL", row
                     assert head["Metadata"] == {}
 
             tree = app.screen.query_one("#namespaces", Tree)

@@ -183,7 +183,7 @@ async def test_ttl_edit_accepts_seconds_units_and_none(
         await pilot.press("t", *"none", "enter")
         await wait_for_group(pilot, "browser-change")
         assert await backend.ttl(key) is None
-        assert table_row(app, key)["TTL"] == "-"
+        assert table_row(app, key)["TTL"] == "no TTL"
         assert await backend.ttl(keys["hello"]) is None  # only the selected key changed
 
 

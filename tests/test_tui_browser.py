@@ -103,7 +103,10 @@ async def test_namespace_tree_expands_and_filters(
         assert sorted(table_keys(app)) == sorted(keys.values())
         tree = app.screen.query_one("#namespaces", Tree)
         assert tree.display
-        assert [str(node.label) for node in tree.root.children] == ["team-a", "team-b"]
+        # Whole names, with the keys counted under each (exact: every key was scanned).
+        labels = [str(node.label) for node in tree.root.children]
+        assert re.fullmatch(r"team-a 2 · \d+(\.\d)? (B|KiB)", labels[0]), labels
+        assert re.fullmatch(r"team-b 1 · \d+ B", labels[1]), labels
 
         team_b = tree_node(tree, "team-b")
         tree.focus()
@@ -111,7 +114,8 @@ async def test_namespace_tree_expands_and_filters(
         await pilot.press("space")  # expand: a worker lists the sub-namespaces
         await wait_for_group(pilot, "browser-explore")
         assert team_b.is_expanded
-        assert [(str(node.label), node.data) for node in team_b.children] == [("eu", "team-b:eu")]
+        assert [node.data for node in team_b.children] == ["team-b:eu"]
+        assert str(team_b.children[0].label).startswith("eu 1 · ")
         team_a = tree_node(tree, "team-a")
         tree.move_cursor(team_a)
         await pilot.press("space")
@@ -154,7 +158,7 @@ async def test_glob_filter(make_proxy: ProxyFactory, tui_disk_config: str) -> No
         await wait_for_group(pilot, "browser-scan")
         assert table_keys(app) == [keys["eu question"]]
         assert app.focused is app.screen.query_one("#keys")  # back to the table
-        assert scan_status(app).startswith("1 keys shown for t*:e?:* | scanned 5 of about 5")
+        assert scan_status(app).startswith("1 key shown for t*:e?:* | scanned 5 of about 5")
 
         await pilot.press("slash", "ctrl+a", "ctrl+k", *"x:*", "enter")
         await wait_for_group(pilot, "browser-scan")
@@ -219,7 +223,7 @@ async def test_detail_pane_shows_what_was_asked_and_answered(
         assert '"content": "echo: team question"' in detail  # the response, pretty-printed
         assert '"object": "chat.completion"' in detail
         assert "team question" in screen_text(app)
-        assert table_row(app, keys["hello"])["TTL"] == "-"  # no TTL on disk by default
+        assert table_row(app, keys["hello"])["TTL"] == "no TTL"  # none on disk by default
 
         await select_row(pilot, keys["hello"])  # the pane follows the cursor
         detail = detail_text(app)

@@ -45,10 +45,11 @@ from llmcache_tui.cache.entry import CacheEntry
 from llmcache_tui.config import parse_settings
 from llmcache_tui.literal import literal, printable
 from llmcache_tui.screens.base import AppScreen
-from llmcache_tui.screens.browser import KEY_COLUMN_WIDTH, BrowserScreen
+from llmcache_tui.screens.browser import BrowserScreen
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen
 from llmcache_tui.session import Session
+from llmcache_tui.widgets.key_table import KeyTable
 from tests.fake_upstream import FakeUpstreamServer
 from tests.servers import DEFAULT_MODELS, litellm_config
 from tests.tui_support import (
@@ -284,20 +285,26 @@ def test_generated_entries_browse_as_text(entries: list[Stored], glob: str) -> N
             await open_browser(pilot)
             assert_alive(app)
             assert sorted(table_keys(app)) == sorted(entry.key for entry in entries)
-            table = app.screen.query_one("#keys", DataTable)
+            table = app.screen.query_one("#keys", KeyTable)
+            screen = app.screen
+            assert isinstance(screen, BrowserScreen)
             nodes = tree_nodes(app)
             for entry in entries:
                 key_cell, model_cell, kind_cell, *_ = table.get_row(entry.key)
                 key_shown = plain_cell(key_cell)
-                assert len(key_shown) <= KEY_COLUMN_WIDTH
-                if len(printable(entry.key, one_line=True)) <= KEY_COLUMN_WIDTH:
+                assert len(key_shown) <= table.key_width
+                if len(printable(entry.key, one_line=True)) <= table.key_width:
                     assert key_shown == printable(entry.key, one_line=True)
                 assert plain_cell(model_cell) == printable(entry.model, one_line=True)
                 assert plain_cell(kind_cell) == printable(entry.route, one_line=True)
                 for depth in range(1, len(entry.namespace) + 1):
                     node = nodes[":".join(entry.namespace[:depth])]
+                    namespace = ":".join(entry.namespace[:depth])
                     label = printable(entry.namespace[depth - 1], one_line=True)
-                    assert plain_cell(node.label) == label
+                    shown = node.label  # the name as text, then its key count, dimmed
+                    assert isinstance(shown, Text) and not shown.style
+                    assert shown.plain == f"{label} {screen.counts.describe(namespace)}"
+                    assert all(span.start >= len(label) for span in shown.spans)
 
                 detail = await show_entry(pilot, app, entry.key)
                 assert shows(detail, entry.key, entry.model, entry.route, entry.prompt)
@@ -359,7 +366,7 @@ async def test_a_character_class_glob_is_shown_as_typed() -> None:
         await open_browser(pilot)
         assert await apply_glob(pilot, app, CLASS_GLOB) == CLASS_GLOB
         assert table_keys(app) == [entries[0].key]
-        assert scan_status(app).startswith(f"1 keys shown for {CLASS_GLOB} | ")
+        assert scan_status(app).startswith(f"1 key shown for {CLASS_GLOB} | ")
         assert f"for {CLASS_GLOB} |" in screen_text(app)
 
 
@@ -370,7 +377,8 @@ async def test_dialogs_name_a_markup_key_as_it_is() -> None:
         await open_browser(pilot)
         await show_entry(pilot, app, entry.key)
         node = tree_nodes(app)["[/INST]:[$accent]"]
-        assert plain_cell(node.label) == "[$accent]"
+        assert isinstance(node.label, Text)
+        assert node.label.plain == "[$accent] 1 · " + node.label.plain.split(" · ")[1]
 
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmScreen)

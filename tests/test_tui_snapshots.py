@@ -174,6 +174,19 @@ async def show_proxy(pilot: Pilot[None]) -> None:
 
 
 @pytest.mark.usefixtures("utc")
+def test_browser_snapshot_at_80x24_sorted_by_size(snap_compare: SnapCompare) -> None:
+    """No tree under 100 columns; keys keep their namespace and shorten their hash."""
+
+    async def sort_by_size(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SMALL, run_before=sort_by_size)
+
+
+@pytest.mark.usefixtures("utc")
 def test_proxy_snapshot_at_80x24(snap_compare: SnapCompare) -> None:
     assert snap_compare(app_after_traffic(), terminal_size=SMALL, run_before=show_proxy)
 

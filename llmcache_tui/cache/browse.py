@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from llmcache_tui import humanize
 from llmcache_tui.cache.backends.base import CacheBackend, KeyInfo, ValueShape
 from llmcache_tui.cache.entry import (
     ENTRY_HEAD_BYTES,
@@ -45,6 +46,8 @@ class KeyRow:
     origin: str = "llmcache"
     #: what a key that is not a cache entry holds; None for a plain value
     shape: ValueShape | None = None
+    #: the start of what was asked, for filtering the loaded rows by prompt
+    prompt: str = ""
 
     @property
     def is_entry(self) -> bool:
@@ -83,22 +86,84 @@ async def describe_keys(backend: CacheBackend, infos: list[KeyInfo]) -> list[Key
                 route=entry.route,
                 created_at=entry.created_at or None,
                 origin="litellm" if entry.foreign else "llmcache",
+                prompt=entry.prompt_preview,
             )
         )
     return rows
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 key``, ``2 keys``, ``1,200 keys``."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"
 
 
 def describe_shape(shape: ValueShape) -> str:
     """A key that is not a plain value, for people: ``list, 3 items``."""
     if shape.items is None:
         return shape.type
-    return f"{shape.type}, {shape.items:,} item{'' if shape.items == 1 else 's'}"
+    return f"{shape.type}, {plural(shape.items, 'item')}"
 
 
 def namespaces_of(key: str) -> list[str]:
     """Every namespace prefix of a key: ``a:b:hash`` -> ``["a", "a:b"]``."""
     parts = key.split(NAMESPACE_SEPARATOR)[:-1]
     return [NAMESPACE_SEPARATOR.join(parts[: i + 1]) for i in range(len(parts))]
+
+
+@dataclass(slots=True)
+class NamespaceTally:
+    """Keys seen under one namespace and their bytes (``sized`` False: no size known)."""
+
+    keys: int = 0
+    size: int = 0
+    sized: bool = False
+
+
+class NamespaceCounts:
+    """Key counts (and sizes) per namespace, from the keys scans have returned so far.
+
+    Only what was scanned is counted, so a count is a lower bound until a scan of the whole
+    keyspace has finished (``complete``)."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[str, int | None] = {}
+        self.tallies: dict[str, NamespaceTally] = {}
+        self.complete = False
+
+    def clear(self) -> None:
+        self._sizes.clear()
+        self.tallies.clear()
+        self.complete = False
+
+    def add(self, key: str, size: int | None) -> list[str]:
+        """Count ``key`` (once however often it is seen); the namespaces whose tally changed."""
+        if key in self._sizes:
+            return []
+        self._sizes[key] = size
+        return self._change(key, size, +1)
+
+    def remove(self, key: str) -> list[str]:
+        if key not in self._sizes:
+            return []
+        return self._change(key, self._sizes.pop(key), -1)
+
+    def _change(self, key: str, size: int | None, sign: int) -> list[str]:
+        namespaces = namespaces_of(key)
+        for namespace in namespaces:
+            tally = self.tallies.setdefault(namespace, NamespaceTally())
+            tally.keys += sign
+            if size is not None:
+                tally.size += sign * size
+                tally.sized = True
+        return namespaces
+
+    def describe(self, namespace: str) -> str:
+        """``≥12 · 3.4 KiB`` (``12 · ...`` once complete); empty when nothing was counted."""
+        tally = self.tallies.get(namespace)
+        if tally is None or tally.keys <= 0:
+            return ""
+        count = f"{tally.keys:,}" if self.complete else f"≥{tally.keys:,}"
+        return f"{count} · {humanize.size(tally.size)}" if tally.sized else count
 
 
 def namespace_pattern(namespace: str | None) -> str:

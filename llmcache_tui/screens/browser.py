@@ -13,6 +13,7 @@ cache type keeps any.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import replace
 
 from rich.text import Text
@@ -20,15 +21,17 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Resize
+from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Label, Tree
 from textual.widgets.tree import TreeNode
 
 from llmcache_tui import humanize
 from llmcache_tui.cache.backends import CacheBackend, CacheBackendError
+from llmcache_tui.cache.backends.base import KeyInfo
 from llmcache_tui.cache.browse import (
-    NOT_AN_ENTRY,
-    UNREADABLE,
     KeyRow,
+    NamespaceCounts,
     PurgeEstimate,
     PurgeProgress,
     count_purge,
@@ -36,27 +39,33 @@ from llmcache_tui.cache.browse import (
     glob_escape,
     namespace_pattern,
     namespaces_of,
+    plural,
 )
-from llmcache_tui.cache.keys import tenant_of
-from llmcache_tui.literal import literal, printable
+from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.confirm import ConfirmScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
 from llmcache_tui.screens.purge import PurgeConfirmScreen, PurgeScreen, PurgeTypedConfirmScreen
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
+from llmcache_tui.widgets.key_table import KeyTable
 
 ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
 SCAN_COUNT = 500  # entries examined per backend call
 SCAN_BUDGET = 20_000  # entries examined per "load more" before it stops and says so
 EXPLORE_BUDGET = 2_000  # entries examined to discover a branch's sub-namespaces
 ROW_CHUNK = 100  # rows added between yields to the event loop
-KEY_COLUMN_WIDTH = 24
-TENANT_COLUMN_WIDTH = 12
-TREE_MIN_SCREEN_WIDTH = 100  # narrower screens start with the tree hidden
+TREE_MIN_SCREEN_WIDTH = 100  # narrower screens hide the tree
+TREE_MIN_WIDTH = 20
+TREE_MAX_SHARE = 0.4  # of the screen's width, however long the namespace names
+TREE_GUIDE = 4  # columns a tree level indents by (Textual's default guide depth)
+#: auto-refresh where a scan is cheap (in this process, or a local file); off elsewhere
+LOCAL_REFRESH_SECONDS = 5.0
+CHEAP_SCAN_TYPES = frozenset({"local", "disk"})
+REFRESH_BUDGET = 5_000  # entries a refresh re-examines at most (from the start of the scan)
+RETRY_SECONDS = 3.0  # after a failed scan, how often to try the backend again
 MUTATING_ACTIONS = frozenset({"delete", "edit_ttl", "purge"})
 LOCAL_NOTE = "In-memory cache: only this process's entries, written by the proxy started here (3)."
 PURGE_WORD = "purge"  # typed to confirm a purge of the whole cache
-SHORT_TYPES = {"string": "str", "stream": "strm"}  # Redis types, for the 5-column type cell
 
 
 class BrowserScreen(AppScreen):
@@ -78,6 +87,27 @@ class BrowserScreen(AppScreen):
         Binding(
             "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
         ),
+        Binding(
+            "f",
+            "focus_row_filter",
+            "Find",
+            id="browser.find",
+            tooltip="Filter the loaded rows by model or prompt",
+        ),
+        Binding(
+            "s", "cycle_sort", "Sort", id="browser.sort", tooltip="Sort by size, age, TTL, model"
+        ),
+        Binding(
+            "S", "reverse_sort", "Reverse", show=False, id="browser.reverse", tooltip="Reverse sort"
+        ),
+        Binding(
+            "a",
+            "toggle_auto_refresh",
+            "Auto-refresh",
+            show=False,  # the status line says whether it is on
+            id="browser.auto",
+            tooltip="Re-read the loaded keys every few seconds, or stop",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -87,10 +117,30 @@ class BrowserScreen(AppScreen):
         self.exhausted = False
         self.scanned = 0
         self.total: int | None = None
-        self.rows: dict[str, KeyRow] = {}
         self.namespace_nodes: dict[str, TreeNode[str | None]] = {}
         self.explored: set[str | None] = set()
+        self.counts = NamespaceCounts()
+        self.tree_widest = 0  # columns the longest tree label needs
         self.show_tenants = False
+        #: None: the tree follows the screen's width; else the person's last choice
+        self.tree_hidden_by_user = False
+        self.wide: bool | None = None
+        #: seconds between refreshes (None: off) and whether the person turned it on or off
+        self.refresh_seconds: float | None = None
+        self.refresh_timer: Timer | None = None
+        #: the last scan's failure, shown until the backend answers again
+        self.outage: str | None = None
+        self.retry_timer: Timer | None = None
+        self.detail_key: str | None = None
+
+    @property
+    def table(self) -> KeyTable:
+        return self.query_one("#keys", KeyTable)
+
+    @property
+    def rows(self) -> dict[str, KeyRow]:
+        """Every loaded row (the filter may show fewer)."""
+        return self.table.loaded
 
     @property
     def backend(self) -> CacheBackend | None:
@@ -103,35 +153,44 @@ class BrowserScreen(AppScreen):
             tree.root.expand()
             yield tree
             with Vertical(id="browser-right"):
-                yield Input(placeholder="glob filter, e.g. team-a:*  (Enter)", id="filter")
+                with Horizontal(id="filters"):
+                    yield Input(placeholder="glob filter, e.g. team-a:*  (Enter)", id="filter")
+                    yield Input(placeholder="find: model or prompt (f)", id="row-filter")
                 yield Label("", id="local-note")
-                yield DataTable(id="keys", cursor_type="row", zebra_stripes=True)
-                yield Label("", id="scan-status")
+                yield KeyTable(id="keys", clock=self.llm_app.clock)
+                with Horizontal(id="status-line"):
+                    yield Label("", id="scan-status")
+                    yield Label("", id="refresh-state")
                 yield EntryDetail(id="detail", clock=self.llm_app.clock)
         yield Footer()
 
     def on_mount(self) -> None:
-        self._add_columns()
-        if self.app.size.width < TREE_MIN_SCREEN_WIDTH:
-            self.query_one("#namespaces", Tree).display = False
+        self._set_columns()
+        self._follow_width(self.app.size.width)
 
-    def _add_columns(self) -> None:
-        """The key table's columns; a tenant column only under tenant isolation."""
+    def _set_columns(self) -> None:
+        """A tenant column only under tenant isolation."""
         self.show_tenants = self.llm_app.session.settings.app.isolation == "tenant"
-        table = self.query_one("#keys", DataTable)
-        table.clear(columns=True)
-        table.add_column("key", key="key", width=KEY_COLUMN_WIDTH)
-        if self.show_tenants:
-            table.add_column("tenant", key="tenant", width=TENANT_COLUMN_WIDTH)
-        table.add_column("model", key="model", width=14)
-        table.add_column("type", key="type", width=5)
-        table.add_column("age", key="age", width=7)
-        table.add_column("TTL", key="ttl", width=7)
-        table.add_column("size", key="size", width=9)
+        self.table.set_tenants(self.show_tenants)
+
+    def on_resize(self, event: Resize) -> None:
+        self._follow_width(self.app.size.width)
+
+    def _follow_width(self, width: int) -> None:
+        """Hide the tree below ``TREE_MIN_SCREEN_WIDTH`` columns and show it again above,
+        unless the person hid it; only when the width crosses that line, so a tree shown
+        by hand on a narrow screen stays."""
+        wide = width >= TREE_MIN_SCREEN_WIDTH
+        if wide == self.wide:
+            return
+        self.wide = wide
+        self.query_one("#namespaces", Tree).display = wide and not self.tree_hidden_by_user
+        self._fit_tree()
 
     def action_toggle_tree(self) -> None:
         tree = self.query_one("#namespaces", Tree)
         tree.display = not tree.display
+        self.tree_hidden_by_user = not tree.display
 
     def session_changed(self) -> None:
         self.reset_view()
@@ -139,22 +198,90 @@ class BrowserScreen(AppScreen):
     def reset_view(self) -> None:
         """Start over for a new backend or config."""
         self.workers.cancel_group(self, "browser-explore")  # it may scan a closed backend
+        self.workers.cancel_group(self, "browser-refresh")
         tree = self.query_one("#namespaces", Tree)
         tree.root.remove_children()
         self.namespace_nodes.clear()
         self.explored.clear()
+        self.counts.clear()
+        self.tree_widest = 0
         if self.show_tenants != (self.llm_app.session.settings.app.isolation == "tenant"):
-            self._add_columns()  # a config with the other isolation was loaded
+            self._set_columns()  # a config with the other isolation was loaded
         backend = self.backend
         note = LOCAL_NOTE if backend is not None and backend.process_local else ""
         self.query_one("#local-note", Label).update(note)
         self.query_one("#local-note", Label).display = bool(note)
+        self._set_auto_refresh(self._default_refresh(backend))
         if backend is None:
             problem = self.llm_app.session.backend_error or "no cache backend"
             self._status(f"Not connected: {problem}")
             return
         self.load_keys(reset=True)
         self.explore(None)
+
+    # -- auto-refresh and recovery -------------------------------------------------------
+    def _default_refresh(self, backend: CacheBackend | None) -> float | None:
+        """``llmcache.auto_refresh_seconds`` (0: off), else on only where scans are cheap."""
+        if backend is None:
+            return None
+        configured = self.llm_app.session.settings.app.auto_refresh_seconds
+        if configured is not None:
+            return configured or None
+        cheap = backend.process_local or backend.cache_type in CHEAP_SCAN_TYPES
+        return LOCAL_REFRESH_SECONDS if cheap else None
+
+    def _set_auto_refresh(self, seconds: float | None) -> None:
+        if self.refresh_timer is not None:
+            self.refresh_timer.stop()
+            self.refresh_timer = None
+        self.refresh_seconds = seconds
+        if seconds is not None:
+            self.refresh_timer = self.set_interval(seconds, self._refresh_due)
+        state = f"auto {seconds:g}s" if seconds is not None else "auto off"
+        self.query_one("#refresh-state", Label).update(state)
+
+    def action_toggle_auto_refresh(self) -> None:
+        if self.refresh_seconds is not None:
+            self._set_auto_refresh(None)
+            self.notify("Auto-refresh off")
+            return
+        configured = self.llm_app.session.settings.app.auto_refresh_seconds
+        self._set_auto_refresh(configured or LOCAL_REFRESH_SECONDS)
+        self.notify(f"Auto-refresh every {self.refresh_seconds:g}s of the loaded keys")
+
+    def _refresh_due(self) -> None:
+        if self.outage is None:
+            self.refresh_keys()
+
+    def _scan_failed(self, exc: CacheBackendError, *, notify: bool) -> None:
+        """Say so until the backend answers again, and try it every ``RETRY_SECONDS``."""
+        first = self.outage is None
+        self.outage = str(exc)
+        self._status(f"scan failed: {exc} | trying again every {RETRY_SECONDS:g}s")
+        if first and notify:
+            self.notify(str(exc), title="Scan failed", severity="error", timeout=8)
+        if self.retry_timer is None:
+            self.retry_timer = self.set_interval(RETRY_SECONDS, self._retry)
+
+    def _retry(self) -> None:
+        if any(
+            w.is_running for w in self.workers if w.group in ("browser-scan", "browser-refresh")
+        ):
+            return
+        if self.rows:
+            self.refresh_keys()
+        else:
+            self.load_keys(reset=True)
+
+    def _scan_succeeded(self) -> None:
+        if self.retry_timer is not None:
+            self.retry_timer.stop()
+            self.retry_timer = None
+        if self.outage is not None:
+            self.outage = None
+            self.notify("The cache backend answers again", title="Reconnected")
+            if not self.namespace_nodes:
+                self.explore(None)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "vectors":  # only semantic cache types keep vectors
@@ -168,13 +295,15 @@ class BrowserScreen(AppScreen):
         backend = self.backend
         if backend is None:
             return
-        table = self.query_one("#keys", DataTable)
+        table = self.table
         if reset:
-            table.clear()
-            self.rows.clear()
+            self.workers.cancel_group(self, "browser-refresh")  # it reads the old pattern
+            table.clear_rows()
             self.cursor = None
             self.exhausted = False
             self.scanned = 0
+            self.total = None
+            self.detail_key = None
             self.query_one("#detail", EntryDetail).clear()
         elif self.exhausted:
             self._show_scan_status()
@@ -195,36 +324,112 @@ class BrowserScreen(AppScreen):
                     self.exhausted = True
                     break
         except CacheBackendError as exc:
-            self._status(f"scan failed: {exc}")
-            self.notify(str(exc), title="Scan failed", severity="error", timeout=8)
+            self._scan_failed(exc, notify=True)
             return
+        self._scan_succeeded()
+        self._note_complete()
         self._show_scan_status()
 
-    async def _add_rows(self, table: DataTable[Text | str], rows: list[KeyRow]) -> int:
-        now = self.llm_app.clock()
+    async def _add_rows(self, table: KeyTable, rows: list[KeyRow]) -> int:
         added = 0
         for start in range(0, len(rows), ROW_CHUNK):
-            for row in rows[start : start + ROW_CHUNK]:
-                if row.key in self.rows:
-                    continue  # scans may return a key twice
-                self.rows[row.key] = row
-                table.add_row(*_cells(row, now, tenants=self.show_tenants), key=row.key)
-                added += 1
+            new = table.add_loaded(rows[start : start + ROW_CHUNK])
+            added += len(new)
+            changed: set[str] = set()
+            for row in new:
                 for namespace in namespaces_of(row.key):
                     self._add_namespace(namespace)
+                changed.update(self.counts.add(row.key, row.size))
+            self._label_namespaces(changed)
             await asyncio.sleep(0)  # let the UI draw and take keys between chunks
         return added
 
+    def _note_complete(self) -> None:
+        """Counts are exact once every key of the whole keyspace has been seen."""
+        if self.exhausted and self.pattern == "*" and not self.counts.complete:
+            self.counts.complete = True
+            self.tree_widest = 0  # the labels lose their "≥": measure them again
+            self._label_namespaces(list(self.namespace_nodes))
+
+    @work(exclusive=True, group="browser-refresh", exit_on_error=False)
+    async def refresh_keys(self) -> None:
+        """Read the loaded part of the keyspace again: new keys there join the table, known
+        ones get their TTL and size anew, and (when the re-read reaches the end) keys gone
+        leave it. Bounded by ``REFRESH_BUDGET``: a huge keyspace is never rescanned."""
+        backend = self.backend
+        if backend is None or any(w.is_running for w in self.workers if w.group == "browser-scan"):
+            return
+        budget = min(max(self.scanned, SCAN_COUNT), REFRESH_BUDGET)
+        pattern = self.pattern
+        cursor: str | None = None
+        examined = 0
+        found: list[KeyInfo] = []
+        try:
+            while examined < budget:
+                page = await backend.scan(pattern, cursor, min(SCAN_COUNT, budget - examined))
+                examined += page.scanned
+                found += page.keys
+                if page.total is not None:
+                    self.total = page.total
+                cursor = page.cursor
+                if cursor is None:
+                    break
+                await asyncio.sleep(0)
+            new = [info for info in found if info.key not in self.rows]
+            described = await describe_keys(backend, new) if new else []
+        except CacheBackendError as exc:
+            self._scan_failed(exc, notify=False)
+            return
+        if pattern != self.pattern:
+            return  # the filter changed meanwhile: its own scan fills the table
+        self._scan_succeeded()
+        table = self.table
+        for info in found:
+            row = self.rows.get(info.key)
+            if row is not None:  # its TTL counts from now again
+                size = row.size if info.size is None else info.size
+                table.update_row(replace(row, ttl=info.ttl, size=size), redraw=False)
+        await self._add_rows(table, described)
+        if cursor is None:  # the whole matching keyspace was read again
+            seen = {info.key for info in found}
+            gone = [key for key in self.rows if key not in seen]
+            self._forget(gone)
+            if not self.exhausted:
+                self.exhausted, self.cursor = True, None
+            self.scanned = max(self.scanned, examined)
+            self._note_complete()
+        self._show_scan_status()
+
+    def _forget(self, keys: list[str]) -> None:
+        """Keys deleted or expired: out of the table and the tree's counts."""
+        if not keys:
+            return
+        self.table.remove_keys(keys)
+        changed: set[str] = set()
+        for key in keys:
+            changed.update(self.counts.remove(key))
+        self._label_namespaces(changed)
+        if self.detail_key in keys:
+            self.detail_key = None
+
     def _show_scan_status(self) -> None:
-        shown = len(self.rows)
+        if self.outage is not None:
+            return  # the failure stays in view until the backend answers
+        loaded = len(self.rows)
         about = f" of about {self.total:,}" if self.total is not None else ""
         if self.exhausted:
             more = "all matching keys loaded"
         else:
             more = "more may match: press l to load more"
-        self._status(
-            f"{shown:,} keys shown for {self.pattern} | scanned {self.scanned:,}{about} | {more}"
-        )
+        text_filter = self.table.text_filter
+        if text_filter:
+            shown = (
+                f"{self.table.shown:,} of {plural(loaded, 'loaded key')} match '{text_filter}'"
+                f" (filters the loaded rows only) for {self.pattern}"
+            )
+        else:
+            shown = f"{plural(loaded, 'key')} shown for {self.pattern}"
+        self._status(f"{shown} | scanned {self.scanned:,}{about} | {more}")
 
     def _status(self, text: str) -> None:
         # The pattern and error messages in it are data: "[ab]*" must not become "*".
@@ -235,12 +440,43 @@ class BrowserScreen(AppScreen):
         node = self.namespace_nodes.get(namespace)
         if node is not None:
             return node
-        parent_name, _, label = namespace.rpartition(":")
+        parent_name, _, _ = namespace.rpartition(":")
         tree = self.query_one("#namespaces", Tree)
         parent = self._add_namespace(parent_name) if parent_name else tree.root
-        node = parent.add(literal(label, one_line=True), data=namespace, allow_expand=True)
+        node = parent.add(self._tree_label(namespace), data=namespace, allow_expand=True)
         self.namespace_nodes[namespace] = node
+        self._measure(namespace, node)
+        self._fit_tree()
         return node
+
+    def _tree_label(self, namespace: str) -> Text:
+        """The namespace's last part whole, and the keys (and bytes) counted under it."""
+        label = literal(namespace.rpartition(":")[2], one_line=True)
+        counted = self.counts.describe(namespace)
+        if counted:
+            label.append(f" {counted}", style="dim")
+        return label
+
+    def _label_namespaces(self, namespaces: Iterable[str]) -> None:
+        for namespace in namespaces:
+            node = self.namespace_nodes.get(namespace)
+            if node is not None:
+                node.set_label(self._tree_label(namespace))
+                self._measure(namespace, node)
+        self._fit_tree()
+
+    def _measure(self, namespace: str, node: TreeNode[str | None]) -> None:
+        """Widen the tree's need for this label: its depth's indent plus its text."""
+        depth = namespace.count(":") + 1
+        self.tree_widest = max(self.tree_widest, TREE_GUIDE * depth + len(str(node.label)))
+
+    def _fit_tree(self) -> None:
+        """As wide as its longest label (within ``TREE_MAX_SHARE`` of the screen)."""
+        limit = max(TREE_MIN_WIDTH, int(self.app.size.width * TREE_MAX_SHARE))
+        width = min(limit, max(TREE_MIN_WIDTH, self.tree_widest + 4))  # + border, scrollbar
+        tree = self.query_one("#namespaces", Tree)
+        if tree.styles.width is None or tree.styles.width.value != width:
+            tree.styles.width = width
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[str | None]) -> None:
         namespace = event.node.data
@@ -289,7 +525,23 @@ class BrowserScreen(AppScreen):
     def on_input_submitted(self, event: Input.Submitted) -> None:
         if event.input.id == "filter":
             self.apply_filter(event.value.strip() or "*")
-            self.query_one("#keys", DataTable).focus()
+            self.table.focus()
+        elif event.input.id == "row-filter":
+            self.table.focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "row-filter":  # the loaded rows only: nothing is fetched
+            self.table.set_text_filter(event.value)
+            self._show_scan_status()
+
+    def action_focus_row_filter(self) -> None:
+        self.query_one("#row-filter", Input).focus()
+
+    def action_cycle_sort(self) -> None:
+        self.table.cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.table.reverse_sort()
 
     def apply_filter(self, pattern: str) -> None:
         self.pattern = pattern
@@ -314,7 +566,9 @@ class BrowserScreen(AppScreen):
     # -- detail ---------------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         key = event.row_key.value
-        if key is not None:
+        # A refresh, sort or resize lays the table out again on the same row: keep the pane.
+        if key is not None and key != self.detail_key:
+            self.detail_key = key
             self.load_detail(key)
 
     @work(exclusive=True, group="browser-detail", exit_on_error=False)
@@ -340,11 +594,7 @@ class BrowserScreen(AppScreen):
         detail.show(LoadedEntry(key, raw or b"", ttl, self.llm_app.clock(), shape=shape))
 
     def selected_key(self) -> str | None:
-        table = self.query_one("#keys", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return self.table.selected_key()
 
     # -- actions ------------------------------------------------------------------------------
     def action_vectors(self) -> None:
@@ -381,10 +631,7 @@ class BrowserScreen(AppScreen):
         except CacheBackendError as exc:
             self.notify(str(exc), title="Delete failed", severity="error", timeout=8)
             return
-        table = self.query_one("#keys", DataTable)
-        if key in self.rows:
-            del self.rows[key]
-            table.remove_row(key)
+        self._forget([key])
         self.query_one("#detail", EntryDetail).clear(f"Deleted {key}.")
         self.notify(f"Deleted {key}" if deleted else f"{key} was already gone")
         self._show_scan_status()
@@ -424,10 +671,7 @@ class BrowserScreen(AppScreen):
             return
         self.notify(f"TTL of {key}: {humanize.duration(ttl)}")
         if key in self.rows:
-            row = self.rows[key]
-            self.rows[key] = replace(row, ttl=ttl)
-            table = self.query_one("#keys", DataTable)
-            table.update_cell(key, "ttl", humanize.duration(ttl, none="-"))
+            self.table.update_row(replace(self.rows[key], ttl=ttl))
         if self.selected_key() == key:
             self.load_detail(key)
 
@@ -511,40 +755,3 @@ def purge_question(pattern: str, estimate: PurgeEstimate, *, reads_values: bool)
     if is_whole_cache(pattern):
         lines.append(f"Type {PURGE_WORD} and press Enter to confirm.")
     return "\n".join(lines)
-
-
-def _cells(row: KeyRow, now: float, *, tenants: bool = False) -> tuple[Text | str, ...]:
-    age = None if row.created_at is None else max(0.0, now - row.created_at)
-    if row.origin == NOT_AN_ENTRY:
-        model = "(not an entry)"
-        value_type = row.shape.type if row.shape is not None else "string"
-        kind = SHORT_TYPES.get(value_type, value_type)
-    else:
-        model = row.model or ("(unreadable)" if row.origin == UNREADABLE else "-")
-        kind = {"text_completion": "text", "embedding": "embed", "transcription": "audio"}.get(
-            row.route, row.route or "-"
-        )
-    if row.shape is not None and row.shape.items is not None:
-        size = f"{row.shape.items:,} items"
-    else:
-        size = humanize.size(row.size)
-    # Keys, model names and Redis types come from the cache: a str cell would be markup.
-    key = Text(_middle_truncate(printable(row.key, one_line=True), KEY_COLUMN_WIDTH))
-    owner = (literal(tenant_of(row.key) or "-", one_line=True),) if tenants else ()
-    return (
-        key,
-        *owner,
-        literal(model, one_line=True),
-        literal(kind, one_line=True),
-        humanize.duration(age, none="-"),
-        humanize.duration(row.ttl, none="-"),
-        size,
-    )
-
-
-def _middle_truncate(text: str, width: int) -> str:
-    """Keep both ends of a long key visible: the namespace and the end of the hash."""
-    if len(text) <= width:
-        return text
-    head = (width - 1) // 2
-    return f"{text[:head]}…{text[-(width - 1 - head) :]}"

@@ -96,7 +96,7 @@ class EntryDetail(VerticalScroll):
         now = self.clock()
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
-        table.add_column()
+        table.add_column(overflow="fold")  # a long key wraps whole, never cut short
         table.add_row("key", literal(loaded.key))
         ttl = None if loaded.ttl is None else max(0.0, loaded.ttl - (now - loaded.fetched_at))
         if loaded.shape is not None:

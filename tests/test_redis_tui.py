@@ -291,7 +291,7 @@ async def test_read_only_refuses_a_purge_on_redis(
             await pilot.press("P")
             assert await app.run_action("purge", screen) is False
             screen.action_purge()  # even called directly
-            await wait_until(pilot, lambda: notified(app, "Read-only mode"))
+            await wait_until(pilot, lambda: notified(app, "read-only: started with --read-only"))
             await pilot.pause()
             assert app.screen is screen
             assert not running(app, "browser-purge-count")

@@ -286,10 +286,7 @@ class BrowserScreen(AppScreen):
     def _show_scan_status(self) -> None:
         shown = len(self.rows)
         about = f" of about {self.total:,}" if self.total is not None else ""
-        if self.exhausted:
-            more = "all matching keys loaded"
-        else:
-            more = "more may match: press l to load more"
+        more = "all matching keys loaded" if self.exhausted else "more may match: l loads more"
         self._status(
             f"{shown:,} keys shown for {self.pattern} | scanned {self.scanned:,}{about} | {more}"
         )

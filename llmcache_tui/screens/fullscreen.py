@@ -16,14 +16,21 @@ from llmcache_tui.screens.entry_actions import page_text
 from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry, stored_text
 
 
+class FullEntryDetail(EntryDetail):
+    """The detail pane with its keys shown in the footer (the browser hides them for room)."""
+
+    BINDINGS = [
+        Binding("ctrl+f", "find", "Find", id="full.find", tooltip="Find text in the entry"),
+        Binding("y", "copy_answer", "Copy answer", id="full.copy_answer"),
+        Binding("Y", "copy_json", "Copy JSON", id="full.copy_json"),
+    ]
+
+
 class FullEntryScreen(Screen[None]):
     """The entry ``loaded`` full-screen."""
 
     BINDINGS = [
         Binding("escape,q,z", "close", "Close", id="full.close"),
-        Binding("ctrl+f", "find", "Find", id="full.find", tooltip="Find text in the entry"),
-        Binding("y", "copy_answer", "Copy answer", id="full.copy_answer"),
-        Binding("Y", "copy_json", "Copy JSON", id="full.copy_json"),
         Binding("vertical_line", "pager", "Pager", id="full.pager", tooltip="Pipe to $PAGER"),
     ]
 
@@ -35,9 +42,9 @@ class FullEntryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         if self.clock_owner is not None:
-            yield EntryDetail(id="full-detail", clock=self.clock_owner.clock)
+            yield FullEntryDetail(id="full-detail", clock=self.clock_owner.clock)
         else:
-            yield EntryDetail(id="full-detail")
+            yield FullEntryDetail(id="full-detail")
         yield Footer()
 
     @property
@@ -50,15 +57,6 @@ class FullEntryScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
-
-    def action_find(self) -> None:
-        self.detail.action_find()
-
-    def action_copy_answer(self) -> None:
-        self.detail.action_copy_answer()
-
-    def action_copy_json(self) -> None:
-        self.detail.action_copy_json()
 
     def action_pager(self) -> None:
         page_text(self.app, stored_text(self.loaded))

@@ -98,7 +98,7 @@ async def test_overview_shows_info_and_browser_lists_keys_with_ttls(
                 rf"redis version +{re.escape(version['redis_version'])}",
                 rf"nodes +{primaries}\b",
                 r"entries +5\b",
-                r"size +\d+(\.\d+)? [KMG]i?B",  # used_memory
+                r"server memory +\d+(\.\d+)? [KMG]i?B",  # used_memory
                 r"keyspace hits +\d",
                 r"keyspace misses +\d",
             ]:

@@ -241,7 +241,7 @@ def proxy_counters(client: httpx.Client, server: Server) -> dict[str, int]:
     for line in text.splitlines():
         name, _, value = line.partition(" ")
         if name.startswith("llmcache_") and name.endswith("_total"):
-            counters[name.removeprefix("llmcache_").removesuffix("_total")] = int(value)
+            counters[name.removeprefix("llmcache_").removesuffix("_total")] = int(float(value))
     return counters
 
 

@@ -193,11 +193,20 @@ class LitellmParams(_Model):
     timeout: PositiveFloat | None = None
 
 
+class ModelInfo(_Model):
+    """``model_info`` of a ``model_list`` entry; its prices give ``/metrics`` the money
+    each cache hit saved (USD per token, LiteLLM's keys)."""
+
+    input_cost_per_token: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    output_cost_per_token: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+
+
 class ModelEntry(_Model):
     """One ``model_list`` entry: a public model name and the deployment behind it."""
 
     model_name: str = Field(min_length=1)
     litellm_params: LitellmParams
+    model_info: ModelInfo = Field(default_factory=ModelInfo)
 
 
 class CacheParams(_Model):

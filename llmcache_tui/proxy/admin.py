@@ -23,6 +23,7 @@ from llmcache_tui.proxy.asgi import (
 )
 from llmcache_tui.proxy.auth import caller_of
 from llmcache_tui.proxy.errors import error_body
+from llmcache_tui.proxy.exposition import render
 
 if TYPE_CHECKING:
     from llmcache_tui.proxy.app import Handler, ProxyApp
@@ -198,29 +199,9 @@ def _cache_state(app: ProxyApp) -> str:
 
 
 async def metrics(app: ProxyApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Counters in the Prometheus text format."""
-    snapshot = app.stats.snapshot()
-    lines = []
-    for name in ("requests", "hits", "misses", "bypassed", "stored", "coalesced", "tokens_saved"):
-        lines.append(f"# TYPE llmcache_{name}_total counter")
-        lines.append(f"llmcache_{name}_total {snapshot[name]}")
-    lines.append("# TYPE llmcache_errors_total counter")
-    lines.append(f'llmcache_errors_total{{kind="client"}} {snapshot["client_errors"]}')
-    lines.append(f'llmcache_errors_total{{kind="upstream"}} {snapshot["upstream_errors"]}')
-    cache_errors = app.cache.errors if app.cache is not None else 0
-    lines.append(f'llmcache_errors_total{{kind="cache"}} {cache_errors}')
-    semantic = app.cache.semantic if app.cache is not None else None
-    if semantic is not None:
-        counters = semantic.stats
-        lines.append(f'llmcache_errors_total{{kind="semantic"}} {counters.errors}')
-        for name in ("lookups", "hits", "refused", "stored", "skipped"):
-            lines.append(f"# TYPE llmcache_semantic_{name}_total counter")
-            lines.append(f"llmcache_semantic_{name}_total {getattr(counters, name)}")
-    lines.append("# TYPE llmcache_hit_ratio gauge")
-    lines.append(f"llmcache_hit_ratio {snapshot['hit_rate']}")
-    text = "\n".join(lines) + "\n"
-    content_type = (b"content-type", b"text/plain; version=0.0.4; charset=utf-8")
-    await send_response(send, 200, text.encode(), [content_type])
+    """Every metric in the Prometheus text format (OpenMetrics if the scraper asks)."""
+    body, content_type = render(app.metrics_registry, scope)
+    await send_response(send, 200, body, [(b"content-type", content_type)])
 
 
 ROUTES: dict[str, tuple[str, Handler]] = {

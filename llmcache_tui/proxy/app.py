@@ -28,6 +28,8 @@ from llmcache_tui.proxy.asgi import (
 from llmcache_tui.proxy.auth import CALLER, Authenticator, caller_of
 from llmcache_tui.proxy.errors import ProxyError, echo, error_body
 from llmcache_tui.proxy.events import CLIENT_CLOSED, RequestListener, ResponseWatch
+from llmcache_tui.proxy.exposition import new_registry
+from llmcache_tui.proxy.metrics import ProxyMetrics
 from llmcache_tui.proxy.pipeline import Pipeline
 from llmcache_tui.proxy.request import LLM_PATHS, RequestReader
 from llmcache_tui.proxy.routing import Router
@@ -72,6 +74,8 @@ class ProxyApp:
     shared with its probe); ``semantic_problem`` says why a semantic type runs without one.
     ``request_listeners`` are called with a :class:`~llmcache_tui.proxy.events.RequestEvent`
     after each LLM request (on the event loop: they must return at once).
+    ``metrics=False`` records no latencies, lookups or savings (and no backend timings),
+    to measure what recording them costs; ``/metrics`` then has the plain counters only.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class ProxyApp:
         semantic: SemanticTier | None = None,
         semantic_problem: str | None = None,
         owns_semantic: bool = True,
+        metrics: bool = True,
     ) -> None:
         self.settings = settings
         self.router = Router(settings.model_list)
@@ -103,6 +108,16 @@ class ProxyApp:
         self.clock = clock
         self.stats = ProxyStats()
         self.request_listeners: list[RequestListener] = []
+        self.metrics: ProxyMetrics | None = None
+        if metrics:
+            namespace = settings.cache.namespace if settings.cache else None
+            self.metrics = ProxyMetrics(settings.model_list, namespace)
+        elif backend is not None:
+            for part in backend.timed_parts():
+                part.timings = None
+        self.metrics_registry = new_registry(self)
+        # Bound once: the request path calls it on every request, hits included.
+        self._observe_request = self.metrics.requests.observe if self.metrics else None
         self.requests = RequestReader(settings.max_request_bytes)
         self.pipeline = Pipeline(
             settings,
@@ -111,6 +126,7 @@ class ProxyApp:
             self.stats,
             backend_problem=backend_problem,
             clock=clock,
+            metrics=self.metrics,
         )
         self.auth = Authenticator(settings)
         self._routes: dict[str, tuple[str, Handler | None]] = {
@@ -235,6 +251,9 @@ class ProxyApp:
         finally:
             elapsed = time.perf_counter() - started
             self.stats.record(outcome, elapsed)
+            observe = self._observe_request
+            if observe is not None:
+                observe((route, outcome), elapsed)
             if watch is not None:
                 self._tell(watch, route, model, elapsed)
 

@@ -41,7 +41,8 @@ class Coalescer:
         """Lead the upstream call for ``key``, or be answered from the one in flight.
 
         Returns the :class:`Flight` this request now leads (the caller must :meth:`land`
-        it), or, once it has been answered from another request's call, the outcome.
+        it), or, once it has been answered from another request's call, the outcome
+        (``collapsed`` for a successful answer).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deployment.timeout or self.request_timeout)
@@ -63,7 +64,7 @@ class Coalescer:
             )
             if outcome is not None:
                 self.stats.coalesced += 1
-                return outcome
+                return "collapsed" if outcome == "miss" else outcome
             attempt = flight.attempt + 1
 
     def land(self, key: str, flight: Flight) -> None:

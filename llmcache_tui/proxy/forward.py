@@ -8,6 +8,9 @@ apart.
 
 from __future__ import annotations
 
+from time import perf_counter
+from typing import TYPE_CHECKING
+
 import orjson
 
 from llmcache_tui.proxy import local_models
@@ -17,6 +20,9 @@ from llmcache_tui.proxy.mock import MockStream, mock_reply, mock_stream
 from llmcache_tui.proxy.request import LLM_PATHS, LLMRequest
 from llmcache_tui.proxy.routing import Deployment, Router, UnsafeModelName
 from llmcache_tui.proxy.upstream import UpstreamClient, UpstreamReply, UpstreamStream
+
+if TYPE_CHECKING:
+    from llmcache_tui.proxy.metrics import ProxyMetrics
 
 
 def deployment_for_request(router: Router, request: LLMRequest) -> Deployment:
@@ -51,10 +57,14 @@ def deployment_for_request(router: Router, request: LLMRequest) -> Deployment:
 
 
 class Forwarder:
-    """Calls deployments for the proxy, through one upstream client created on first use."""
+    """Calls deployments for the proxy, through one upstream client created on first use.
 
-    def __init__(self, request_timeout: float) -> None:
+    With ``metrics``, each call's latency is recorded by model group, failed calls too.
+    """
+
+    def __init__(self, request_timeout: float, metrics: ProxyMetrics | None = None) -> None:
         self.request_timeout = request_timeout
+        self.metrics = metrics
         self._upstream: UpstreamClient | None = None
 
     @property
@@ -70,6 +80,15 @@ class Forwarder:
 
     async def call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
         """The deployment's whole answer to a request that is not streamed."""
+        if self.metrics is None:
+            return await self._call(deployment, request)
+        started = perf_counter()
+        try:
+            return await self._call(deployment, request)
+        finally:
+            self.metrics.upstream_call(request.model, perf_counter() - started)
+
+    async def _call(self, deployment: Deployment, request: LLMRequest) -> UpstreamReply:
         if deployment.provider == "mock":
             mock = deployment.mock_response
             document = mock_reply(request.route, request.model, request.body, mock)
@@ -89,7 +108,21 @@ class Forwarder:
     async def open_stream(
         self, deployment: Deployment, request: LLMRequest
     ) -> UpstreamStream | MockStream:
-        """Start the deployment's streamed answer; the caller must ``close()`` it."""
+        """Start the deployment's streamed answer; the caller must ``close()`` it.
+
+        Its latency is recorded up to the response headers: the rest is the answer's
+        own pace."""
+        if self.metrics is None:
+            return await self._open_stream(deployment, request)
+        started = perf_counter()
+        try:
+            return await self._open_stream(deployment, request)
+        finally:
+            self.metrics.upstream_call(request.model, perf_counter() - started)
+
+    async def _open_stream(
+        self, deployment: Deployment, request: LLMRequest
+    ) -> UpstreamStream | MockStream:
         if deployment.provider == "mock":
             mock = deployment.mock_response
             return MockStream(mock_stream(request.route, request.model, request.body, mock))

@@ -24,6 +24,7 @@ from llmcache_tui.proxy.entries import entry_for, stream_entry
 from llmcache_tui.proxy.errors import ProxyError
 from llmcache_tui.proxy.followers import Coalescer
 from llmcache_tui.proxy.forward import Forwarder, deployment_for_request
+from llmcache_tui.proxy.metrics import ProxyMetrics
 from llmcache_tui.proxy.relay import relay_stream
 from llmcache_tui.proxy.replies import (
     HIT_STATUS,
@@ -42,8 +43,9 @@ from llmcache_tui.proxy.upstream import UpstreamReply
 class Pipeline:
     """Answers parsed LLM requests: from the cache when it may, else from the deployment.
 
-    Returns each request's outcome for the counters: hit, miss, bypass or upstream_error
-    (a ProxyError raised out of :meth:`answer` is the caller's to send).
+    Returns each request's outcome for the counters: hit, semantic_hit, miss, collapsed,
+    cache_error, bypass or upstream_error (a ProxyError raised out of :meth:`answer` is
+    the caller's to send).
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class Pipeline:
         *,
         backend_problem: str | None = None,
         clock: Callable[[], float] = time.time,
+        metrics: ProxyMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.router = router
@@ -62,7 +65,8 @@ class Pipeline:
         self.stats = stats
         self.backend_problem = backend_problem
         self.clock = clock
-        self.forwarder = Forwarder(settings.request_timeout)
+        self.metrics = metrics
+        self.forwarder = Forwarder(settings.request_timeout, metrics)
         self.stream_replay = settings.cache.params.stream_replay if settings.cache else "instant"
         self.coalesce = settings.cache.params.coalesce if settings.cache else False
         self.coalescer = Coalescer(settings.request_timeout, stats, self.stream_replay)
@@ -100,6 +104,8 @@ class Pipeline:
             if cache.semantic is not None:
                 query = request.semantic_query(decision.namespace, decision.tenant)
             found = await cache.lookup(key, request.route, request.model, decision.max_age, query)
+            if self.metrics is not None:
+                self.metrics.looked_up(request.model, decision.namespace, found, deployment.model)
             if found.entry is not None:
                 status = HIT_STATUS
                 if found.similarity is not None:
@@ -108,7 +114,7 @@ class Pipeline:
                 await self._send_hit(
                     send, found.entry, found.body, found.age, request, [*headers, status]
                 )
-                return "hit"
+                return "hit" if found.similarity is None else "semantic_hit"
             fwd = found.fwd
             detail = "cache-error" if found.failed else None
             if found.semantic_failed:
@@ -122,9 +128,10 @@ class Pipeline:
         try:
             if request.stream:
                 headers.append(cache_status(fwd, False, detail))
-                return await self._stream(
+                outcome = await self._stream(
                     deployment, request, receive, send, headers, decision, key, flight
                 )
+                return _counted(outcome, detail)
             reply, stored = await self._fetch(deployment, request, decision, key, flight)
         except ProxyError as exc:
             if flight is not None:
@@ -139,7 +146,7 @@ class Pipeline:
         await send_response(send, reply.status, reply.body, [*reply.headers, *headers])
         if reply.status >= 400:
             return "upstream_error"
-        return "miss" if decision.read else "bypass"
+        return _counted("miss" if decision.read else "bypass", detail)
 
     def _decision(self, request: LLMRequest) -> Decision:
         if request.controls is NO_CONTROLS:
@@ -235,3 +242,11 @@ class Pipeline:
         stored = await cache.store(key, entry, decision.ttl, query)
         self.stats.stored += stored
         return stored
+
+
+def _counted(outcome: str, detail: str | None) -> str:
+    """The outcome to count: a miss the cache (or its semantic tier) failed on is a
+    cache_error, so a dashboard can tell it from a plain miss."""
+    if outcome == "miss" and detail in ("cache-error", "semantic-error"):
+        return "cache_error"
+    return outcome

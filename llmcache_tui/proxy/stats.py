@@ -28,12 +28,14 @@ class ProxyStats:
     def record(self, outcome: str, seconds: float) -> None:
         """Count a finished request.
 
-        ``outcome`` is hit, miss, bypass, client_error or upstream_error.
+        ``outcome`` is hit, semantic_hit, miss, collapsed (a miss answered by another
+        request's upstream call), cache_error (a miss the cache failed on), bypass,
+        client_error or upstream_error.
         """
         self.requests += 1
-        if outcome == "hit":
+        if outcome == "hit" or outcome == "semantic_hit":
             self.hits += 1
-        elif outcome == "miss":
+        elif outcome == "miss" or outcome == "collapsed" or outcome == "cache_error":
             self.misses += 1
         elif outcome == "bypass":
             self.bypassed += 1

@@ -320,7 +320,7 @@ class ProxyScreen(AppScreen):
             return
         table = self.query_one("#proxy-requests", RequestTable)
         shown = FILTER_TITLES[table.filter]
-        title = f"Requests: {shown}, {humanize.count(table.row_count)} shown (f: filter"
+        title = f"Requests: {shown}, {humanize.count(table.shown)} shown (f: filter"
         title += ", r: raw log"
         if self.problems:
             title += f", {humanize.plural(self.problems, 'warning or error', 'warnings or errors')}"

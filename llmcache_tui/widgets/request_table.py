@@ -49,6 +49,12 @@ class RequestTable(DataTable[Text]):
     def event_at(self, row_key: str | None) -> RequestEvent | None:
         return None if row_key is None else self._events.get(row_key)
 
+    @property
+    def shown(self) -> int:
+        """How many events the table holds, drawn or not (rows are drawn from the first
+        resize on, when the columns are known)."""
+        return len(self._events)
+
     def load(self, events: Iterable[RequestEvent]) -> None:
         """Show the events (oldest first) that the filter lets through, and no others."""
         self.clear()

@@ -1,7 +1,7 @@
 """The backend interface shared by the proxy and the terminal app.
 
 Public methods do the shared work once (default TTL, error translation, operation
-counters); each backend implements the underscore primitives. Optional abilities are
+counters and latencies); each backend implements the underscore primitives. Optional abilities are
 class flags that the terminal app reads to decide what to offer.
 """
 
@@ -13,9 +13,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from time import perf_counter
 from typing import Any, ClassVar
 
 from llmcache_tui.cache.backends.breaker import CircuitBreaker, CircuitOpen
+from llmcache_tui.cache.timings import OperationTimings
 from llmcache_tui.config import MAX_TTL_SECONDS, MAX_TTL_TEXT
 from llmcache_tui.redact import NO_SECRETS, Redactor
 
@@ -114,14 +116,18 @@ class CacheBackend(ABC):
         #: knows the settings' secrets (set by build_backend): client errors may quote them
         self.redactor: Redactor = NO_SECRETS
         self._delete_listeners: list[DeleteListener] = []
+        #: latency and failures per operation, for ``/metrics``; None records nothing
+        self.timings: OperationTimings | None = OperationTimings()
 
     # -- required core -------------------------------------------------------------
     async def get(self, key: str) -> bytes | None:
         self._guard()
+        started = perf_counter()
         try:
             value = await self._get(key)
         except Exception as exc:
-            raise self._failure("get", exc) from exc
+            raise self._failure("get", exc, started) from exc
+        self._took("get", started)
         self._healthy()
         return value
 
@@ -129,10 +135,13 @@ class CacheBackend(ABC):
         """Read several keys at once (for a page of the browser), in order."""
         if not keys:
             return []
+        started = perf_counter()
         try:
-            return await self._get_many(keys)
+            values = await self._get_many(keys)
         except Exception as exc:
-            raise self._failure("get", exc) from exc
+            raise self._failure("get", exc, started, timed_as="get_many") from exc
+        self._took("get_many", started)
+        return values
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         ttl = self.default_ttl if ttl is None else ttl
@@ -143,10 +152,12 @@ class CacheBackend(ABC):
                 f" above 0 and at most {MAX_TTL_TEXT}"
             )
         self._guard()
+        started = perf_counter()
         try:
             await self._set(key, value, ttl)
         except Exception as exc:
-            raise self._failure("set", exc) from exc
+            raise self._failure("set", exc, started) from exc
+        self._took("set", started)
         self._healthy()
 
     async def delete(self, keys: Iterable[str]) -> int:
@@ -154,10 +165,12 @@ class CacheBackend(ABC):
         keys = list(keys)
         if not keys:
             return 0
+        started = perf_counter()
         try:
             deleted = await self._delete(keys)
         except Exception as exc:
-            raise self._failure("delete", exc) from exc
+            raise self._failure("delete", exc, started) from exc
+        self._took("delete", started)
         if deleted:
             await self._deleted(keys)
         return deleted
@@ -175,10 +188,12 @@ class CacheBackend(ABC):
 
     async def ping(self) -> bool:
         """Always tries, breaker or not: this is how a person checks the server."""
+        started = perf_counter()
         try:
             answer = await self._ping()
         except Exception as exc:
-            raise self._failure("ping", exc) from exc
+            raise self._failure("ping", exc, started) from exc
+        self._took("ping", started)
         self._healthy()
         return answer
 
@@ -204,12 +219,16 @@ class CacheBackend(ABC):
         cheaper where they cost a round trip: purges and namespace discovery need no more.
         """
         pattern, count = match or "*", max(1, count)
+        started = perf_counter()
         try:
             if details:
-                return await self._scan(pattern, cursor, count)
-            return await self._scan_names(pattern, cursor, count)
+                page = await self._scan(pattern, cursor, count)
+            else:
+                page = await self._scan_names(pattern, cursor, count)
         except Exception as exc:
-            raise self._failure("scan", exc) from exc
+            raise self._failure("scan", exc, started) from exc
+        self._took("scan", started)
+        return page
 
     async def value_heads(self, keys: list[str], size: int) -> list[bytes | None]:
         """The first ``size`` bytes of each key's value, in order, read in one batch where
@@ -347,8 +366,30 @@ class CacheBackend(ABC):
         if breaker is not None and breaker.failures and breaker.succeeded():
             log.warning("%s cache is reachable again", self.cache_type)
 
-    def _failure(self, operation: str, exc: Exception) -> CacheBackendError:
+    def timed_parts(self) -> list[CacheBackend]:
+        """The backends whose ``timings`` tell what this one did (itself; a tier's parts)."""
+        return [self]
+
+    def _took(self, operation: str, started: float) -> None:
+        timings = self.timings
+        if timings is not None:
+            timings.latency.observe(operation, perf_counter() - started)
+
+    def _failure(
+        self,
+        operation: str,
+        exc: Exception,
+        started: float | None = None,
+        *,
+        timed_as: str | None = None,
+    ) -> CacheBackendError:
         self.errors += 1
+        timings = self.timings
+        if timings is not None:
+            timed_as = timed_as or operation
+            timings.failed(timed_as)
+            if started is not None:
+                timings.latency.observe(timed_as, perf_counter() - started)
         outage = self._outage(exc)
         # Only the proxy's own reads and writes open the breaker; a person's scan or
         # delete failing in the terminal app should not keep requests off the cache.

@@ -95,7 +95,7 @@ class BrowserScreen(AppScreen):
             "Copy answer",
             show=False,
             id="browser.copy_answer",
-            tooltip="Copy the entry's answer (the decoded response text)",
+            tooltip="Copy the answer (decoded response text)",
         ),
         Binding(
             "Y",

@@ -34,8 +34,8 @@ PREVIEW_BYTES = 64 * 1024
 ANSWER_PREVIEW_CHARS = 300
 STORED_NOTE = "(the value's bytes)"
 MEMORY_NOTE = "(server memory, overhead included)"
-MATCH_STYLE = "black on yellow"
-CURRENT_MATCH_STYLE = "black on dark_orange"
+MATCH_STYLE = "black on #e6c84f"
+CURRENT_MATCH_STYLE = "bold white on #d7005f"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 from textual.worker import Worker, WorkerState
 
+from llmcache_tui.cache.export import output_directory
 from llmcache_tui.literal import printable
 from llmcache_tui.log_bridge import LogBridge
 from llmcache_tui.request_log import RequestLog
@@ -140,17 +142,23 @@ class LLMCacheApp(App[None]):
         self.push_screen(HelpScreen(groups, self.session.settings.app.keymap))
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        # Ours replace Textual's of the same name ("Quit"), so no title appears twice.
+        # Ours replace Textual's of the same name ("Quit", "Screenshot"), so no title appears
+        # twice. Textual's screenshot goes to a Downloads folder that may not exist.
         ours = {b.description for b in self.BINDINGS if isinstance(b, Binding)}
         for command in super().get_system_commands(screen):
-            if command.title not in ours:
+            if command.title not in ours and command.title != "Screenshot":
                 yield command
+        yield SystemCommand(
+            "Screenshot",
+            "Save an SVG screenshot next to the config file (else in the current directory)",
+            lambda: self.set_timer(0.1, self.save_screenshot_here),  # once the palette is gone
+        )
         for namespace, bindings in (("app", self.BINDINGS), ("screen", screen.BINDINGS)):
             for binding in bindings:
                 if not isinstance(binding, Binding) or binding.action == "help":
                     continue
-                if binding.action == "probe_unavailable":
-                    continue
+                if binding.action == "probe_unavailable" or binding.action.startswith("refuse"):
+                    continue  # the same key's explanation where its action is off
                 checker = screen if namespace == "screen" else self
                 if checker.check_action(binding.action, ()) is False:
                     continue
@@ -161,6 +169,18 @@ class LLMCacheApp(App[None]):
                     partial(self.run_action, binding.action, target),
                 )
         yield SystemCommand("Help", "List every key binding", self.action_help)
+
+    def save_screenshot_here(self) -> str | None:
+        """Save an SVG of the screen in the config file's directory (else the current one);
+        say the full path, or why it failed."""
+        directory = output_directory(self.session.settings.source)
+        try:
+            path = self.save_screenshot(path=str(directory))
+        except OSError as exc:
+            self.notify(f"Screenshot not saved in {directory}: {exc}", severity="error")
+            return None
+        self.notify(f"Saved {os.path.abspath(path)}", title="Screenshot")
+        return path
 
     def notify(
         self,

@@ -135,6 +135,11 @@ class Session:
     def proxy_running(self) -> bool:
         return self.proxy_task is not None and not self.proxy_task.done()
 
+    def read_only_refusal(self, what: str) -> str:
+        """Why ``what`` (``delete``, ``purge``...) is off in read-only mode, for a person."""
+        why = "started with --read-only" if self._read_only_flag else "llmcache.read_only is set"
+        return f"read-only: {why}; {what} is off"
+
     async def health(self, *, clock: Callable[[], float] = time.time) -> Health:
         """Ping the backend and read its size; never raises.
 

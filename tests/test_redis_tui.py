@@ -98,7 +98,7 @@ async def test_overview_shows_info_and_browser_lists_keys_with_ttls(
                 rf"redis version +{re.escape(version['redis_version'])}",
                 rf"nodes +{primaries}\b",
                 r"entries +5\b",
-                r"size +\d+(\.\d+)? [KMG]i?B",  # used_memory
+                r"server memory +\d+(\.\d+)? [KMG]i?B",  # used_memory
                 r"keyspace hits +\d",
                 r"keyspace misses +\d",
             ]:
@@ -291,7 +291,7 @@ async def test_read_only_refuses_a_purge_on_redis(
             await pilot.press("P")
             assert await app.run_action("purge", screen) is False
             screen.action_purge()  # even called directly
-            await wait_until(pilot, lambda: notified(app, "Read-only mode"))
+            await wait_until(pilot, lambda: notified(app, "read-only: started with --read-only"))
             await pilot.pause()
             assert app.screen is screen
             assert not running(app, "browser-purge-count")

@@ -321,10 +321,15 @@ async def test_read_only_hides_and_refuses_every_change(
         for hidden in ("Delete", "TTL", "Purge"):
             assert hidden not in footer
 
+        why = "started with --read-only" if how == "session" else "llmcache.read_only is set"
         await pilot.press("d", "t", "P", "delete")
-        assert app.screen is screen  # no dialog opened
+        assert app.screen is screen  # no dialog opened, but each key says why
+        for what in ("delete", "TTL change", "purge"):
+            message = f"read-only: {why}; {what} is off"
+            await wait_until(pilot, lambda m=message: notified(app, m), what=message)
+        app.clear_notifications()
         screen.action_delete()  # even called directly, it refuses
-        await wait_until(pilot, lambda: notified(app, "Read-only mode: changes are disabled"))
+        await wait_until(pilot, lambda: notified(app, f"read-only: {why}; delete is off"))
         titles = {command.title for command in app.get_system_commands(screen)}
         assert {"Copy key", "Load more"} <= titles
         assert not {"Delete", "TTL", "Purge"} & titles

@@ -88,7 +88,7 @@ async def test_overview_shows_backend_health_and_never_a_secret(
             r"access +read-write",
             r"ping +\d+\.\d\d ms",
             r"entries +0\b",
-            r"size +\d",
+            r"on disk +\d",
             r"checked +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d",
             r"stopped \(start it from the Proxy screen: 3\)",
         ]:

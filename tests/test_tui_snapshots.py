@@ -257,3 +257,16 @@ def test_probe_snapshot(snap_compare: SnapCompare, tmp_path: Path) -> None:
 def test_probe_snapshot_at_80x24(snap_compare: SnapCompare, tmp_path: Path) -> None:
     app, probe_sweden = probed_app(tmp_path)
     assert snap_compare(app, terminal_size=SMALL, run_before=probe_sweden)
+
+
+@pytest.mark.usefixtures("utc")
+def test_full_view_snapshot_with_a_search(snap_compare: SnapCompare) -> None:
+    async def find_in_full_view(pilot: Pilot[None]) -> None:
+        await pilot.press("2")
+        await settle(pilot)
+        await pilot.press("down", "z")
+        await settle(pilot)
+        await pilot.press("ctrl+f", *"tokens", "enter", "escape")  # the second of three
+        await settle(pilot)
+
+    assert snap_compare(seeded_app(), terminal_size=SIZE, run_before=find_in_full_view)

@@ -7,7 +7,9 @@ shared Redis) show as such and are never purged; a purge says first how many ent
 will delete, and one of the whole cache asks for a typed word. Under tenant isolation a
 tenant column shows whose entry each key is (the tree's first level, ``@tenant``, too).
 ``v`` opens the semantic cache's vectors (:mod:`~llmcache_tui.screens.vectors`) where the
-cache type keeps any.
+cache type keeps any. The entry shown can be searched (Ctrl+F), copied (y, Y), exported
+with the keys shown (x, X; :mod:`~llmcache_tui.screens.entry_actions`), opened full-screen
+(z; :mod:`~llmcache_tui.screens.fullscreen`) or paged (``|``).
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ from llmcache_tui.cache.browse import (
 from llmcache_tui.literal import literal
 from llmcache_tui.screens.base import AppScreen
 from llmcache_tui.screens.confirm import ConfirmScreen
+from llmcache_tui.screens.entry_actions import ask_export, page_text
+from llmcache_tui.screens.fullscreen import FullEntryScreen
 from llmcache_tui.screens.prompt import PromptScreen, parse_ttl, ttl_problem
 from llmcache_tui.screens.purge import PurgeConfirmScreen, PurgeScreen, PurgeTypedConfirmScreen
-from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry
+from llmcache_tui.widgets.entry_detail import EntryDetail, LoadedEntry, stored_text
 from llmcache_tui.widgets.key_table import KeyTable
 
 ROWS_PER_LOAD = 100  # "load more" adds at least this many matching rows when it can
@@ -75,12 +79,74 @@ class BrowserScreen(AppScreen):
 
     BINDINGS = [
         Binding("slash", "focus_filter", "Filter", id="browser.filter", tooltip="Glob filter"),
-        Binding("n", "toggle_tree", "Namespaces", id="browser.tree", tooltip="Show/hide the tree"),
-        Binding("l", "load_more", "Load more", id="browser.load_more"),
-        Binding("f5,ctrl+r", "refresh", "Refresh", id="browser.refresh"),
+        # show=False: in the help and the palette; the footer keeps to what fits in 120
+        # columns (the status line says "press l to load more" when there is more).
+        Binding(
+            "n",
+            "toggle_tree",
+            "Tree",
+            show=False,
+            id="browser.tree",
+            tooltip="Show/hide namespaces",
+        ),
+        Binding("l", "load_more", "Load more", show=False, id="browser.load_more"),
+        Binding("f5,ctrl+r", "refresh", "Refresh", show=False, id="browser.refresh"),
         Binding("d,delete", "delete", "Delete", id="browser.delete", tooltip="Delete the key"),
         Binding("t", "edit_ttl", "TTL", id="browser.ttl", tooltip="Change the key's TTL"),
+        # The same keys in read-only mode: say why instead of doing nothing.
+        Binding("d,delete", "refuse('delete')", "Delete", show=False, id="browser.delete_off"),
+        Binding("t", "refuse('TTL change')", "TTL", show=False, id="browser.ttl_off"),
+        Binding("P", "refuse('purge')", "Purge", show=False, id="browser.purge_off"),
         Binding("c", "copy_key", "Copy key", id="browser.copy"),
+        Binding(
+            "y",
+            "copy_answer",
+            "Copy answer",
+            show=False,
+            id="browser.copy_answer",
+            tooltip="Copy the answer (decoded response text)",
+        ),
+        Binding(
+            "Y",
+            "copy_json",
+            "Copy JSON",
+            show=False,
+            id="browser.copy_json",
+            tooltip="Copy the whole stored JSON of the entry",
+        ),
+        Binding(
+            "ctrl+f",
+            "find",
+            "Find",
+            show=False,
+            id="browser.find",
+            tooltip="Find text in the entry",
+        ),
+        Binding("z", "full_view", "Zoom", id="browser.full", tooltip="The entry full-screen"),
+        Binding(
+            "vertical_line",
+            "pager",
+            "Pager",
+            show=False,
+            id="browser.pager",
+            tooltip="Pipe the entry to $PAGER",
+        ),
+        Binding(
+            "x",
+            "export_entry",
+            "Export",
+            show=False,
+            id="browser.export",
+            tooltip="Write the entry to a JSON Lines file",
+        ),
+        Binding(
+            "X",
+            "export_shown",
+            "Export shown",
+            show=False,
+            id="browser.export_shown",
+            tooltip="Write every key loaded in the table to a JSON Lines file",
+        ),
         Binding(
             "v", "vectors", "Vectors", id="browser.vectors", tooltip="The semantic cache's vectors"
         ),
@@ -286,6 +352,8 @@ class BrowserScreen(AppScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "vectors":  # only semantic cache types keep vectors
             return self.llm_app.session.semantic_available
+        if action == "refuse":
+            return self.llm_app.session.read_only
         # Hidden in read-only mode, and refused if invoked some other way.
         return not (action in MUTATING_ACTIONS and self.llm_app.session.read_only)
 
@@ -417,10 +485,7 @@ class BrowserScreen(AppScreen):
             return  # the failure stays in view until the backend answers
         loaded = len(self.rows)
         about = f" of about {self.total:,}" if self.total is not None else ""
-        if self.exhausted:
-            more = "all matching keys loaded"
-        else:
-            more = "more may match: press l to load more"
+        more = "all matching keys loaded" if self.exhausted else "more may match: l loads more"
         text_filter = self.table.text_filter
         if text_filter:
             shown = (
@@ -591,7 +656,10 @@ class BrowserScreen(AppScreen):
         if raw is None and shape is None:
             detail.clear(f"{key} no longer exists (expired or deleted).")
             return
-        detail.show(LoadedEntry(key, raw or b"", ttl, self.llm_app.clock(), shape=shape))
+        row = self.rows.get(key)
+        memory = row.size if row is not None and backend.sizes_are_memory else None
+        loaded = LoadedEntry(key, raw or b"", ttl, self.llm_app.clock(), shape=shape, memory=memory)
+        detail.show(loaded)
 
     def selected_key(self) -> str | None:
         return self.table.selected_key()
@@ -610,9 +678,58 @@ class BrowserScreen(AppScreen):
         self.app.copy_to_clipboard(key)
         self.notify(f"Copied {key}", title="Key copied")
 
+    # -- the entry shown: find, copy, full view, pager, export ----------------------------
+    @property
+    def detail(self) -> EntryDetail:
+        return self.query_one("#detail", EntryDetail)
+
+    def _shown_entry(self) -> LoadedEntry | None:
+        loaded = self.detail.loaded
+        if loaded is None:
+            self.notify("No entry shown: select a key", severity="warning")
+        return loaded
+
+    def action_find(self) -> None:
+        if self._shown_entry() is not None:
+            self.detail.action_find()
+
+    def action_copy_answer(self) -> None:
+        if self._shown_entry() is not None:
+            self.detail.action_copy_answer()
+
+    def action_copy_json(self) -> None:
+        if self._shown_entry() is not None:
+            self.detail.action_copy_json()
+
+    def action_full_view(self) -> None:
+        loaded = self._shown_entry()
+        if loaded is not None:
+            self.app.push_screen(FullEntryScreen(loaded, clock_owner=self.detail))
+
+    def action_pager(self) -> None:
+        loaded = self._shown_entry()
+        if loaded is not None:
+            page_text(self.app, stored_text(loaded))
+
+    def action_export_entry(self) -> None:
+        loaded = self._shown_entry()
+        if loaded is not None and self.backend is not None:
+            ask_export(self, self.llm_app, self.backend, [loaded.key], f"the entry {loaded.key}")
+
+    def action_export_shown(self) -> None:
+        table = self.query_one("#keys", DataTable)
+        keys = [str(row.key.value) for row in table.ordered_rows if row.key.value is not None]
+        if self.backend is None:
+            return
+        what = f"the {humanize.plural(len(keys), 'key')} loaded for {self.pattern}"
+        ask_export(self, self.llm_app, self.backend, keys, what)
+
+    def action_refuse(self, what: str) -> None:
+        self.notify(self.llm_app.session.read_only_refusal(what), severity="warning")
+
     def action_delete(self) -> None:
         key = self.selected_key()
-        if not self._may_change() or key is None:
+        if not self._may_change("delete") or key is None:
             return
 
         def answered(confirmed: bool | None) -> None:
@@ -638,7 +755,7 @@ class BrowserScreen(AppScreen):
 
     def action_edit_ttl(self) -> None:
         key = self.selected_key()
-        if not self._may_change() or key is None:
+        if not self._may_change("TTL change") or key is None:
             return
         backend = self.backend
         if backend is None or not backend.can_edit_ttl:
@@ -677,7 +794,7 @@ class BrowserScreen(AppScreen):
 
     def action_purge(self) -> None:
         backend = self.backend
-        if not self._may_change() or backend is None:
+        if not self._may_change("purge") or backend is None:
             return
         self.prepare_purge(backend, self.pattern)
 
@@ -719,9 +836,9 @@ class BrowserScreen(AppScreen):
 
         self.app.push_screen(dialog, answered)
 
-    def _may_change(self) -> bool:
+    def _may_change(self, what: str) -> bool:
         if self.llm_app.session.read_only:
-            self.notify("Read-only mode: changes are disabled", severity="warning")
+            self.action_refuse(what)
             return False
         return True
 

@@ -33,8 +33,8 @@ class HelpScreen(ModalScreen[None]):
         table.add_column("action")
         for where, bindings in self.groups.items():
             for binding in bindings:
-                if not isinstance(binding, Binding):
-                    continue
+                if not isinstance(binding, Binding) or binding.action.startswith("refuse"):
+                    continue  # a read-only explanation on a key that is listed already
                 keys = self.keymap.get(binding.id or "", binding.key)
                 shown = ", ".join(_key_name(key) for key in keys.split(","))
                 description = binding.description or binding.action
@@ -52,7 +52,7 @@ class HelpScreen(ModalScreen[None]):
 
 
 def _key_name(key: str) -> str:
-    names = {"slash": "/", "question_mark": "?", "delete": "Del"}
+    names = {"slash": "/", "question_mark": "?", "delete": "Del", "vertical_line": "|"}
     key = key.strip()
     if key in names:
         return names[key]

@@ -1,4 +1,9 @@
-"""The overview: which config and backend, its masked parameters, health, size, proxy state."""
+"""The overview: which config and backend, its masked parameters, health, size, proxy state.
+
+Each number says what it measures: the cache's size is the values' stored bytes, the disk
+used, or (Redis) the whole server's memory; the Redis hit rate is the server's keyspace
+rate, not the proxy's. A parameter that is not set says so (never ``None``).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ from llmcache_tui.session import Health, SessionError
 REFRESH_SECONDS = 5.0
 # Already shown another way, or only noise on this panel.
 HIDDEN_DETAILS = frozenset({"directory", "used_memory_human"})
+# Backend details named for people where the plain name would be ambiguous.
+DETAIL_LABELS = {"hit_rate": "keyspace hit rate", "maxmemory": "max memory"}
+NOT_SET = "not set"
 
 
 class OverviewScreen(AppScreen):
@@ -79,13 +87,18 @@ class OverviewScreen(AppScreen):
         table.add_row("config", literal(settings.source))
         cache = settings.cache
         table.add_row("cache type", cache.type if cache else "off (litellm_settings.cache)")
+        labels = {"config", "cache type", "models", "auth", "access"}
         if cache is not None:
             table.add_row("namespace", literal(cache.namespace or "-"))
-            table.add_row("mode", literal(cache.params.mode))
+            table.add_row("cache mode", literal(cache.params.mode))
             table.add_row("call types", literal(", ".join(sorted(cache.routes)) or "none"))
+            labels |= {"namespace", "cache mode", "call types"}
         if session.backend is not None:
+            kind = session.backend.cache_type
             for name, value in settings.redactor.redact(session.backend.describe()).items():
-                table.add_row(literal(name), _text(value))
+                # Redis's "mode" (single, cluster...) is not the cache's mode.
+                label = f"{kind} {name}" if name in labels or name == "mode" else name
+                table.add_row(literal(label), _text(value))
         models = ", ".join(m.model_name for m in settings.model_list) or "-"
         table.add_row("models", literal(models))
         table.add_row("auth", "master key set" if settings.master_key else "none")
@@ -104,14 +117,16 @@ class OverviewScreen(AppScreen):
         if health is None:
             table.add_row("state", "checking...")
         elif health.connected:
+            table.columns[1].justify = "right"  # numbers line up by their last digit
             table.add_row("state", Text("connected", style="green"))
             ping = "-" if health.ping_ms is None else f"{health.ping_ms:.2f} ms"
             table.add_row("ping", ping)
             table.add_row("entries", humanize.count(health.entries))
-            table.add_row("size", humanize.size(health.bytes_used))
+            table.add_row(self._size_label(), humanize.size(health.bytes_used))
             for name, value in health.details.items():
                 if value is not None and name not in HIDDEN_DETAILS:
-                    table.add_row(literal(name.replace("_", " ")), literal(_detail(name, value)))
+                    label = DETAIL_LABELS.get(name, name.replace("_", " "))
+                    table.add_row(literal(label), literal(_detail(name, value)))
         else:
             table.add_row("state", Text("not connected", style="red"))
             table.add_row("reason", literal(health.error or "-"))
@@ -122,6 +137,16 @@ class OverviewScreen(AppScreen):
             Panel(table, title=title, title_align="left")
         )
 
+    def _size_label(self) -> str:
+        """What the backend's size measures: the values' bytes, the disk used, or (Redis)
+        the server's memory for every key, overhead included."""
+        backend = self.llm_app.session.backend
+        if backend is not None and backend.sizes_are_memory:
+            return "server memory"
+        if backend is not None and backend.cache_type == "disk":
+            return "on disk"
+        return "stored"
+
     def _show_proxy(self) -> None:
         session = self.llm_app.session
         proxy = session.proxy
@@ -129,8 +154,8 @@ class OverviewScreen(AppScreen):
             stats = proxy.app.stats.snapshot()
             state = literal(f"running on http://{proxy.host}:{proxy.port}", style="green")
             detail = (
-                f"{stats['requests']:,} requests, {stats['hits']:,} hits,"
-                f" hit rate {stats['hit_rate']:.0%}"
+                f"{humanize.plural(stats['requests'], 'request')},"
+                f" {humanize.plural(stats['hits'], 'hit')}, hit rate {stats['hit_rate']:.0%}"
             )
             body: Any = Group(state, Text(detail))
         else:
@@ -171,6 +196,8 @@ class OverviewScreen(AppScreen):
 
 def _text(value: Any) -> Any:
     # Pretty shows a repr, which is never markup.
+    if value is None:
+        return Text(NOT_SET)
     return Pretty(value) if isinstance(value, dict | list | tuple) else literal(value)
 
 

@@ -28,16 +28,18 @@ class PromptScreen(ModalScreen[str | None]):
         *,
         placeholder: str = "",
         validate: Callable[[str], str | None] | None = None,
+        value: str = "",
     ) -> None:
         super().__init__()
         self.question = question
         self.placeholder = placeholder
         self.validate = validate
+        self.value = value  # the answer offered, to accept or edit
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(literal(self.question), classes="dialog-question")
-            yield Input(placeholder=self.placeholder, id="prompt-input")
+            yield Input(self.value, placeholder=self.placeholder, id="prompt-input")
             yield Label("", id="prompt-error", classes="dialog-error")
             yield Label("Enter to accept, Escape to cancel", classes="dialog-hint")
 

@@ -102,6 +102,12 @@ class CacheBackend(ABC):
     #: cache entries; False where that costs a request per key and the store holds only ours
     purge_reads_values: ClassVar[bool] = True
 
+    @property
+    def sizes_are_memory(self) -> bool:
+        """Whether ``KeyInfo.size`` and ``BackendStats.bytes_used`` measure the server's
+        memory (overhead included, and for every key) rather than the values' bytes."""
+        return False
+
     def __init__(self, *, default_ttl: float | None = None) -> None:
         self.default_ttl = default_ttl
         self.errors = 0

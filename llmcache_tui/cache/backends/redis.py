@@ -91,6 +91,10 @@ class RedisBackend(CacheBackend):
 
     cache_type = "redis"
 
+    @property
+    def sizes_are_memory(self) -> bool:
+        return True  # MEMORY USAGE per key, used_memory for the server
+
     def __init__(
         self,
         options: RedisOptions,

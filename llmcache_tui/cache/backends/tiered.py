@@ -16,6 +16,10 @@ from llmcache_tui.cache.backends.local import LocalBackend
 class TieredBackend(CacheBackend):
     """Memory first, then ``shared``; failures of ``shared`` surface as usual."""
 
+    @property
+    def sizes_are_memory(self) -> bool:
+        return self.shared.sizes_are_memory  # keys are listed and counted by the shared tier
+
     def __init__(self, memory: LocalBackend, shared: CacheBackend, memory_ttl: float) -> None:
         super().__init__(default_ttl=shared.default_ttl)
         self.memory = memory

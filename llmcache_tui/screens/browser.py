@@ -153,15 +153,22 @@ class BrowserScreen(AppScreen):
         Binding(
             "P", "purge", "Purge", id="browser.purge", tooltip="Delete all matching cache entries"
         ),
+        # Out of the footer, which has no room left at 120 columns: in the help and palette.
         Binding(
             "f",
             "focus_row_filter",
-            "Find",
-            id="browser.find",
+            "Filter rows",
+            show=False,
+            id="browser.filter_rows",
             tooltip="Filter the loaded rows by model or prompt",
         ),
         Binding(
-            "s", "cycle_sort", "Sort", id="browser.sort", tooltip="Sort by size, age, TTL, model"
+            "s",
+            "cycle_sort",
+            "Sort",
+            show=False,
+            id="browser.sort",
+            tooltip="Sort by size, age, TTL, model",
         ),
         Binding(
             "S", "reverse_sort", "Reverse", show=False, id="browser.reverse", tooltip="Reverse sort"

@@ -217,7 +217,7 @@ async def test_purge_deletes_cache_entries_and_never_other_applications_keys(
             await open_browser(pilot)
             assert sorted(table_keys(app)) == sorted([*keys.values(), "litellm-entry", *others])
             queue = table_row(app, "myapp:queue")
-            assert (queue["model"], queue["type"], queue["size"]) == (
+            assert (queue["model"], queue["type"], queue["memory"]) == (
                 "(not an entry)",
                 "list",
                 "3 items",

@@ -131,7 +131,7 @@ async def test_overview_and_browser_show_objects_with_size_age_ttl_and_prefixes(
             assert match is not None
             assert FIVE_MINUTES.fullmatch(match.group(1)), detail
             size = humanize.size(len(s3_bucket.body(key)))
-            assert re.search(rf"size +{re.escape(size)}", detail), detail
+            assert re.search(rf"stored +{re.escape(size)}", detail), detail
             _assert_no_secret(_shown(app))
 
 

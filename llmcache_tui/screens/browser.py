@@ -244,6 +244,9 @@ class BrowserScreen(AppScreen):
     def _set_columns(self) -> None:
         """A tenant column only under tenant isolation."""
         self.show_tenants = self.llm_app.session.settings.app.isolation == "tenant"
+        backend = self.llm_app.session.backend
+        memory = backend is not None and backend.sizes_are_memory
+        self.table.size_label = "memory" if memory else "size"
         self.table.set_tenants(self.show_tenants)
 
     def on_resize(self, event: Resize) -> None:

@@ -74,6 +74,8 @@ class KeyTable(DataTable[Text | str]):
         self.loaded: dict[str, KeyRow] = {}
         self.fetched_at: dict[str, float] = {}
         self.tenants = False
+        # "memory" where the backend's sizes are the server's memory use (Redis), not bytes
+        self.size_label = "size"
         self.sort_by: str | None = None
         self.descending = False
         self.text_filter = ""
@@ -260,7 +262,10 @@ class KeyTable(DataTable[Text | str]):
             self.scroll_to(y=scroll_y, animate=False, immediate=True)
 
     def _label(self, column: str) -> Text:
-        label = "key" if column == "key" else next(c.label for c in COLUMNS if c.key == column)
+        if column == "size":
+            label = self.size_label
+        else:
+            label = "key" if column == "key" else next(c.label for c in COLUMNS if c.key == column)
         if column == self.sort_by:
             label = f"{label} {DOWN if self.descending else UP}"
         return Text(label, justify="right" if column in ("age", "ttl", "size") else "left")

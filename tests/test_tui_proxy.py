@@ -99,7 +99,7 @@ async def test_start_count_requests_show_the_log_and_stop(
         assert app.session.proxy_running
 
         await pilot.press("1")  # the overview shows it too
-        await wait_until(pilot, lambda: "3 requests, 1 hits, hit rate 33%" in screen_text(app))
+        await wait_until(pilot, lambda: "3 requests, 1 hit, hit rate 33%" in screen_text(app))
         assert f"running on {url}" in screen_text(app)
 
         await pilot.press("3", "x")

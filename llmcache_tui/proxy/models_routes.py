@@ -55,9 +55,8 @@ async def model_info(app: ProxyApp, scope: Scope, receive: Receive, send: Send) 
 def _describe(app: ProxyApp, entry: ModelEntry) -> dict[str, Any]:
     params = entry.litellm_params.model_dump(exclude_none=True)
     params.pop("api_key", None)  # never shown, not even masked: LiteLLM leaves it out too
-    extra = entry.model_extra or {}
-    configured = extra.get("model_info")
-    info: dict[str, Any] = dict(configured) if isinstance(configured, dict) else {}
+    # Every key the config gave, the prices and LiteLLM's others (id, mode, ...) alike.
+    info: dict[str, Any] = entry.model_info.model_dump(exclude_none=True)
     info.setdefault("id", _entry_id(entry))
     info.setdefault("db_model", False)  # always from config.yaml here, never a database
     provider, _, rest = entry.litellm_params.model.partition("/")

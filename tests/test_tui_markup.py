@@ -411,6 +411,7 @@ async def test_dialogs_name_a_markup_key_as_it_is() -> None:
     path=markup_text(),
 )
 @example(messages=[(LLAMA_PROMPT, "[/INST]"), (ITALIC_MODEL, CLASS_GLOB)], path="[/INST]/x.yaml")
+@example(messages=[("one", "a"), ("two", "b")], path="?\x00")
 def test_notifications_and_error_messages_are_text(
     messages: list[tuple[str, str]], path: str
 ) -> None:
@@ -449,7 +450,9 @@ def test_notifications_and_error_messages_are_text(
             error = notifications(app)[-1]
             assert error.severity == "error" and not error.markup
             if error.title == "Config not opened":
-                assert shows(error.message, path.strip())
+                # A path no file system takes (a NUL in it) is named as its repr.
+                wanted = path.strip()
+                assert shows(error.message, wanted) or shows(error.message, repr(wanted))
             assert app.session.settings.source == CONFIG_SOURCE  # the config in use stays
             assert_alive(app)
 

@@ -247,23 +247,13 @@ async def _neighbours(
         note = LITELLM_NOTE if note is None else f"{LITELLM_NOTE}; {note}"
     rows = []
     considered = 0
-    for neighbour, scoped_here in found:
-        if neighbour.origin != OURS:
-            rows.append(
-                ProbeRow(
-                    key=neighbour.key,
-                    similarity=neighbour.similarity,
-                    text=neighbour.text,
-                    in_scope=False,
-                    verdict=None,
-                    created_at=neighbour.created_at,
-                    expires_at=neighbour.expires_at,
-                    entry="unservable",
-                    origin=neighbour.origin,
-                )
-            )
-            continue
-        state, entry_model = _entry_state(entries.get(neighbour.key), route, model)
+    for neighbour, found_in_scope in found:
+        is_ours = neighbour.origin == OURS
+        scoped_here = found_in_scope and is_ours  # LiteLLM's records carry no scope of ours
+        if is_ours:
+            state, entry_model = _entry_state(entries.get(neighbour.key), route, model)
+        else:
+            state, entry_model = "unservable", None
         rows.append(
             ProbeRow(
                 key=neighbour.key,
@@ -276,7 +266,8 @@ async def _neighbours(
                 entry=state,
                 model=entry_model,
                 considered=scoped_here and considered < tier.candidates,
-                scope_diff=None if scoped_here else differences(query.parts, neighbour.parts),
+                origin=neighbour.origin,
+                scope_diff=None if found_in_scope else differences(query.parts, neighbour.parts),
             )
         )
         considered += scoped_here

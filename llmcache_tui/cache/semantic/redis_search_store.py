@@ -372,16 +372,7 @@ class RedisSearchStore(RedisStoreBase):
         prefix = self.litellm.keys
         # Never a key outside the index's prefix, whatever the caller passes.
         names = [name for name in dict.fromkeys(ids) if name.startswith(prefix)]
-        if not names:
-            return 0
-
-        async def unlink() -> int:
-            pipe = self.client.pipeline(transaction=False)
-            for name in names:
-                pipe.execute_command("UNLINK", name)
-            return sum(int(n) for n in await pipe.execute())
-
-        return await self._call("delete", unlink)
+        return await self._unlink("delete", names)
 
     async def delete(self, keys: Sequence[str]) -> int:
         names = [self.record_key(key) for key in keys]
@@ -447,6 +438,11 @@ class RedisSearchStore(RedisStoreBase):
         ]  # fmt: skip
         reply = await self._with_index("sweep", lambda: self.client.execute_command(*args))
         names = [name for name, _ in search_results(reply, content=False)]
+        return await self._unlink("sweep", names)
+
+    async def _unlink(self, operation: str, names: list[str]) -> int:
+        """UNLINK ``names`` in one pipeline (one key a command: cluster slots differ);
+        how many existed."""
         if not names:
             return 0
 
@@ -456,7 +452,7 @@ class RedisSearchStore(RedisStoreBase):
                 pipe.execute_command("UNLINK", name)
             return sum(int(n) for n in await pipe.execute())
 
-        return await self._call("sweep", unlink)
+        return await self._call(operation, unlink)
 
     async def _state(self, details: dict[str, Any]) -> StoreHealth:
         info = await self._index_info()

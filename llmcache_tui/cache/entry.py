@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -54,6 +54,16 @@ class CacheEntry:
     chunks: list[dict[str, Any]] | None = None  # a streamed answer's chunks, as received
     chunk_offsets: list[float] | None = None  # seconds from the first byte to each chunk
     foreign: bool = False  # written by LiteLLM, not by us: shown, never served
+    #: ``usage``'s token counts (0 where it has none), what serving this entry saves;
+    #: worked out once here because ``/metrics`` adds them up on every hit
+    prompt_tokens: int = field(init=False, repr=False, compare=False, default=0)
+    completion_tokens: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        usage = self.usage
+        if usage and isinstance(usage, dict):  # a damaged entry's may be anything
+            self.prompt_tokens = _token_count(usage.get("prompt_tokens"))
+            self.completion_tokens = _token_count(usage.get("completion_tokens"))
 
     def response_bytes(self) -> bytes:
         """The response body exactly as a client receives it."""
@@ -138,6 +148,11 @@ def entry_origin(head: bytes) -> str | None:
     if _LITELLM_HEAD.match(head):
         return ORIGIN_LITELLM
     return None
+
+
+def _token_count(value: Any) -> int:
+    # Upstream's usage is whatever it sent: only a positive whole number counts.
+    return value if type(value) is int and value > 0 else 0
 
 
 def _moment(value: Any) -> float:

@@ -105,7 +105,10 @@ class ProxyMetrics:
         exact = [entry.model_name for entry in model_list if "*" not in entry.model_name]
         self.models = BoundedLabel(exact, EXTRA_MODELS)
         self.namespaces = BoundedLabel([namespace or NO_NAMESPACE], NAMESPACES)
-        self.pairs: dict[tuple[str, str | None], LookupCounts] = {}
+        # namespace -> model -> counts: two lookups of strings the request already hashed,
+        # cheaper on the hit path than building and hashing a tuple
+        self.pairs: dict[str | None, dict[str, LookupCounts]] = {}
+        self.remembered = 0
         # Once ``pairs`` is full: one set of counters per label pair, priced at scrape by
         # what it was first asked for (only clients inventing names get here).
         self.overflow: dict[tuple[str, str], LookupCounts] = {}
@@ -125,9 +128,11 @@ class ProxyMetrics:
     ) -> None:
         """One cache lookup of ``model`` in ``namespace``; a hit also counts what it saved.
 
-        The hit path runs this on every hit: keep it to counter additions.
+        The hit path runs this on every hit: keep it to counter additions (the entry
+        has its token counts worked out already).
         """
-        counts = self.pairs.get((model, namespace))
+        by_model = self.pairs.get(namespace)
+        counts = by_model.get(model) if by_model is not None else None
         if counts is None:
             counts = self._counts(model, namespace, upstream_model)
         entry = found.entry
@@ -141,28 +146,24 @@ class ProxyMetrics:
             counts.hits += 1
         else:
             counts.semantic_hits += 1
-        usage = entry.usage
-        if usage:
-            # Counted only when a count: a stored answer's usage is whatever upstream sent.
-            prompt = usage.get("prompt_tokens")
-            if type(prompt) is int and prompt > 0:
-                counts.prompt_tokens += prompt
-            completion = usage.get("completion_tokens")
-            if type(completion) is int and completion > 0:
-                counts.completion_tokens += completion
+        counts.prompt_tokens += entry.prompt_tokens
+        counts.completion_tokens += entry.completion_tokens
 
     def lookup_counts(self) -> list[LookupCounts]:
         """Every pair's counters (some may share labels)."""
-        return [*self.pairs.values(), *self.overflow.values()]
+        remembered = [counts for by_model in self.pairs.values() for counts in by_model.values()]
+        return [*remembered, *self.overflow.values()]
 
     def _counts(self, model: str, namespace: str | None, upstream_model: str) -> LookupCounts:
         labels = (self.models(model), self.namespaces(namespace or NO_NAMESPACE))
-        if len(self.pairs) >= REMEMBERED_PAIRS:
+        if self.remembered >= REMEMBERED_PAIRS:
             counts = self.overflow.get(labels)
             if counts is None:
                 price = price_for(self.model_list, model, upstream_model)
                 counts = self.overflow[labels] = LookupCounts(*labels, price)
             return counts
         price = price_for(self.model_list, model, upstream_model)
-        counts = self.pairs[(model, namespace)] = LookupCounts(*labels, price)
+        counts = LookupCounts(*labels, price)
+        self.pairs.setdefault(namespace, {})[model] = counts
+        self.remembered += 1
         return counts

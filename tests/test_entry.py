@@ -329,3 +329,23 @@ def test_a_damaged_entry_is_still_an_entry() -> None:
     assert entry_origin(raw) == ORIGIN_OURS
     with pytest.raises(EntryFormatError):
         CacheEntry.decode(raw)
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        ({"prompt_tokens": 12, "completion_tokens": 5}, (12, 5)),
+        ({"prompt_tokens": "12", "completion_tokens": -1}, (0, 0)),
+        ({"prompt_tokens": True, "completion_tokens": 3.0}, (0, 0)),
+        (["not", "a", "dict"], (0, 0)),
+        (None, (0, 0)),
+    ],
+)
+def test_token_counts_come_from_usage_only_when_they_are_counts(
+    usage: Any, expected: tuple[int, int]
+) -> None:
+    entry = CacheEntry(
+        response={}, route="chat", model="m", prompt_preview="", created_at=0.0, usage=usage
+    )
+    assert (entry.prompt_tokens, entry.completion_tokens) == expected
+    assert CacheEntry.decode(entry.encode()).prompt_tokens == expected[0]

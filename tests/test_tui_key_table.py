@@ -214,7 +214,8 @@ async def test_age_and_ttl_count_on_in_the_rows_without_a_refetch() -> None:
         await open_browser(pilot, refresh=True)
         sweden, notes, prime = seeds["sweden"].key, seeds["notes"].key, seeds["prime"].key
         assert cell(app, sweden, "age") == "30s"
-        assert re.fullmatch(r"9m 59s|10m 0s", cell(app, sweden, "ttl"))
+        # The TTL is the store's, on the real clock: a loaded machine may take seconds here.
+        assert re.fullmatch(r"9m [45]\ds|10m 0s", cell(app, sweden, "ttl"))
         assert cell(app, notes, "ttl") == "no TTL"
         assert cell(app, notes, "age") == "2h 0m"
 
@@ -230,7 +231,7 @@ async def test_age_and_ttl_count_on_in_the_rows_without_a_refetch() -> None:
         backend.scan = counted_scan  # type: ignore[method-assign]
         now[0] += 125  # the app's clock moves on; the table's timer redraws the rows
         await wait_until(pilot, lambda: cell(app, sweden, "age") == "2m 35s", what="the age")
-        assert re.fullmatch(r"7m 5[45]s", cell(app, sweden, "ttl"))
+        assert re.fullmatch(r"7m [345]\ds", cell(app, sweden, "ttl"))
         assert cell(app, prime, "ttl") == "expired"
         assert cell(app, notes, "ttl") == "no TTL"
         assert reads == []  # counted from what was fetched, nothing read again

@@ -61,7 +61,7 @@ class CacheEntry:
 
     def __post_init__(self) -> None:
         usage = self.usage
-        if usage and isinstance(usage, dict):  # a damaged entry's may be anything
+        if isinstance(usage, dict):  # a damaged entry's may be anything
             self.prompt_tokens = _token_count(usage.get("prompt_tokens"))
             self.completion_tokens = _token_count(usage.get("completion_tokens"))
 

@@ -42,31 +42,18 @@ class LatencyRecorder:
     Callers keep the label sets bounded; this class does not look at them.
     """
 
-    __slots__ = ("bounds", "by_pair", "series")
+    __slots__ = ("bounds", "series")
 
     def __init__(self, bounds: tuple[float, ...] = REQUEST_BUCKETS) -> None:
         self.bounds = bounds
         # labels -> [count per bucket..., count above the last bound, sum of seconds]
         self.series: dict[Hashable, list[float]] = {}
-        # first -> second -> the same lists as ``series[(first, second)]``
-        self.by_pair: dict[str, dict[str, list[float]]] = {}
 
     def observe(self, labels: Hashable, seconds: float) -> None:
         counts = self.series.get(labels)
         if counts is None:
             counts = self.series[labels] = [0] * (len(self.bounds) + 2)
         # bisect_left: a value equal to a bound belongs to that bucket (Prometheus' "le").
-        counts[bisect_left(self.bounds, seconds)] += 1
-        counts[-1] += seconds
-
-    def observe_pair(self, first: str, second: str, seconds: float) -> None:
-        """``observe((first, second), seconds)`` without building and hashing the tuple,
-        for the request path, which records every hit."""
-        by_second = self.by_pair.get(first)
-        counts = by_second.get(second) if by_second is not None else None
-        if counts is None:
-            counts = self.series.setdefault((first, second), [0] * (len(self.bounds) + 2))
-            self.by_pair.setdefault(first, {})[second] = counts
         counts[bisect_left(self.bounds, seconds)] += 1
         counts[-1] += seconds
 

@@ -118,7 +118,7 @@ class ProxyApp:
                 part.timings = None
         self.metrics_registry = new_registry(self)
         # Bound once: the request path calls it on every request, hits included.
-        self._observe_request = self.metrics.requests.observe_pair if self.metrics else None
+        self._observe_request = self.metrics.requests.observe if self.metrics else None
         self.requests = RequestReader(settings.max_request_bytes)
         self.pipeline = Pipeline(
             settings,
@@ -254,7 +254,7 @@ class ProxyApp:
             self.stats.record(outcome, elapsed)
             observe = self._observe_request
             if observe is not None:
-                observe(route, outcome, elapsed)
+                observe((route, outcome), elapsed)
             if watch is not None:
                 self._tell(watch, route, model, elapsed)
 

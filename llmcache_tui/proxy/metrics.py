@@ -105,10 +105,7 @@ class ProxyMetrics:
         exact = [entry.model_name for entry in model_list if "*" not in entry.model_name]
         self.models = BoundedLabel(exact, EXTRA_MODELS)
         self.namespaces = BoundedLabel([namespace or NO_NAMESPACE], NAMESPACES)
-        # namespace -> model -> counts: two lookups of strings the request already hashed,
-        # cheaper on the hit path than building and hashing a tuple
-        self.pairs: dict[str | None, dict[str, LookupCounts]] = {}
-        self.remembered = 0
+        self.pairs: dict[tuple[str, str | None], LookupCounts] = {}
         # Once ``pairs`` is full: one set of counters per label pair, priced at scrape by
         # what it was first asked for (only clients inventing names get here).
         self.overflow: dict[tuple[str, str], LookupCounts] = {}
@@ -131,8 +128,7 @@ class ProxyMetrics:
         The hit path runs this on every hit: keep it to counter additions (the entry
         has its token counts worked out already).
         """
-        by_model = self.pairs.get(namespace)
-        counts = by_model.get(model) if by_model is not None else None
+        counts = self.pairs.get((model, namespace))
         if counts is None:
             counts = self._counts(model, namespace, upstream_model)
         entry = found.entry
@@ -151,19 +147,16 @@ class ProxyMetrics:
 
     def lookup_counts(self) -> list[LookupCounts]:
         """Every pair's counters (some may share labels)."""
-        remembered = [counts for by_model in self.pairs.values() for counts in by_model.values()]
-        return [*remembered, *self.overflow.values()]
+        return [*self.pairs.values(), *self.overflow.values()]
 
     def _counts(self, model: str, namespace: str | None, upstream_model: str) -> LookupCounts:
         labels = (self.models(model), self.namespaces(namespace or NO_NAMESPACE))
-        if self.remembered >= REMEMBERED_PAIRS:
+        if len(self.pairs) >= REMEMBERED_PAIRS:
             counts = self.overflow.get(labels)
             if counts is None:
                 price = price_for(self.model_list, model, upstream_model)
                 counts = self.overflow[labels] = LookupCounts(*labels, price)
             return counts
         price = price_for(self.model_list, model, upstream_model)
-        counts = LookupCounts(*labels, price)
-        self.pairs.setdefault(namespace, {})[model] = counts
-        self.remembered += 1
+        counts = self.pairs[(model, namespace)] = LookupCounts(*labels, price)
         return counts

@@ -11,6 +11,12 @@ request a hit. Reported as hit throughput with metrics over without, from the sa
   what a client sees (no HTTP parsing, no sockets, no event loop), so it carries no target.
   Throughput is hits per second of this process's CPU time, which other load on the
   machine disturbs less than wall time.
+* **cold** (``--cold``): the same two apps in process, but a buffer larger than the CPU
+  caches is written over before every request, so each hit starts with the caches as
+  a busy server leaves them; hits of the two apps alternate in blocks of 50 and each is
+  timed alone. The median per-hit difference is what recording costs when its data and
+  code are not in cache, which is what the served ratio mostly measures, without
+  sockets or a second process to add noise.
 * **served** (``--wrk``, needs wrk): each app under uvicorn as ``--headless serve`` runs it,
   both pinned to the first CPU and loaded at the same time, each by its own ``wrk -t1`` on
   the second CPU. Sharing one core for the same seconds, the two see the same
@@ -139,6 +145,44 @@ async def in_process(config: Path, rounds: int, requests: int) -> dict[str, Any]
     for app in (recorded, plain):
         await app.shutdown()
     return _summary(pairs, "hits/s (CPU time)")
+
+
+# -- cold --------------------------------------------------------------------------------
+COLD_BYTES = 8 << 20  # more than the last-level cache of the machines this ran on
+COLD_BLOCK = 50
+
+
+async def cold(config: Path, blocks: int) -> dict[str, Any]:
+    """Median seconds per hit of each app, every hit starting with the caches overwritten."""
+    drivers = {
+        "metrics": _Driver(build_app(config, True)),
+        "no metrics": _Driver(build_app(config, False)),
+    }
+    for driver in drivers.values():
+        await driver.run(500)
+    buffer = bytearray(COLD_BYTES)
+    pattern = bytes(range(256)) * (COLD_BYTES // 256)
+    timed: dict[str, list[float]] = {name: [] for name in drivers}
+    clock = time.perf_counter
+    for number in range(blocks):
+        order = list(drivers) if number % 2 == 0 else list(reversed(drivers))
+        for name in order:
+            driver = drivers[name]
+            app, scope, receive, send = driver.app, driver.scope, driver.receive, driver.send
+            for _ in range(COLD_BLOCK):
+                buffer[:] = pattern
+                started = clock()
+                await app(scope, receive, send)
+                timed[name].append(clock() - started)
+    for driver in drivers.values():
+        await driver.app.shutdown()
+    medians = {name: statistics.median(values) * 1e6 for name, values in timed.items()}
+    return {
+        "hits_per_app": blocks * COLD_BLOCK,
+        "us_per_hit": medians,
+        "added_us_per_hit": medians["metrics"] - medians["no metrics"],
+        "ratio": medians["no metrics"] / medians["metrics"],
+    }
 
 
 # -- served ------------------------------------------------------------------------------
@@ -300,6 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.metrics_overhead")
     parser.add_argument("--rounds", type=int, default=9, help="alternating round pairs")
     parser.add_argument("--requests", type=int, default=20_000, help="in process, per round")
+    parser.add_argument("--cold", action="store_true", help="also measure with cold caches")
+    parser.add_argument("--cold-blocks", type=int, default=200, help="cold: blocks of 50 hits")
     parser.add_argument("--wrk", action="store_true", help="also measure under uvicorn + wrk")
     parser.add_argument("--duration", type=float, default=3.0, help="wrk seconds per round")
     parser.add_argument("--connections", type=int, default=50)
@@ -318,6 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.write_bytes(orjson.dumps(config_document()))  # JSON is valid YAML
         print(f"in process, {args.requests} hits per round:")
         results["in_process"] = asyncio.run(in_process(config, args.rounds, args.requests))
+        if args.cold:
+            print(f"cold caches, {args.cold_blocks * COLD_BLOCK} hits per app ...")
+            results["cold"] = asyncio.run(cold(config, args.cold_blocks))
         if args.wrk:
             print(f"served (uvicorn + wrk -t1 -c{args.connections}, {args.duration:g} s rounds):")
             results["served"] = served(
@@ -328,6 +377,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     added = 1e6 / inside["with_metrics_median"] - 1e6 / inside["without_metrics_median"]
     inside["added_us_per_hit"] = added
     print(_line("in process", inside) + f"; recording adds {added:.2f} us CPU per hit")
+    if "cold" in results:
+        measured = results["cold"]
+        per_hit = measured["us_per_hit"]
+        print(
+            f"cold caches: with metrics {per_hit['metrics']:.2f} us per hit, without"
+            f" {per_hit['no metrics']:.2f} us (medians); recording adds"
+            f" {measured['added_us_per_hit']:.2f} us, ratio {measured['ratio']:.4f}"
+        )
     if "served" in results:
         served_summary = results["served"]
         print(_line("served", served_summary))

@@ -119,6 +119,18 @@ class _Driver:
             await app(scope, receive, send)
         return time.process_time() - started
 
+    async def run_cold(self, requests: int, buffer: bytearray, pattern: bytes) -> list[float]:
+        """Seconds of each of ``requests`` requests, ``buffer`` overwritten before each."""
+        app, scope, receive, send = self.app, self.scope, self.receive, self.send
+        clock = time.perf_counter
+        timed = []
+        for _ in range(requests):
+            buffer[:] = pattern
+            started = clock()
+            await app(scope, receive, send)
+            timed.append(clock() - started)
+        return timed
+
 
 async def in_process(config: Path, rounds: int, requests: int) -> dict[str, Any]:
     recorded, plain = build_app(config, True), build_app(config, False)
@@ -163,17 +175,10 @@ async def cold(config: Path, blocks: int) -> dict[str, Any]:
     buffer = bytearray(COLD_BYTES)
     pattern = bytes(range(256)) * (COLD_BYTES // 256)
     timed: dict[str, list[float]] = {name: [] for name in drivers}
-    clock = time.perf_counter
     for number in range(blocks):
         order = list(drivers) if number % 2 == 0 else list(reversed(drivers))
         for name in order:
-            driver = drivers[name]
-            app, scope, receive, send = driver.app, driver.scope, driver.receive, driver.send
-            for _ in range(COLD_BLOCK):
-                buffer[:] = pattern
-                started = clock()
-                await app(scope, receive, send)
-                timed[name].append(clock() - started)
+            timed[name] += await drivers[name].run_cold(COLD_BLOCK, buffer, pattern)
     for driver in drivers.values():
         await driver.app.shutdown()
     medians = {name: statistics.median(values) * 1e6 for name, values in timed.items()}
